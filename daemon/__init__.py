@@ -1,0 +1,1 @@
+"""libmirror: two-way sync daemon."""
