@@ -1,5 +1,273 @@
-"""Command line entry point (placeholder, filled in below)."""
+"""The ``libmirror`` command: sync, check-config, status, demo, sandbox.
+
+Exit codes: 0 in sync / success, 1 some actions failed, 2 configuration error, 3 a safety gate held
+back deletes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from daemon.config import Config, ConfigError, load_config
+from daemon.logs import bind_library, configure_logging
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_GATE = 3
+
+DEFAULT_CONFIG = "/etc/libmirror/config.toml"
 
 
-def main() -> None:
-    raise SystemExit(0)
+def _add_config_arg(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    parser.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        default=(os.environ.get("LIBMIRROR_CONFIG") or DEFAULT_CONFIG) if top else argparse.SUPPRESS,
+        help="config file (default: $LIBMIRROR_CONFIG or %s)" % DEFAULT_CONFIG,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="libmirror",
+        description="Mirror SaaS file libraries (CoreData, Cliniko, TimeTap, coreplus) to local folders, both ways.",
+    )
+    _add_config_arg(parser, top=True)
+    parser.add_argument("--log-format", choices=("json", "console"), default=None, help="default: json unless a TTY")
+    parser.add_argument("--log-level", default=None, help="debug, info, warning or error (default: config or info)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p_sync = sub.add_parser("sync", help="observe both sides, plan and apply the changes")
+    _add_config_arg(p_sync, top=False)
+    p_sync.add_argument("--once", action="store_true", help="do one pass and exit (daemon mode is `run`)")
+    p_sync.add_argument("--library", action="append", help="only this library (repeatable)")
+    p_sync.add_argument("--dry-run", action="store_true", help="print the plan; change nothing anywhere")
+    p_sync.add_argument("--confirm-deletes", action="store_true", help="let deletes held by a safety gate through")
+
+    p_check = sub.add_parser("check-config", help="validate the config file and exit")
+    _add_config_arg(p_check, top=False)
+
+    p_status = sub.add_parser("status", help="show each library's state from the state store")
+    _add_config_arg(p_status, top=False)
+    p_status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p_demo = sub.add_parser("demo", help="mirror a seeded CoreData sandbox into a local folder")
+    p_demo.add_argument("--dir", type=Path, default=Path("libmirror-demo"), help="mirror folder (default ./libmirror-demo)")
+    p_demo.add_argument("--once", action="store_true", help="one pass, then exit")
+    p_demo.add_argument("--seed", type=int, default=40, help="sample files in the sandbox (default 40)")
+    p_demo.add_argument("--interval", type=float, default=3.0, help="seconds between passes (default 3)")
+
+    p_sandbox = sub.add_parser("sandbox", help="run a provider's API emulator on 127.0.0.1")
+    p_sandbox.add_argument("provider", choices=("coredata",))
+    p_sandbox.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    p_sandbox.add_argument("--data", type=Path, required=True, help="folder holding the sandbox's state")
+    p_sandbox.add_argument("--seed", type=int, default=0, help="fill a new sandbox with N sample files")
+    p_sandbox.add_argument("--presign-ttl", type=float, default=300.0, help="presigned URL lifetime in seconds")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config | None:
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"error: {issue}", file=sys.stderr)
+        print(f"{len(exc.issues)} problem(s) in the configuration; nothing was done.", file=sys.stderr)
+        return None
+
+
+def _setup_logging(args: argparse.Namespace, config: Config | None) -> None:
+    level = args.log_level or (config.log_level if config else "info")
+    configure_logging(args.log_format, level)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        code = _dispatch(args)
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "sandbox":
+        from daemon.sandbox.runner import serve
+
+        # stdout carries exactly one line (the start-up JSON); logs go to stderr
+        configure_logging(args.log_format, args.log_level or "info", stream=sys.stderr)
+        return serve(args.provider, args.data, port=args.port, seed=args.seed, presign_ttl=args.presign_ttl)
+    if args.command == "demo":
+        from daemon.demo import run_demo
+
+        return run_demo(args.dir, once=args.once, seed=args.seed, interval=args.interval)
+
+    if args.command == "check-config":
+        _setup_logging(args, None)
+        config = _load(args)
+        if config is None:
+            return EXIT_CONFIG
+        print(f"{config.path}: OK, {len(config.libraries)} librar{'y' if len(config.libraries) == 1 else 'ies'}")
+        for lib in config.libraries:
+            print(f"  {lib.name}: {lib.provider} {lib.direction.value} {lib.local_path}")
+        return EXIT_OK
+
+    config = _load(args)
+    if config is None:
+        return EXIT_CONFIG
+    _setup_logging(args, config)
+    if args.command == "sync":
+        if not args.once:
+            print("error: `sync` needs --once; the long-running daemon is `libmirror run`", file=sys.stderr)
+            return EXIT_CONFIG
+        return anyio.run(_sync_once, config, args)
+    if args.command == "status":
+        return anyio.run(_status, config, args.json)
+    raise AssertionError(args.command)
+
+
+def _selected(config: Config, names: list[str] | None) -> list[Any] | None:
+    if not names:
+        return list(config.libraries)
+    known = {lib.name: lib for lib in config.libraries}
+    missing = [n for n in names if n not in known]
+    if missing:
+        print(
+            f"error: {config.path}: no library named {', '.join(missing)}; "
+            f"configured: {', '.join(known) or '(none)'}",
+            file=sys.stderr,
+        )
+        return None
+    return [known[n] for n in names]
+
+
+async def _sync_once(config: Config, args: argparse.Namespace) -> int:
+    from daemon.providers import make_provider
+    from daemon.providers.base import AuthError, ProviderError
+    from daemon.state.store import StateStore
+    from daemon.sync.library import LibrarySync, LocalRootMissing, PassSummary
+
+    libraries = _selected(config, args.library)
+    if libraries is None:
+        return EXIT_CONFIG
+    store = await StateStore.open(config.state_dir)
+    worst = EXIT_OK
+    results: list[tuple[str, PassSummary | None, str]] = []
+    try:
+        for library in libraries:
+            bind_library(library.name)
+            provider = make_provider(library)
+            try:
+                lib_id = await store.library_id(library.name)
+                engine = LibrarySync(library, store, lib_id, provider)
+                summary = await engine.run_pass(dry_run=args.dry_run, confirm_deletes=args.confirm_deletes)
+                results.append((library.name, summary, ""))
+                if args.dry_run:
+                    _print_plan(library.name, summary)
+                worst = max(worst, summary.exit_code, key=_severity)
+            except (AuthError, ProviderError, LocalRootMissing, OSError) as exc:
+                log.error("pass_failed", error=str(exc), next_step="fix the cause and run again")
+                results.append((library.name, None, str(exc)))
+                worst = max(worst, EXIT_FAILED, key=_severity)
+            finally:
+                await provider.aclose()
+                structlog.contextvars.unbind_contextvars("library")
+    finally:
+        await store.close()
+    _print_summary(results, dry_run=args.dry_run)
+    return worst
+
+
+def _severity(code: int) -> int:
+    return {EXIT_OK: 0, EXIT_GATE: 1, EXIT_FAILED: 2}.get(code, 3)
+
+
+def _out() -> Any:
+    """Human output goes to stdout on a terminal, else to stderr so stdout stays JSON lines."""
+    return sys.stdout if sys.stdout.isatty() else sys.stderr
+
+
+def _print_plan(name: str, summary: Any) -> None:
+    out = _out()
+    print(f"[{name}] dry run: {len(summary.planned)} action(s) planned, nothing changed", file=out)
+    for action in summary.planned:
+        src = f"{action.src} -> " if action.src else ""
+        print(f"  {action.kind.value:14} {src}{action.path}  ({action.reason})", file=out)
+        log.info("planned", action=action.kind.value, path=action.path, src=action.src, reason=action.reason)
+
+
+def _print_summary(results: list[tuple[str, Any, str]], *, dry_run: bool) -> None:
+    out = _out()
+    for name, summary, error in results:
+        if summary is None:
+            print(f"[{name}] failed: {error}", file=out)
+            continue
+        line = (
+            f"[{name}] pushed {summary.pushed}, pulled {summary.pulled}, conflicts {summary.conflicts}, "
+            f"deleted {summary.deleted}, moved {summary.moved}, skipped {summary.skipped}, errors {summary.errors}"
+        )
+        if summary.held:
+            line += f", held back {summary.held}"
+        print(line + (" (dry run)" if dry_run else ""), file=out)
+        for reason in summary.gate_reasons:
+            print(f"  safety gate: {reason}", file=out)
+        for path, message in summary.failures:
+            print(f"  failed: {path}: {message}", file=out)
+
+
+async def _status(config: Config, as_json: bool) -> int:
+    from daemon.state.store import StateStore
+
+    store = await StateStore.open(config.state_dir)
+    rows: list[dict[str, Any]] = []
+    try:
+        for library in config.libraries:
+            lib_id = await store.library_id(library.name)
+            counts = await store.counts(lib_id)
+            status = await store.get_status(lib_id)
+            failures = await store.failures(lib_id)
+            pending = len(await store.changed_states(lib_id))
+            rows.append(
+                {
+                    "library": library.name,
+                    "provider": library.provider,
+                    "state": "halted" if status.get("gate") else ("pending" if pending else "idle"),
+                    "halted_because": status.get("gate") or None,
+                    "files": counts["synced_files"],
+                    "pending": pending,
+                    "last_pass": status.get("last_pass"),
+                    "backoff": [{"path": p, "attempts": a, "last_error": e} for p, a, _, e in failures],
+                }
+            )
+    finally:
+        await store.close()
+    if as_json:
+        print(json.dumps({"libraries": rows}, indent=2))
+    else:
+        for row in rows:
+            print(
+                f"{row['library']:20} {row['state']:8} files {row['files']:>7}  pending {row['pending']:>5}  "
+                f"last pass {row['last_pass'] or 'never'}"
+            )
+            if row["halted_because"]:
+                print(f"  halted: {row['halted_because']}")
+            for b in row["backoff"]:
+                print(f"  backoff: {b['path']} ({b['attempts']}x): {b['last_error']}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    main()

@@ -119,6 +119,10 @@ class Action:
     local: LocalRow | None = None
     remote: RemoteRow | None = None
     synced: SyncedRow | None = None
+    # UPLOAD only: the remote id whose content is replaced in place (provider can update). None means
+    # "create a new object"; when ``remote`` is set as well (provider cannot update in place), the
+    # executor retires ``remote.remote_id`` once the new object exists.
+    replace_id: str | None = None
 
     @property
     def is_destructive(self) -> bool:

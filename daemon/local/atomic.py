@@ -1,0 +1,181 @@
+"""Verified atomic downloads (DESIGN rules 1-3).
+
+Bytes go into a private temp file under ``ROOT/.libmirror/tmp/`` (same filesystem as the library, so
+the final rename is atomic). ``commit`` fsyncs, verifies size and MD5, checks that the destination is
+still what the plan saw, moves a replaced file into the trash, and only then puts the new file in
+place without overwriting anything, and fsyncs the folder. A reader of the library therefore sees
+either the old complete file or the new complete file, never a partial one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import anyio.to_thread
+import structlog
+
+from daemon.local.checks import LocalChanged, require, row_from_stat, stat_matches
+from daemon.local.fsops import fsync_dir, make_parents, rename_noreplace
+from daemon.local.marker import MARKER, TMP_DIR, private_subdir
+from daemon.local.names import safe_local_path
+from daemon.local.trash import trash_checked
+from daemon.providers.base import DigestMismatch
+from daemon.sync.model import LocalRow
+
+__all__ = ["DownloadTarget", "LocalChanged", "cleanup_tmp", "open_download", "stat_matches"]
+
+log = structlog.get_logger(__name__)
+
+_TMP_PREFIX = "dl-"
+_TMP_SUFFIX = ".part"
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows (os.umask is set-and-return)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_DEFAULT_FILE_MODE = 0o666 & ~_umask()
+
+
+class DownloadTarget:
+    """One download in progress. Use as ``async with open_download(root, rel) as target:``."""
+
+    def __init__(self, root: Path, rel: str) -> None:
+        safe_local_path(root, rel)  # refuse a bad path before a single byte is fetched
+        self.root = root
+        self.rel = rel
+        tmp_dir = private_subdir(root, TMP_DIR)
+        fd, name = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=tmp_dir)
+        self.tmp_path = Path(name)
+        self._fh: IO[bytes] | None = os.fdopen(fd, "wb")
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+        self._done = False
+
+    async def __aenter__(self) -> DownloadTarget:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if not self._done:
+            self.discard()
+
+    def _write(self, chunk: bytes) -> None:
+        assert self._fh is not None, "download target already closed"
+        self._fh.write(chunk)
+        self._md5.update(chunk)
+        self.size += len(chunk)
+
+    async def write(self, chunk: bytes) -> None:
+        """Append ``chunk``; the write and the hashing run in a worker thread (a slow disk never
+        stalls the event loop)."""
+        if chunk:
+            await anyio.to_thread.run_sync(self._write, chunk)
+
+    @property
+    def md5(self) -> str:
+        return self._md5.hexdigest()
+
+    def discard(self) -> None:
+        """Close and remove the temp file (idempotent)."""
+        self._done = True
+        if self._fh is not None:
+            try:
+                self._fh.close()
+            finally:
+                self._fh = None
+        try:
+            self.tmp_path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def _flush(self) -> None:
+        assert self._fh is not None
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        self._fh = None
+
+    def _place(self, replace: LocalRow | None) -> LocalRow:
+        dest = safe_local_path(self.root, self.rel)
+        if replace is not None and replace.is_dir:
+            raise LocalChanged(f"{self.rel!r} is a folder; a download cannot replace it")
+        require(dest, replace, self.rel)
+        mode = _DEFAULT_FILE_MODE
+        if replace is not None:
+            mode = stat.S_IMODE(os.lstat(dest).st_mode)
+            trash_checked(self.root, self.rel, replace)
+        self.tmp_path.chmod(mode)
+        make_parents(self.root, dest)
+        try:
+            rename_noreplace(self.tmp_path, dest)
+        except FileExistsError:
+            raise LocalChanged(f"{self.rel!r} appeared on disk while it was being downloaded") from None
+        fsync_dir(dest.parent)
+        return row_from_stat(self.rel, os.lstat(dest), self.md5)
+
+    async def commit(
+        self, expected_size: int | None, expected_md5: str | None, replace: LocalRow | None
+    ) -> LocalRow:
+        """Verify and move into place; returns the new LocalRow (with its MD5).
+
+        Raises DigestMismatch (temp discarded; retry the download), LocalChanged (the destination is
+        not ``replace``; None means it must not exist; temp discarded; re-plan). A replaced file goes
+        to the trash first.
+        """
+        if self._done:
+            raise RuntimeError("download target already committed or discarded")
+        try:
+            await anyio.to_thread.run_sync(self._flush)
+            if expected_size is not None and self.size != expected_size:
+                raise DigestMismatch(f"{self.rel}: got {self.size} bytes, listing promised {expected_size}")
+            if expected_md5 is not None and self.md5 != expected_md5.strip().lower():
+                raise DigestMismatch(f"{self.rel}: md5 {self.md5} does not match listing {expected_md5}")
+            row = await anyio.to_thread.run_sync(self._place, replace)
+        except BaseException:
+            self.discard()
+            raise
+        self._done = True
+        log.debug("download_committed", path=self.rel, bytes=row.size, replaced=replace is not None)
+        return row
+
+
+def open_download(root: Path, rel: str) -> DownloadTarget:
+    """A temp file for library path ``rel``; raises ValueError for an unsafe path and MarkerMissing
+    when the root marker is absent (an unmounted disk must not be written into)."""
+    return DownloadTarget(root, rel)
+
+
+def cleanup_tmp(root: Path) -> int:
+    """Remove leftovers of downloads interrupted by a crash. Returns how many files were removed.
+    Only call this while no download of this library runs."""
+    tmp_dir = root / MARKER / TMP_DIR
+    removed = 0
+    try:
+        entries = list(os.scandir(tmp_dir))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if entry.is_file(follow_symlinks=False) or entry.is_symlink():
+            Path(entry.path).unlink()
+            removed += 1
+    if removed:
+        log.info("tmp_cleaned", removed=removed)
+    return removed

@@ -1,0 +1,85 @@
+"""Which local paths the daemon never syncs: our own state folder, editor and office lock/temp files,
+OS litter, plus the library's own gitignore-style patterns.
+
+Matching uses pathspec's gitignore flavour (anchoring with ``/``, ``**``, negation, last match wins).
+Because the scanner asks once per directory entry (hundreds of thousands per pass), a combined
+regular expression of every *including* pattern runs first: most names match nothing and are
+answered by one C-level regex call; only a hit goes through pathspec for the exact verdict.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import pathspec
+
+DEFAULT_PATTERNS: tuple[str, ...] = (
+    "/.libmirror",  # our state: marker, tmp downloads, trash
+    "~$*",  # MS Office owner files
+    ".~lock.*#",  # LibreOffice locks
+    "~*.tmp",  # MS Office temp saves
+    "*.swp",
+    "*.swx",
+    ".*.sw?",  # vim swap files
+    "*~",  # editor backups
+    ".#*",  # emacs locks
+    ".goutputstream-*",  # GNOME atomic-save temp files
+    "4913",  # vim's write-permission probe
+    ".DS_Store",
+    "Thumbs.db",
+    "desktop.ini",
+    "._*",  # macOS resource forks on foreign filesystems
+    ".Trash-*",  # freedesktop trash on removable media
+)
+
+_ANY_DIR_PREFIX = "^(?:.+/)?"
+_NAMED_GROUP = re.compile(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>")
+
+
+class IgnoreMatcher:
+    """Built-in defaults plus ``patterns`` (gitignore syntax, one pattern per item)."""
+
+    def __init__(self, patterns: Sequence[str] = ()) -> None:
+        self.patterns: tuple[str, ...] = (*DEFAULT_PATTERNS, *patterns)
+        self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns)
+        name_alts: list[str] = []
+        path_alts: list[str] = []
+        for pat in self._spec.patterns:
+            regex = getattr(pat, "regex", None)
+            if not pat.include or regex is None:
+                continue  # negations and comments cannot make a path ignored
+            src = _NAMED_GROUP.sub("(?:", regex.pattern)
+            if src.startswith(_ANY_DIR_PREFIX):
+                name_alts.append(src[len(_ANY_DIR_PREFIX):])
+            else:
+                path_alts.append(src)
+        self._name_rx = re.compile("|".join(f"(?:{a})" for a in name_alts)) if name_alts else None
+        self._path_rx = re.compile("|".join(f"(?:{a})" for a in path_alts)) if path_alts else None
+
+    def _maybe(self, rel_path: str, name: str, is_dir: bool) -> bool:
+        """Cheap test that never says False for a path the full spec would ignore."""
+        tail = "/" if is_dir else ""
+        if self._name_rx is not None and self._name_rx.match(name + tail):
+            return True
+        return self._path_rx is not None and self._path_rx.match(rel_path + tail) is not None
+
+    def matches_entry(self, rel_path: str, is_dir: bool) -> bool:
+        """Whether this entry itself is ignored, assuming its parent folders are not (the scanner
+        prunes ignored folders, so it never needs to look at ancestors)."""
+        name = rel_path.rpartition("/")[2]
+        if not self._maybe(rel_path, name, is_dir):
+            return False
+        return bool(self._spec.match_file(rel_path + ("/" if is_dir else "")))
+
+    def matches(self, rel_path: str, is_dir: bool) -> bool:
+        """Whether ``rel_path`` (library path, no leading slash) is ignored, itself or through an
+        ignored parent folder (as git does: nothing inside an ignored folder is seen)."""
+        rel_path = rel_path.strip("/")
+        if not rel_path:
+            return False
+        parts = rel_path.split("/")
+        for i in range(1, len(parts)):
+            if self.matches_entry("/".join(parts[:i]), True):
+                return True
+        return self.matches_entry(rel_path, is_dir)

@@ -1,0 +1,238 @@
+"""The one place where remote names become local names and library paths become disk paths.
+
+DESIGN rule 6: nothing escapes the root. Every remote name passes through ``sanitize_name`` (one
+path component, no separators, no control characters, no reserved device names, NFC, at most 255
+UTF-8 bytes), siblings that would collide on a case-insensitive disk get stable, distinct names from
+``assign_local_names``, and ``safe_local_path`` is the only way a library path turns into a ``Path``.
+
+Library paths are NFC, ``/``-separated, without a leading slash; ``""`` is the library root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from daemon.local.once import Once
+
+log = structlog.get_logger(__name__)
+
+MAX_NAME_BYTES = 255
+"""Longest file name (in UTF-8 bytes) that ext4, XFS, btrfs and SMB shares all accept."""
+
+_MARKER_NAME = ".libmirror"  # kept equal to daemon.local.marker.MARKER (no import: marker is the leaf)
+
+_UNSAFE_CHARS = frozenset('/\\<>:"|?*')
+_RESERVED_STEMS = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"COM{d}" for d in "123456789¹²³"}
+    | {f"LPT{d}" for d in "123456789¹²³"}
+)
+_MAX_EXT_CHARS = 32  # a longer "extension" is not one worth keeping when truncating
+_HASH_CHARS = 8
+_skipped_once = Once()
+
+
+def is_nfc(s: str) -> bool:
+    """True when ``s`` is already in Unicode NFC (ASCII always is; checked without allocating)."""
+    return s.isascii() or unicodedata.is_normalized("NFC", s)
+
+
+def to_nfc(s: str) -> str:
+    return s if is_nfc(s) else unicodedata.normalize("NFC", s)
+
+
+def _is_control(ch: str) -> bool:
+    o = ord(ch)
+    return o < 0x20 or 0x7F <= o <= 0x9F
+
+
+def _split_ext(name: str) -> tuple[str, str]:
+    """Split ``name`` into stem and extension (with its dot). A leading dot is not an extension."""
+    dot = name.rfind(".")
+    if dot <= 0 or len(name) - dot > _MAX_EXT_CHARS:
+        return name, ""
+    return name[:dot], name[dot:]
+
+
+def _fit_bytes(s: str, limit: int) -> str:
+    """The longest prefix of ``s`` whose UTF-8 encoding fits ``limit`` bytes (cut at a code point)."""
+    raw = s.encode("utf-8")
+    if len(raw) <= limit:
+        return s
+    return raw[:limit].decode("utf-8", errors="ignore")
+
+
+def _strip_edges(s: str) -> str:
+    """Leading/trailing whitespace and trailing dots/spaces, until nothing more changes."""
+    while True:
+        t = s.strip().rstrip(". ")
+        if t == s:
+            return s
+        s = t
+
+
+def _sanitize_once(name: str) -> str | None:
+    s = unicodedata.normalize("NFC", name)
+    s = "".join("_" if (ch in _UNSAFE_CHARS or _is_control(ch)) else ch for ch in s)
+    s = _strip_edges(s)
+    if s in ("", ".", ".."):
+        return None
+    stem, ext = s.split(".", 1) if "." in s[1:] else (s, "")
+    if stem.rstrip(" ").upper() in _RESERVED_STEMS:
+        s = stem + "_" + ("." + ext if ext else "")
+    if s.casefold() == _MARKER_NAME:
+        s = s + "_"  # never let a remote entry take the place of our own state folder
+    if len(s.encode("utf-8")) > MAX_NAME_BYTES:
+        digest = hashlib.sha1(s.encode("utf-8")).hexdigest()[:_HASH_CHARS]
+        stem, ext = _split_ext(s)
+        tail = f"~{digest}{ext}"
+        stem = _fit_bytes(stem, MAX_NAME_BYTES - len(tail.encode("utf-8")))
+        s = unicodedata.normalize("NFC", stem) + tail
+    return s
+
+
+def sanitize_name(name: str) -> str | None:
+    """Turn one raw remote name into a safe local name, or None when it must be skipped.
+
+    Deterministic and idempotent: the pipeline is re-applied until it stops changing (normalising a
+    truncated string can, in rare Unicode corners, change it again), which makes
+    ``sanitize_name(sanitize_name(x)) == sanitize_name(x)`` hold by construction.
+    """
+    s: str | None = name
+    for _ in range(8):
+        assert s is not None
+        t = _sanitize_once(s)
+        if t is None or t == s:
+            return t
+        s = t
+    return s
+
+
+def _fold(name: str) -> str:
+    """The key under which two names collide on a case-insensitive (SMB, macOS, Windows) disk."""
+    return unicodedata.normalize("NFC", name.casefold())
+
+
+def _disambiguate(name: str, remote_id: str, hash_chars: int = 6) -> str:
+    """``name`` with a suffix derived only from ``remote_id``, so the same id always gets the same name."""
+    tag = hashlib.sha1(remote_id.encode("utf-8")).hexdigest()[:hash_chars]
+    stem, ext = _split_ext(name)
+    return sanitize_name(f"{stem} (~{tag}){ext}") or f"_ (~{tag})"
+
+
+@dataclass(frozen=True, slots=True)
+class NameRequest:
+    """One entry of a folder asking for a local name. ``current`` is the name it already has locally."""
+
+    remote_id: str
+    raw_name: str
+    current: str | None = None
+
+
+def assign_local_names(siblings: Sequence[NameRequest]) -> dict[str, str]:
+    """Give every entry of one folder a safe local name, distinct case-insensitively.
+
+    Stability first: an id keeps its ``current`` name while that name is still one it is entitled to
+    (its sanitised name, or that name with its own id suffix) and no other id holds it. Then the new
+    claimants, smallest remote id first: the plain name if free, else the name with `` (~XXXXXX)``
+    (6 hex chars of sha1(remote_id)) before the extension. The result does not depend on the order of
+    ``siblings``. Names that sanitise to nothing are left out and logged once.
+    """
+    wanted: dict[str, str] = {}
+    for req in sorted(siblings, key=lambda r: r.remote_id):
+        clean = sanitize_name(req.raw_name)
+        if clean is None:
+            if _skipped_once.first((req.remote_id, req.raw_name)):
+                log.warning("remote_name_skipped", remote_id=req.remote_id, raw_name=req.raw_name,
+                            reason="name is empty, '.' or '..' after sanitising")
+            continue
+        wanted[req.remote_id] = clean
+
+    result: dict[str, str] = {}
+    taken: set[str] = set()
+    by_id = {r.remote_id: r for r in siblings}
+    # 1. ids that keep the name they have
+    for rid, clean in wanted.items():
+        current = by_id[rid].current
+        if current is None or current not in (clean, _disambiguate(clean, rid)):
+            continue
+        if _fold(current) in taken:
+            continue
+        result[rid] = current
+        taken.add(_fold(current))
+    # 2. new claimants, smallest id first
+    for rid, clean in wanted.items():
+        if rid in result:
+            continue
+        candidates = [clean, _disambiguate(clean, rid), _disambiguate(clean, rid, 12),
+                      _disambiguate(clean, rid, 40)]
+        for candidate in candidates:
+            if _fold(candidate) not in taken:
+                break
+        else:  # a 40-hex collision among siblings: give up on this one, loudly
+            log.error("local_name_collision", remote_id=rid, name=clean,
+                      next_step="entry skipped until the folder changes")
+            continue
+        result[rid] = candidate
+        taken.add(_fold(candidate))
+    return result
+
+
+def join(parent: str, name: str) -> str:
+    """Library path of ``name`` inside ``parent`` (``""`` is the root)."""
+    return f"{parent}/{name}" if parent else name
+
+
+def parent_of(path: str) -> str:
+    """Library path of the folder holding ``path`` (``""`` for entries of the root)."""
+    return path.rpartition("/")[0]
+
+
+def name_of(path: str) -> str:
+    return path.rpartition("/")[2]
+
+
+def safe_local_path(root: Path, rel: str) -> Path:
+    """Map a library path to a disk path under ``root``, or raise ValueError.
+
+    Refused: absolute paths, ``.``/``..``/empty components, NUL, and any existing folder component
+    below the root that is a symlink (we never go through one), or a parent that resolves outside the
+    root. ``""`` maps to the root itself. Components that do not exist yet are fine (a download
+    target). The last component is not resolved: callers look at it with ``lstat`` (a symlink never
+    matches a planned file) and open files with ``O_NOFOLLOW``.
+    """
+    if "\x00" in rel:
+        raise ValueError(f"path contains NUL: {rel!r}")
+    if rel.startswith("/") or Path(rel).is_absolute():
+        raise ValueError(f"absolute path refused: {rel!r}")
+    if rel == "":
+        return root
+    parts = rel.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise ValueError(f"path component {part!r} refused in {rel!r}")
+    current = root
+    for part in parts[:-1]:
+        current = current / part
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            break
+        except NotADirectoryError as exc:
+            raise ValueError(f"a component of {rel!r} is not a folder") from exc
+        if stat.S_ISLNK(st.st_mode):
+            raise ValueError(f"path {rel!r} goes through a symlink at {current}")
+    target = root / rel
+    real_root = root.resolve()
+    real_parent = target.parent.resolve(strict=False)
+    if real_parent != real_root and real_root not in real_parent.parents:
+        raise ValueError(f"path {rel!r} resolves outside the root")
+    return target

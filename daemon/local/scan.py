@@ -1,0 +1,504 @@
+"""The local observer: walks the library folder and reports what changed since the store last looked.
+
+Speed comes from the stat fast path: a file whose size, mtime_ns and inode equal the stored row is
+neither hashed nor reported, and a whole directory is listed, stat'ed, filtered and compared in ONE
+worker-thread call, so an unchanged tree costs about one ``lstat`` per entry and one thread hop per
+folder. Only new or changed files are hashed (MD5, streamed, several files in parallel, bounded by a
+CapacityLimiter); a file that keeps changing while it is hashed is left for a later pass.
+
+Rules enforced here: symlinks are never followed (DESIGN rule 6), ignored paths are invisible, names
+on disk that are not NFC are renamed to NFC (library paths are NFC), and nothing unreadable or in
+flux is ever reported as vanished (a vanish can end in a remote delete).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Protocol
+
+import anyio
+import anyio.to_thread
+import structlog
+
+from daemon.local.checks import row_from_stat
+from daemon.local.ignore import IgnoreMatcher
+from daemon.local.names import is_nfc, join, name_of, parent_of, safe_local_path, to_nfc
+from daemon.local.once import Once
+from daemon.sync.model import LocalRow
+
+log = structlog.get_logger(__name__)
+
+CHUNK = 1024 * 1024
+DEFAULT_HASH_THREADS = 4
+HASH_ATTEMPTS = 3
+_BATCH_BYTES = 4 * CHUNK  # small files are hashed several per thread hop
+_BATCH_FILES = 32
+
+_symlink_once = Once()
+_unreadable_once = Once()
+_name_once = Once()
+
+
+@dataclass(frozen=True, slots=True)
+class Vanished:
+    """A known path that is gone (or became a symlink, a special file, or ignored). For a folder it
+    stands for the folder and everything under it."""
+
+    path: str
+    is_dir: bool
+
+
+LocalChange = LocalRow | Vanished
+
+
+class KnownRows(Protocol):
+    """What the store knows about the local tree, one folder at a time."""
+
+    async def children(self, dir_path: str) -> dict[str, LocalRow]:
+        """Rows of the direct children of ``dir_path`` (``""`` = root), keyed by name."""
+        ...
+
+
+def md5_file(path: Path) -> tuple[int, str]:
+    """(size, MD5 hex) of the file at ``path``, streamed in 1 MiB chunks, never through a symlink.
+
+    ``O_NONBLOCK`` keeps a FIFO that slipped in from blocking the thread; it is then refused as not a
+    regular file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a regular file", str(path))
+        md5 = hashlib.md5(usedforsecurity=False)
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        size = 0
+        while True:
+            n = os.readv(fd, [buf])
+            if not n:
+                break
+            md5.update(view[:n])
+            size += n
+        return size, md5.hexdigest()
+    finally:
+        os.close(fd)
+
+
+# --- one directory, in a worker thread ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _ToHash:
+    rel: str
+    size: int
+
+
+@dataclass(slots=True)
+class _Listing:
+    ok: bool = True
+    present: set[str] = field(default_factory=set)  # names that must not be reported vanished
+    rows: list[LocalChange] = field(default_factory=list)  # folder rows and kind-change vanishes
+    to_hash: list[_ToHash] = field(default_factory=list)
+    subdirs: list[str] = field(default_factory=list)
+    dir_to_file: list[str] = field(default_factory=list)  # known folders that are files now
+
+
+def _abs(root: str, rel: str) -> str:
+    return f"{root}/{rel}" if rel else root
+
+
+def _normalize_name(dir_abs: str, dir_rel: str, name: str, taken: set[str]) -> str | None:
+    """Rename a non-NFC entry to its NFC form; None when that is impossible (skip it this pass)."""
+    rel = join(dir_rel, name)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        if _name_once.first(("utf8", dir_abs, name)):
+            log.warning("name_not_utf8", path=rel.encode("utf-8", "backslashreplace").decode("ascii"),
+                        next_step="skipped; rename it to valid UTF-8 to sync it")
+        return None
+    nfc = to_nfc(name)
+    target = Path(dir_abs, nfc)
+    if nfc in taken or os.path.lexists(target):
+        if _name_once.first(("nfc", dir_abs, name)):
+            log.warning("name_not_nfc_skipped", path=rel, nfc_path=join(dir_rel, nfc),
+                        next_step="skipped because an NFC twin exists; rename one of them")
+        return None
+    try:
+        Path(dir_abs, name).rename(target)
+    except OSError as exc:
+        log.warning("name_normalize_failed", path=rel, error=str(exc))
+        return None
+    log.info("name_normalized", path=join(dir_rel, nfc), old_path=rel)
+    return nfc
+
+
+def _classify(
+    out: _Listing, rel: str, name: str, st: os.stat_result, known: dict[str, LocalRow]
+) -> None:
+    mode = st.st_mode
+    k = known.get(name)
+    if stat.S_ISDIR(mode):
+        out.present.add(name)
+        out.subdirs.append(rel)
+        if k is None or not k.is_dir or k.inode != st.st_ino:
+            out.rows.append(row_from_stat(rel, st, None))  # replaces a file row of the same path
+    elif stat.S_ISREG(mode):
+        out.present.add(name)
+        if (
+            k is not None
+            and not k.is_dir
+            and k.size == st.st_size
+            and k.mtime_ns == st.st_mtime_ns
+            and k.inode == st.st_ino
+        ):
+            return
+        if k is not None and k.is_dir:
+            out.dir_to_file.append(rel)
+        out.to_hash.append(_ToHash(rel, st.st_size))
+    # sockets, FIFOs, devices: not content we can sync; a known row there has vanished
+
+
+def _warn_symlink(root: str, rel: str) -> None:
+    if _symlink_once.first((root, rel)):
+        log.warning("symlink_skipped", path=rel, next_step="symlinks are never followed or synced")
+
+
+def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: dict[str, LocalRow]) -> _Listing:
+    """List, stat, filter and compare one folder. Runs in a worker thread."""
+    out = _Listing()
+    dir_abs = _abs(root, dir_rel)
+    try:
+        it = os.scandir(dir_abs)
+    except (FileNotFoundError, NotADirectoryError):
+        out.ok = False
+        return out
+    except PermissionError:
+        if _unreadable_once.first((root, dir_rel)):
+            log.warning("dir_unreadable", path=dir_rel, next_step="skipped; fix its permissions")
+        out.ok = False
+        return out
+    odd: list[str] = []
+    names: set[str] = set()
+    with it:
+        for entry in it:
+            name = entry.name
+            names.add(name)
+            if not (name.isascii() or is_nfc(name)):
+                odd.append(name)
+                continue
+            rel = join(dir_rel, name)
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if ignore.matches_entry(rel, is_dir):
+                continue
+            if entry.is_symlink():
+                _warn_symlink(root, rel)
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                out.present.add(name)  # there but not stat-able: never call that vanished
+                continue
+            _classify(out, rel, name, st, known)
+    for name in odd:
+        fixed = _normalize_name(dir_abs, dir_rel, name, names)
+        if fixed is None:
+            out.present.add(to_nfc(name))  # left as it is: its NFC row must not read as vanished
+            continue
+        names.add(fixed)
+        rel = join(dir_rel, fixed)
+        try:
+            st = os.lstat(Path(dir_abs, fixed))
+        except OSError:
+            continue
+        if ignore.matches_entry(rel, stat.S_ISDIR(st.st_mode)):
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            _warn_symlink(root, rel)
+            continue
+        _classify(out, rel, fixed, st, known)
+    return out
+
+
+# --- hashing -------------------------------------------------------------------------------------
+
+
+class _Skip(Enum):
+    GONE = "gone"  # disappeared before we could hash it
+    UNREADABLE = "unreadable"
+    UNSTABLE = "unstable"  # kept changing, or changed kind, while hashed
+
+
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ino, a.st_mode) == (b.st_size, b.st_mtime_ns, b.st_ino, b.st_mode)
+
+
+def _hash_stable(root: str, rel: str) -> LocalRow | _Skip:
+    """Hash a file and make sure the digest belongs to the stat we report (re-hash if it moved)."""
+    path = Path(_abs(root, rel))
+    for _ in range(HASH_ATTEMPTS):
+        try:
+            before = os.lstat(path)
+            if not stat.S_ISREG(before.st_mode):
+                return _Skip.UNSTABLE
+            size, digest = md5_file(path)
+            after = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return _Skip.GONE
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # became a symlink under us
+                return _Skip.UNSTABLE
+            if _unreadable_once.first((root, rel)):
+                log.warning("file_unreadable", path=rel, error=exc.strerror or str(exc),
+                            next_step="skipped until readable; check its permissions")
+            return _Skip.UNREADABLE
+        if _same(before, after) and size == after.st_size:
+            _unreadable_once.forget((root, rel))
+            return row_from_stat(rel, after, digest)
+    log.info("file_unstable", path=rel, attempts=HASH_ATTEMPTS, next_step="retried on the next pass")
+    return _Skip.UNSTABLE
+
+
+def _hash_batch(root: str, rels: list[str]) -> list[LocalRow | _Skip]:
+    return [_hash_stable(root, rel) for rel in rels]
+
+
+def _batches(items: list[_ToHash]) -> list[list[str]]:
+    out: list[list[str]] = []
+    cur: list[str] = []
+    cur_bytes = 0
+    for item in items:
+        cur.append(item.rel)
+        cur_bytes += item.size
+        if cur_bytes >= _BATCH_BYTES or len(cur) >= _BATCH_FILES:
+            out.append(cur)
+            cur, cur_bytes = [], 0
+    if cur:
+        out.append(cur)
+    return out
+
+
+async def _hash_files(
+    root: str, items: list[_ToHash], limiter: anyio.CapacityLimiter
+) -> dict[str, LocalRow | _Skip]:
+    """Hash ``items`` in worker threads, at most ``limiter`` at once; rel → row or reason skipped."""
+    results: dict[str, LocalRow | _Skip] = {}
+    pending = iter(_batches(items))
+
+    async def worker() -> None:
+        for rels in pending:
+            outcome = await anyio.to_thread.run_sync(_hash_batch, root, rels, limiter=limiter)
+            results.update(zip(rels, outcome, strict=True))
+
+    tokens = limiter.total_tokens
+    workers = max(1, min(len(items), 16 if tokens == float("inf") else int(tokens)))
+    async with anyio.create_task_group() as tg:
+        for _ in range(workers):
+            tg.start_soon(worker)
+    return results
+
+
+# --- public --------------------------------------------------------------------------------------
+
+
+async def _scan_dir(
+    root: str,
+    dir_rel: str,
+    ignore: IgnoreMatcher,
+    known: dict[str, LocalRow],
+    known_rows: KnownRows,
+    limiter: anyio.CapacityLimiter,
+) -> tuple[list[LocalChange], list[str]] | None:
+    listing = await anyio.to_thread.run_sync(_list_dir, root, dir_rel, ignore, known)
+    if not listing.ok:
+        return None
+    batch: list[LocalChange] = list(listing.rows)
+    gone: set[str] = set()
+    if listing.to_hash:
+        hashed = await _hash_files(root, listing.to_hash, limiter)
+        for item in listing.to_hash:
+            outcome = hashed[item.rel]
+            if isinstance(outcome, LocalRow):
+                if item.rel in listing.dir_to_file:
+                    batch.extend(await _children_vanished(known_rows, item.rel))
+                batch.append(outcome)
+            elif outcome is _Skip.GONE:
+                gone.add(name_of(item.rel))
+    for name, row in known.items():
+        if name not in listing.present or name in gone:
+            batch.append(Vanished(join(dir_rel, name), row.is_dir))
+    return batch, listing.subdirs
+
+
+async def scan_tree(
+    root: Path,
+    ignore: IgnoreMatcher,
+    known: KnownRows,
+    *,
+    start: str = "",
+    hash_limiter: anyio.CapacityLimiter | None = None,
+) -> AsyncIterator[list[LocalChange]]:
+    """Walk ``root/start`` (depth first, names in order) and yield, per folder with news, a batch of
+    new/changed ``LocalRow`` and ``Vanished`` entries for its direct children.
+
+    A path that changed kind is reported by its new row only (it replaces the old row); when a
+    folder became a file, its former children are reported ``Vanished`` as well. No batch holds a
+    row and a ``Vanished`` for the same path, so the order in which a consumer applies them does
+    not matter. Folders
+    with nothing to report yield nothing. A folder that cannot be listed (missing, EACCES) is
+    skipped without reporting its children as vanished: only a readable listing can prove a
+    deletion. ``start`` itself is not reported, only what is below it.
+    """
+    limiter = hash_limiter or anyio.CapacityLimiter(DEFAULT_HASH_THREADS)
+    safe_local_path(root, start)
+    root_s = os.fspath(root)
+    stack = [start]
+    while stack:
+        dir_rel = stack.pop()
+        known_children = await known.children(dir_rel)
+        scanned = await _scan_dir(root_s, dir_rel, ignore, known_children, known, limiter)
+        if scanned is None:
+            continue
+        batch, subdirs = scanned
+        subdirs.sort(reverse=True)
+        stack.extend(subdirs)
+        if batch:
+            yield batch
+
+
+async def _children_vanished(known: KnownRows, rel: str) -> list[LocalChange]:
+    """A folder at ``rel`` became a file: everything the store holds below it is gone."""
+    return [Vanished(join(rel, name), row.is_dir) for name, row in (await known.children(rel)).items()]
+
+
+class _KnownCache:
+    """Memoises ``children`` for one observe_paths call (many watcher paths share a folder)."""
+
+    def __init__(self, known: KnownRows) -> None:
+        self._known = known
+        self._cache: dict[str, dict[str, LocalRow]] = {}
+
+    async def row(self, rel: str) -> LocalRow | None:
+        parent = parent_of(rel)
+        if parent not in self._cache:
+            self._cache[parent] = await self._known.children(parent)
+        return self._cache[parent].get(name_of(rel))
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+async def _ancestor_rows(root: str, rel: str, cache: _KnownCache) -> list[LocalChange]:
+    """Folder rows for ancestors of ``rel`` the store has not seen yet (a watcher may report a file
+    before, or instead of, the folder that holds it)."""
+    out: list[LocalChange] = []
+    parts = rel.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        anc = "/".join(parts[:i])
+        k = await cache.row(anc)
+        if k is not None and k.is_dir:
+            continue
+        st = await anyio.to_thread.run_sync(_lstat, _abs(root, anc))
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            break
+        out.append(row_from_stat(anc, st, None))
+    return out
+
+
+async def _observe_one(
+    root: Path,
+    rel: str,
+    ignore: IgnoreMatcher,
+    known: KnownRows,
+    cache: _KnownCache,
+    limiter: anyio.CapacityLimiter,
+) -> list[LocalChange]:
+    root_s = os.fspath(root)
+    parent, name = parent_of(rel), name_of(rel)
+    if not (parent.isascii() or is_nfc(parent)):
+        return []  # the folder's own event (or the next scan) renames it first
+    k = await cache.row(to_nfc(rel))
+    st = await anyio.to_thread.run_sync(_lstat, _abs(root_s, rel))
+    if st is not None and not (name.isascii() or is_nfc(name)):
+        fixed = await anyio.to_thread.run_sync(_normalize_name, _abs(root_s, parent), parent, name, set())
+        if fixed is None:
+            return []
+        rel = join(parent, fixed)
+        k = await cache.row(rel)
+        st = await anyio.to_thread.run_sync(_lstat, _abs(root_s, rel))
+    rel = to_nfc(rel)
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        _warn_symlink(root_s, rel)
+    if (
+        st is None
+        or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode))
+        or ignore.matches(rel, stat.S_ISDIR(st.st_mode))
+    ):
+        return [Vanished(rel, k.is_dir)] if k is not None else []
+    out = await _ancestor_rows(root_s, rel, cache)
+    if stat.S_ISDIR(st.st_mode):
+        if k is None or not k.is_dir or k.inode != st.st_ino:
+            out.append(row_from_stat(rel, st, None))
+        async for batch in scan_tree(root, ignore, known, start=rel, hash_limiter=limiter):
+            out.extend(batch)
+        return out
+    if (
+        k is not None
+        and not k.is_dir
+        and (k.size, k.mtime_ns, k.inode) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    ):
+        return out
+    outcome = await anyio.to_thread.run_sync(_hash_stable, root_s, rel, limiter=limiter)
+    if isinstance(outcome, LocalRow):
+        if k is not None and k.is_dir:
+            out.extend(await _children_vanished(known, rel))
+        out.append(outcome)
+    elif outcome is _Skip.GONE and k is not None:
+        out.append(Vanished(rel, k.is_dir))
+    return out
+
+
+async def observe_paths(
+    root: Path,
+    rel_paths: Iterable[str],
+    ignore: IgnoreMatcher,
+    known: KnownRows,
+    *,
+    hash_limiter: anyio.CapacityLimiter | None = None,
+) -> list[LocalChange]:
+    """The scanner's logic for specific library paths (the watcher's events): each path is reported
+    as changed, vanished or nothing; a path that is a folder is scanned recursively; unknown parent
+    folders get rows too. Unsafe paths (``..``, through a symlink) are refused with a warning."""
+    limiter = hash_limiter or anyio.CapacityLimiter(DEFAULT_HASH_THREADS)
+    cache = _KnownCache(known)
+    out: list[LocalChange] = []
+    seen: set[str] = set()
+    for raw in rel_paths:
+        rel = raw.strip("/")
+        if rel in seen:
+            continue
+        seen.add(rel)
+        if rel == "":
+            async for batch in scan_tree(root, ignore, known, hash_limiter=limiter):
+                out.extend(batch)
+            continue
+        try:
+            safe_local_path(root, rel)
+        except ValueError as exc:
+            log.warning("path_refused", path=rel, reason=str(exc))
+            continue
+        out.extend(await _observe_one(root, rel, ignore, known, cache, limiter))
+    return out

@@ -1,0 +1,497 @@
+"""CoreData (``coredata-files-v2.txt``): a library is a Space, Project or Folder and everything below.
+
+The API lists files and folders tenant-wide, so the library's subtree is computed here from the folder
+listing (parent chains that reach the root). Content moves through presigned URLs that must be fetched
+without our ``Authorization`` header. Everything that is a sandbox *decision* rather than vendor
+documentation (folder create/rename/delete, the 409 on a stale ``snapshot_id``, ``modified__gte``,
+``order_by``) is marked where it is used, and folder capabilities live in ``CAPABILITIES`` only.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+import aiohttp
+import structlog
+from yarl import URL
+
+from daemon.providers.base import (
+    Capabilities,
+    DigestMismatch,
+    InvalidResponse,
+    NotFound,
+    ProviderError,
+    RemoteItem,
+    Sink,
+    TransientError,
+)
+from daemon.providers.http import HttpClient, Response, file_body
+
+log = structlog.get_logger(__name__)
+
+CAPABILITIES = Capabilities(
+    has_digest=True,
+    changed_since=True,
+    can_update=True,
+    can_move=True,
+    can_delete=True,
+    can_mkdir=True,  # sandbox decision: POST /api/v2/folders/
+    can_rmdir=True,  # sandbox decision: DELETE /api/v2/folders/ID/ (empty folders only)
+    can_move_dir=True,  # sandbox decision: PUT /api/v2/folders/ID/
+    delete_is_permanent=False,  # deleted files go to the tenant trash
+)
+
+MAX_WALK_RESTARTS = 3
+DIGEST_HEADER = "X-Coredata-fields-filedigest"
+
+
+def _title_for(name: str) -> str:
+    """CoreData's ``title`` is the filename without its extension (doc)."""
+    stem = PurePosixPath(name).stem
+    return stem or name
+
+
+def _content_type(name: str) -> str:
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def _form(fields: dict[str, str], content: tuple[IO[bytes], str] | None = None) -> aiohttp.MultipartWriter:
+    """A multipart/form-data body (the only encoding the create endpoint takes, doc); the file part
+    comes last and is streamed from the open file, with its size known so Content-Length is sent."""
+    writer = aiohttp.MultipartWriter("form-data")
+    for key, value in fields.items():
+        part = writer.append(value, {"Content-Type": "text/plain; charset=utf-8"})
+        part.set_content_disposition("form-data", name=key)
+    if content is not None:
+        handle, name = content
+        part = writer.append(handle, {"Content-Type": _content_type(name)})
+        part.set_content_disposition("form-data", name="content", filename=name)
+    return writer
+
+
+def _id_from_location(location: str | None) -> str:
+    """``Location: /api/v2/files/ID/`` → ``ID`` (doc)."""
+    parts = [p for p in URL(location or "", encoded=True).path.split("/") if p]
+    if not parts:
+        raise InvalidResponse(f"created object has no usable Location header ({location!r})")
+    return parts[-1]
+
+
+def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], *, nullable: bool = False) -> Any:
+    """One required field of a listing object, type-checked; InvalidResponse names the culprit."""
+    if name not in obj:
+        raise InvalidResponse(f"CoreData object {obj.get('id', '?')!r} lacks field {name!r}")
+    value = obj[name]
+    if value is None and nullable:
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise InvalidResponse(
+            f"CoreData object {obj.get('id', '?')!r}: field {name!r} has type {type(value).__name__}"
+        )
+    return value
+
+
+def file_item(obj: Any) -> RemoteItem:
+    """A file object (listing or details) as a RemoteItem."""
+    if not isinstance(obj, dict):
+        raise InvalidResponse(f"CoreData file entry is a {type(obj).__name__}, not an object")
+    digest = _field(obj, "digest", str, nullable=True) if "digest" in obj else None
+    return RemoteItem(
+        remote_id=_field(obj, "id", str),
+        parent_id=_field(obj, "parent", str, nullable=True),
+        name=_field(obj, "filename", str),
+        is_dir=False,
+        size=_field(obj, "size", int, nullable=True),
+        digest=digest.lower() if digest else None,
+        version=_field(obj, "snapshot_id", str),
+        modified=_field(obj, "modified", str),
+    )
+
+
+def folder_item(obj: Any) -> RemoteItem:
+    if not isinstance(obj, dict):
+        raise InvalidResponse(f"CoreData folder entry is a {type(obj).__name__}, not an object")
+    modified = _field(obj, "modified", str, nullable=True)
+    return RemoteItem(
+        remote_id=_field(obj, "id", str),
+        parent_id=_field(obj, "parent", str, nullable=True),
+        name=_field(obj, "title", str),
+        is_dir=True,
+        version=modified or "",
+        modified=modified,
+    )
+
+
+def shift_timestamp(since: str, seconds: int) -> str:
+    """The server's naive timestamp minus ``seconds``, in the same shape (server clock only)."""
+    try:
+        when = datetime.fromisoformat(since)
+    except ValueError:
+        raise ValueError(f"not a CoreData timestamp: {since!r}") from None
+    shifted = when - timedelta(seconds=seconds)
+    return shifted.isoformat(timespec="microseconds" if "." in since else "seconds")
+
+
+class CoreDataProvider:
+    """The Provider protocol on CoreData's v2 file API (v3 only for presigned blob uploads)."""
+
+    name = "coredata"
+    capabilities = CAPABILITIES
+
+    def __init__(
+        self,
+        base_url: str,
+        root: str,
+        api_user: str,
+        api_key: str,
+        *,
+        http: HttpClient | None = None,
+        page_size: int = 1000,
+        multipart_threshold: int = 8 * 1024 * 1024,
+        overlap_seconds: int = 120,
+    ) -> None:
+        self.base_url = URL(base_url.rstrip("/") + "/")
+        self.root = root
+        self.page_size = page_size
+        self.multipart_threshold = multipart_threshold
+        self.overlap_seconds = overlap_seconds
+        self._auth = {"Authorization": f"apikey {api_user}:{api_key}"}
+        self._own_http = http is None
+        self.http = http or HttpClient(
+            auth_hint="check api_user and api_key of this CoreData library (Authorization: apikey USER:KEY)"
+        )
+        self._folders: dict[str, RemoteItem] | None = None  # folders under root, from list_folders
+        self._changed_since_ok = True
+
+    @property
+    def root_id(self) -> str:
+        return self.root
+
+    async def aclose(self) -> None:
+        if self._own_http:
+            await self.http.aclose()
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def _url(self, path_or_link: str) -> URL:
+        """API paths and ``meta.next`` links are relative to the tenant host."""
+        return self.base_url.join(URL(path_or_link, encoded=True))
+
+    async def _api(self, method: str, path: str, **kwargs: Any) -> Response:
+        headers = {**self._auth, **kwargs.pop("headers", {})}
+        return await self.http.request(method, self._url(path), headers=headers, **kwargs)
+
+    async def _get_json(self, path: str, **kwargs: Any) -> Any:
+        return (await self._api("GET", path, expect={200}, **kwargs)).json()
+
+    async def _walk(self, first: str) -> AsyncIterator[list[Any]]:
+        """Every page of a tastypie listing, following ``meta.next``.
+
+        Offset paging under concurrent change can skip rows, so a walk that sees ``meta.total_count``
+        move starts over (DESIGN rule 4). Pages already yielded may therefore be yielded again:
+        consumers treat items as upserts keyed by id. A ``next`` link back to a visited offset is a
+        paging loop and fails the walk, so a partial listing is never taken for a complete one.
+        """
+        for _restart in range(MAX_WALK_RESTARTS + 1):
+            link: str | None = first
+            total: int | None = None
+            visited: set[str] = set()
+            moved = False
+            while link is not None:
+                page = await self._get_json(link)
+                if not isinstance(page, dict) or not isinstance(page.get("meta"), dict):
+                    raise InvalidResponse(f"listing {URL(link).path} has no 'meta' object")
+                meta = page["meta"]
+                objects = page.get("objects")
+                if not isinstance(objects, list):
+                    raise InvalidResponse(f"listing {URL(link).path}: field 'objects' is not a list")
+                count = meta.get("total_count")
+                if not isinstance(count, int) or isinstance(count, bool):
+                    raise InvalidResponse(f"listing {URL(link).path}: field 'meta.total_count' is not an int")
+                if total is None:
+                    total = count
+                elif count != total:
+                    log.info("listing_restarted", path=URL(link).path, was=total, now=count)
+                    moved = True
+                    break
+                offset = str(meta.get("offset", URL(link, encoded=True).query.get("offset", "0")))
+                if offset in visited:
+                    raise InvalidResponse(f"listing {URL(link).path} loops back to offset {offset}")
+                visited.add(offset)
+                yield objects
+                nxt = meta.get("next")
+                if nxt is not None and not isinstance(nxt, str):
+                    raise InvalidResponse(f"listing {URL(link).path}: field 'meta.next' is not a string")
+                if nxt:
+                    nxt_offset = URL(nxt, encoded=True).query.get("offset")
+                    if nxt_offset is not None and nxt_offset in visited:
+                        raise InvalidResponse(f"listing {URL(link).path} loops back to offset {nxt_offset}")
+                link = nxt or None
+            if not moved:
+                return
+        raise InvalidResponse(
+            f"listing {URL(first).path} kept changing size; gave up after {MAX_WALK_RESTARTS} restarts"
+        )
+
+    # --- listing --------------------------------------------------------------------------------
+
+    async def list_folders(self) -> list[RemoteItem]:
+        every: dict[str, RemoteItem] = {}
+        async for objects in self._walk(f"/api/v2/folders/?limit={self.page_size}"):
+            for obj in objects:
+                item = folder_item(obj)
+                every[item.remote_id] = item
+        under: dict[str, RemoteItem] = {}
+        for item in every.values():
+            if item.remote_id != self.root and self._reaches_root(item, every):
+                under[item.remote_id] = item
+        self._folders = under
+        return list(under.values())
+
+    def _reaches_root(self, item: RemoteItem, every: dict[str, RemoteItem]) -> bool:
+        seen: set[str] = set()
+        parent = item.parent_id
+        while parent is not None and parent not in seen:
+            if parent == self.root:
+                return True
+            seen.add(parent)
+            nxt = every.get(parent)
+            parent = nxt.parent_id if nxt is not None else None
+        return False
+
+    async def _library_folder_ids(self) -> set[str]:
+        if self._folders is None:
+            await self.list_folders()
+        assert self._folders is not None
+        return {self.root, *self._folders}
+
+    async def list_files(self) -> AsyncIterator[list[RemoteItem]]:
+        inside = await self._library_folder_ids()
+        async for objects in self._walk(f"/api/v2/files/?limit={self.page_size}"):
+            page = [item for item in map(file_item, objects) if item.parent_id in inside]
+            if page:
+                yield page
+
+    async def list_changed(self, since: str) -> AsyncIterator[list[RemoteItem]]:
+        if not self._changed_since_ok:
+            async for page in self.list_files():
+                yield page
+            return
+        cursor = shift_timestamp(since, self.overlap_seconds)
+        first = str(
+            URL("/api/v2/files/").with_query(
+                {"modified__gte": cursor, "order_by": "modified", "limit": str(self.page_size)}
+            )
+        )
+        try:
+            async for objects in self._walk(first):
+                page = [file_item(obj) for obj in objects]
+                if page:
+                    yield page
+        except ProviderError as exc:
+            if exc.status != 400:
+                raise
+            self._changed_since_ok = False
+            log.warning("changed_since_unsupported", provider=self.name, reason=str(exc))
+            async for page in self.list_files():
+                yield page
+
+    async def get_folder(self, folder_id: str) -> RemoteItem | None:
+        try:
+            return folder_item(await self._get_json(f"/api/v2/folders/{folder_id}/"))
+        except NotFound:
+            return None
+
+    async def get_file(self, file_id: str) -> RemoteItem:
+        return file_item(await self._get_json(f"/api/v2/files/{file_id}/"))
+
+    # --- content --------------------------------------------------------------------------------
+
+    async def download(self, item: RemoteItem, sink: Sink) -> None:
+        """Stream the content into ``sink``.
+
+        The API answers a 302 to a presigned URL, fetched here without our credentials. An expired
+        presigned URL (403) is refused before any byte reaches the sink, so a fresh 302 is asked for
+        once and the download restarts cleanly. If the transfer breaks *after* bytes were written and
+        ``sink`` has a ``reset()`` coroutine method, it is awaited and the download restarts once;
+        otherwise ``TransientError`` tells the caller to discard what it received and try later.
+        """
+        written = 0
+
+        async def counting(chunk: bytes) -> None:
+            nonlocal written
+            written += len(chunk)
+            await sink(chunk)
+
+        reset = getattr(sink, "reset", None)
+        refetched = False
+        restarted = False
+        while True:
+            path = f"/api/v2/files/{item.remote_id}/content/"
+            first = await self._api("GET", path, expect={200, 302}, stream=True)
+            if first.status == 200:  # served directly: nothing presigned involved
+                async with first:
+                    await first.stream_to(counting)
+                return
+            first.release()
+            location = first.headers.get("Location")
+            if not location:
+                raise InvalidResponse(f"download of {item.remote_id}: 302 without Location")
+            blob = await self.http.request("GET", self._url(location), expect={200, 403}, stream=True)
+            if blob.status == 403:
+                blob.release()
+                if refetched:
+                    raise TransientError(
+                        f"download of {item.remote_id}: presigned URL refused twice (HTTP 403)"
+                    )
+                refetched = True
+                log.info("presigned_url_refetch", remote_id=item.remote_id)
+                continue
+            try:
+                async with blob:
+                    await blob.stream_to(counting)
+                return
+            except TransientError:
+                if restarted or (written and reset is None):
+                    raise
+                if written:
+                    assert reset is not None
+                    await reset()
+                    written = 0
+                restarted = True
+                log.info("download_restarted", remote_id=item.remote_id)
+
+    async def _presigned_blob(self, source: Path, name: str, size: int) -> str:
+        """v3 flow: get a presigned upload URL, PUT the file there without our credentials."""
+        ctype = _content_type(name)
+        answer = (
+            await self._api(
+                "POST",
+                "/api/v3/blob/presigned-upload-url/",
+                params={"content_type": ctype, "content_length": str(size)},
+                expect={200, 201},
+                idempotent=True,  # only hands out a fresh blob name
+            )
+        ).json()
+        if not isinstance(answer, dict):
+            raise InvalidResponse("presigned-upload-url answer is not an object")
+        blob_name = answer.get("blobName")
+        presigned = answer.get("presignedUrl")
+        if not isinstance(blob_name, str) or not blob_name:
+            raise InvalidResponse("presigned-upload-url answer lacks field 'blobName'")
+        if not isinstance(presigned, str) or not presigned:
+            raise InvalidResponse("presigned-upload-url answer lacks field 'presignedUrl'")
+        await self.http.request(
+            "PUT",
+            self._url(presigned),
+            headers={"Content-Type": ctype},
+            body=lambda: file_body(source),
+            expect={200, 201, 204},
+        )
+        return blob_name
+
+    async def upload(self, parent_id: str, name: str, source: Path, size: int, digest: str) -> RemoteItem:
+        fields = {"filename": name, "title": _title_for(name), "parent": parent_id}
+        if size >= self.multipart_threshold:
+            blob_name = await self._presigned_blob(source, name, size)
+
+            @contextmanager
+            def form() -> Iterator[aiohttp.MultipartWriter]:
+                yield _form({"blob_name": blob_name, **fields})
+
+        else:
+
+            @contextmanager
+            def form() -> Iterator[aiohttp.MultipartWriter]:
+                with open(source, "rb") as f:
+                    yield _form(fields, content=(f, name))
+
+        created = await self._api("POST", "/api/v2/files/", body=form, expect={201})
+        item = await self.get_file(_id_from_location(created.headers.get("Location")))
+        if item.digest and item.digest != digest.lower():
+            try:  # the copy is wrong: take it back (it goes to the trash, nothing is lost)
+                await self.delete(item)
+            except ProviderError as exc:
+                log.warning("bad_upload_not_removed", remote_id=item.remote_id, error=str(exc))
+            raise DigestMismatch(f"upload of {name!r}: server digest {item.digest} != local {digest}")
+        log.debug("file_uploaded", remote_id=item.remote_id, bytes=size)
+        return item
+
+    async def update(self, item: RemoteItem, source: Path, size: int, digest: str) -> RemoteItem:
+        query = {"filename": item.name, "snapshot_id": item.version}
+        path = f"/api/v2/files/{item.remote_id}/content/"
+        if size >= self.multipart_threshold:
+            blob_name = await self._presigned_blob(source, item.name, size)
+            answer = await self._api(
+                "PUT",
+                path,
+                params={**query, "blob_name": blob_name, "digest": digest},
+                expect={200, 201, 204},
+            )
+        else:
+            answer = await self._api(
+                "PUT",
+                path,
+                params=query,
+                headers={"Content-Type": "application/octet-stream"},
+                body=lambda: file_body(source),
+                expect={200, 201, 204},
+            )
+        server_digest = answer.headers.get(DIGEST_HEADER)
+        if server_digest and server_digest.lower() != digest.lower():
+            raise DigestMismatch(
+                f"update of {item.remote_id}: server digest {server_digest} != local {digest}"
+            )
+        fresh = await self.get_file(item.remote_id)
+        if fresh.digest and fresh.digest != digest.lower():
+            raise DigestMismatch(
+                f"update of {item.remote_id}: server digest {fresh.digest} != local {digest}"
+            )
+        return fresh
+
+    # --- tree changes ---------------------------------------------------------------------------
+
+    async def move(self, item: RemoteItem, parent_id: str, name: str) -> RemoteItem:
+        if item.is_dir:
+            await self._api(
+                "PUT",
+                f"/api/v2/folders/{item.remote_id}/",
+                json={"title": name, "parent": parent_id},
+                expect={200, 204},
+            )
+            fresh = await self.get_folder(item.remote_id)
+            if fresh is None:
+                raise NotFound(f"folder {item.remote_id} vanished after its move")
+            if self._folders is not None:
+                self._folders[fresh.remote_id] = fresh
+            return fresh
+        await self._api(
+            "PUT",
+            f"/api/v2/files/{item.remote_id}/",
+            json={"filename": name, "title": _title_for(name), "parent": parent_id},
+            expect={200, 204},
+        )
+        return await self.get_file(item.remote_id)
+
+    async def delete(self, item: RemoteItem) -> None:
+        kind = "folders" if item.is_dir else "files"
+        await self._api("DELETE", f"/api/v2/{kind}/{item.remote_id}/", expect={200, 202, 204})
+        if item.is_dir and self._folders is not None:
+            self._folders.pop(item.remote_id, None)
+
+    async def mkdir(self, parent_id: str, name: str) -> RemoteItem:
+        created = await self._api(
+            "POST", "/api/v2/folders/", json={"title": name, "parent": parent_id}, expect={201}
+        )
+        folder_id = _id_from_location(created.headers.get("Location"))
+        fresh = await self.get_folder(folder_id)
+        if fresh is None:
+            raise NotFound(f"folder {folder_id} vanished right after it was created")
+        if self._folders is not None:
+            self._folders[fresh.remote_id] = fresh
+        return fresh

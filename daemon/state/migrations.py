@@ -1,0 +1,52 @@
+"""Schema versions and the migration path.
+
+``meta.schema_version`` holds the version a file was last migrated to. ``MIGRATIONS[n]`` upgrades a
+file from version ``n`` to ``n + 1``; a new file is created at the current version directly. A file
+written by a newer libmirror is refused instead of being guessed at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, inspect, select
+
+from daemon.state import schema
+
+# version n -> function upgrading n to n + 1 (none yet: version 1 is the first release)
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+
+
+class SchemaTooNew(RuntimeError):
+    """The state file was written by a newer libmirror."""
+
+
+def current_version(conn: Connection) -> int | None:
+    if not inspect(conn).has_table("meta"):
+        return None
+    row = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")).first()
+    return int(row.value) if row else None
+
+
+def migrate(conn: Connection) -> int:
+    """Bring the schema to ``SCHEMA_VERSION``; returns the version found before."""
+    found = current_version(conn)
+    if found is None:
+        schema.metadata.create_all(conn)
+        conn.execute(schema.meta.insert().values(key="schema_version", value=str(schema.SCHEMA_VERSION)))
+        return 0
+    if found > schema.SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"state store has schema version {found}, this libmirror understands up to "
+            f"{schema.SCHEMA_VERSION}: upgrade libmirror or restore an older state file"
+        )
+    version = found
+    while version < schema.SCHEMA_VERSION:
+        MIGRATIONS[version](conn)
+        version += 1
+    if version != found:
+        conn.execute(
+            schema.meta.update().where(schema.meta.c.key == "schema_version").values(value=str(version))
+        )
+    schema.metadata.create_all(conn)  # tables added without data changes
+    return found

@@ -1,0 +1,519 @@
+"""The state store: the only code that writes SQL.
+
+SQLite through SQLAlchemy 2 async + aiosqlite, WAL journal, file mode 0600. Every write that belongs
+together (an action's new synced row plus the observations it now knows) goes through one
+``transaction()``. Readers never load a whole tree: the planner reads only the rows of paths whose
+three rows disagree (``changed_states``), the scanner reads one folder at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, func, select, text
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from daemon.providers.base import RemoteItem
+from daemon.state import schema
+from daemon.state.migrations import migrate
+from daemon.sync.model import LocalRow, PathState, RemoteRow, SyncedRow
+
+STATE_FILE = "state.sqlite3"
+
+
+def parent_path(path: str) -> str:
+    """The library path of the folder holding ``path`` (``""`` is the root)."""
+    head, _, _ = path.rpartition("/")
+    return head
+
+
+def _like_prefix(path: str) -> str:
+    """A LIKE pattern for every path under folder ``path``."""
+    escaped = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "/%"
+
+
+def _remote_from(row: Any) -> RemoteRow:
+    return RemoteRow(
+        path=row.path,
+        remote_id=row.remote_id,
+        is_dir=bool(row.is_dir),
+        parent_id=row.parent_id,
+        size=row.size,
+        digest=row.digest,
+        version=row.version,
+        modified=row.modified,
+    )
+
+
+def _local_from(row: Any) -> LocalRow:
+    return LocalRow(
+        path=row.path,
+        is_dir=bool(row.is_dir),
+        size=row.size,
+        mtime_ns=row.mtime_ns,
+        inode=row.inode,
+        digest=row.digest,
+    )
+
+
+def _synced_from(row: Any) -> SyncedRow:
+    return SyncedRow(
+        path=row.path,
+        is_dir=bool(row.is_dir),
+        digest=row.digest,
+        size=row.size,
+        remote_id=row.remote_id,
+        remote_version=row.remote_version,
+        local_mtime_ns=row.local_mtime_ns,
+        local_inode=row.local_inode,
+    )
+
+
+class Txn:
+    """Writes of one transaction, scoped to one library."""
+
+    def __init__(self, conn: AsyncConnection, lib: int) -> None:
+        self.conn = conn
+        self.lib = lib
+
+    # -- local tree ------------------------------------------------------------------------------
+    async def put_local(self, row: LocalRow) -> None:
+        await self.put_locals([row])
+
+    async def put_locals(self, rows: Sequence[LocalRow]) -> None:
+        if not rows:
+            return
+        values = [
+            {
+                "lib": self.lib,
+                "path": r.path,
+                "parent": parent_path(r.path),
+                "is_dir": r.is_dir,
+                "size": r.size,
+                "mtime_ns": r.mtime_ns,
+                "inode": r.inode,
+                "digest": r.digest,
+            }
+            for r in rows
+        ]
+        stmt = sqlite_insert(schema.local)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["lib", "path"],
+            set_={c: stmt.excluded[c] for c in ("parent", "is_dir", "size", "mtime_ns", "inode", "digest")},
+        )
+        await self.conn.execute(stmt, values)
+
+    async def delete_local(self, path: str, *, recursive: bool = False) -> None:
+        t = schema.local
+        await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.path == path))
+        if recursive:
+            await self.conn.execute(
+                t.delete().where(t.c.lib == self.lib, t.c.path.like(_like_prefix(path), escape="\\"))
+            )
+
+    # -- remote tree -----------------------------------------------------------------------------
+    async def put_remote(self, row: RemoteRow, generation: int = 0) -> None:
+        await self.put_remotes([row], generation)
+
+    async def put_remotes(self, rows: Sequence[RemoteRow], generation: int = 0) -> None:
+        if not rows:
+            return
+        values = [
+            {
+                "lib": self.lib,
+                "path": r.path,
+                "remote_id": r.remote_id,
+                "parent_id": r.parent_id,
+                "is_dir": r.is_dir,
+                "size": r.size,
+                "digest": r.digest,
+                "version": r.version,
+                "modified": r.modified,
+                "generation": generation,
+            }
+            for r in rows
+        ]
+        stmt = sqlite_insert(schema.remote)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["lib", "path"],
+            set_={
+                c: stmt.excluded[c]
+                for c in ("remote_id", "parent_id", "is_dir", "size", "digest", "version", "modified", "generation")
+            },
+        )
+        await self.conn.execute(stmt, values)
+
+    async def delete_remote(self, path: str, *, recursive: bool = False) -> None:
+        t = schema.remote
+        await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.path == path))
+        if recursive:
+            await self.conn.execute(
+                t.delete().where(t.c.lib == self.lib, t.c.path.like(_like_prefix(path), escape="\\"))
+            )
+
+    async def delete_remote_id(self, remote_id: str) -> None:
+        t = schema.remote
+        await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.remote_id == remote_id))
+
+    async def sweep_remote(self, generation: int) -> int:
+        """Drop every remote row not seen by the full listing ``generation``."""
+        t = schema.remote
+        result = await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.generation != generation))
+        return int(result.rowcount or 0)
+
+    # -- raw listing staging -------------------------------------------------------------------
+    async def clear_listing(self) -> None:
+        t = schema.remote_listing
+        await self.conn.execute(t.delete().where(t.c.lib == self.lib))
+
+    async def add_listing(self, items: Sequence[RemoteItem]) -> None:
+        if not items:
+            return
+        stmt = sqlite_insert(schema.remote_listing)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["lib", "remote_id"],
+            set_={c: stmt.excluded[c] for c in ("parent_id", "name", "is_dir", "size", "digest", "version", "modified")},
+        )
+        await self.conn.execute(
+            stmt,
+            [
+                {
+                    "lib": self.lib,
+                    "remote_id": i.remote_id,
+                    "parent_id": i.parent_id,
+                    "name": i.name,
+                    "is_dir": i.is_dir,
+                    "size": i.size,
+                    "digest": i.digest,
+                    "version": i.version,
+                    "modified": i.modified,
+                }
+                for i in items
+            ],
+        )
+
+    # -- synced tree -----------------------------------------------------------------------------
+    async def put_synced(self, row: SyncedRow) -> None:
+        stmt = sqlite_insert(schema.synced).values(
+            lib=self.lib,
+            path=row.path,
+            is_dir=row.is_dir,
+            digest=row.digest,
+            size=row.size,
+            remote_id=row.remote_id,
+            remote_version=row.remote_version,
+            local_mtime_ns=row.local_mtime_ns,
+            local_inode=row.local_inode,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["lib", "path"],
+            set_={
+                c: stmt.excluded[c]
+                for c in (
+                    "is_dir",
+                    "digest",
+                    "size",
+                    "remote_id",
+                    "remote_version",
+                    "local_mtime_ns",
+                    "local_inode",
+                )
+            },
+        )
+        await self.conn.execute(stmt)
+
+    async def delete_synced(self, path: str, *, recursive: bool = False) -> None:
+        t = schema.synced
+        await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.path == path))
+        if recursive:
+            await self.conn.execute(
+                t.delete().where(t.c.lib == self.lib, t.c.path.like(_like_prefix(path), escape="\\"))
+            )
+
+    # -- misc ------------------------------------------------------------------------------------
+    async def set_cursor(self, name: str, value: str) -> None:
+        stmt = sqlite_insert(schema.cursors).values(lib=self.lib, name=name, value=value)
+        stmt = stmt.on_conflict_do_update(index_elements=["lib", "name"], set_={"value": stmt.excluded.value})
+        await self.conn.execute(stmt)
+
+    async def set_status(self, key: str, value: str) -> None:
+        stmt = sqlite_insert(schema.status).values(lib=self.lib, key=key, value=value)
+        stmt = stmt.on_conflict_do_update(index_elements=["lib", "key"], set_={"value": stmt.excluded.value})
+        await self.conn.execute(stmt)
+
+    async def record_failure(self, path: str, error: str, now: float, *, base: float, factor: float, cap: float) -> int:
+        t = schema.failures
+        row = (
+            await self.conn.execute(select(t.c.attempts).where(t.c.lib == self.lib, t.c.path == path))
+        ).first()
+        attempts = (row.attempts if row else 0) + 1
+        delay = min(cap, base * factor ** (attempts - 1))
+        stmt = sqlite_insert(t).values(lib=self.lib, path=path, attempts=attempts, next_at=now + delay, last_error=error)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["lib", "path"],
+            set_={"attempts": stmt.excluded.attempts, "next_at": stmt.excluded.next_at, "last_error": error},
+        )
+        await self.conn.execute(stmt)
+        return attempts
+
+    async def clear_failure(self, path: str) -> None:
+        t = schema.failures
+        await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.path == path))
+
+
+class StateStore:
+    """One state file, shared by every library of a config."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    async def open(cls, state_dir: Path | str, *, url: str | None = None) -> StateStore:
+        """Open (creating and migrating as needed) the store under ``state_dir``."""
+        if url is None:
+            state_dir = Path(state_dir)
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            db = state_dir / STATE_FILE
+            if not db.exists():
+                fd = os.open(db, os.O_CREAT | os.O_WRONLY, 0o600)
+                os.close(fd)
+            os.chmod(db, 0o600)
+            url = f"sqlite+aiosqlite:///{db}"
+        engine = create_async_engine(url)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        async with engine.begin() as conn:
+            await conn.run_sync(migrate)
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def transaction(self, lib: int) -> AsyncIterator[Txn]:
+        async with self.engine.begin() as conn:
+            yield Txn(conn, lib)
+
+    # -- libraries -------------------------------------------------------------------------------
+    async def library_id(self, name: str) -> int:
+        t = schema.libraries
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(t.c.id).where(t.c.name == name))).first()
+            if row:
+                return int(row.id)
+            result = await conn.execute(t.insert().values(name=name))
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    async def library_names(self) -> list[str]:
+        t = schema.libraries
+        async with self.engine.connect() as conn:
+            return [r.name for r in await conn.execute(select(t.c.name).order_by(t.c.name))]
+
+    # -- reads -----------------------------------------------------------------------------------
+    async def local_children(self, lib: int, parent: str) -> dict[str, LocalRow]:
+        t = schema.local
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(t).where(t.c.lib == lib, t.c.parent == parent))
+            return {r.path.rpartition("/")[2]: _local_from(r) for r in rows}
+
+    async def local_at(self, lib: int, path: str) -> LocalRow | None:
+        t = schema.local
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t).where(t.c.lib == lib, t.c.path == path))).first()
+            return _local_from(row) if row else None
+
+    async def remote_at(self, lib: int, path: str) -> RemoteRow | None:
+        t = schema.remote
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t).where(t.c.lib == lib, t.c.path == path))).first()
+            return _remote_from(row) if row else None
+
+    async def remote_by_id(self, lib: int, remote_id: str) -> RemoteRow | None:
+        t = schema.remote
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t).where(t.c.lib == lib, t.c.remote_id == remote_id))).first()
+            return _remote_from(row) if row else None
+
+    async def remote_children(self, lib: int, parent_id: str) -> list[RemoteRow]:
+        t = schema.remote
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(t).where(t.c.lib == lib, t.c.parent_id == parent_id))
+            return [_remote_from(r) for r in rows]
+
+    async def remote_dirs(self, lib: int) -> list[RemoteRow]:
+        t = schema.remote
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(t).where(t.c.lib == lib, t.c.is_dir.is_(True)))
+            return [_remote_from(r) for r in rows]
+
+    async def synced_at(self, lib: int, path: str) -> SyncedRow | None:
+        t = schema.synced
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t).where(t.c.lib == lib, t.c.path == path))).first()
+            return _synced_from(row) if row else None
+
+    async def counts(self, lib: int) -> dict[str, int]:
+        out: dict[str, int] = {}
+        async with self.engine.connect() as conn:
+            for name, t in (("local", schema.local), ("remote", schema.remote), ("synced", schema.synced)):
+                out[name] = int(
+                    (await conn.execute(select(func.count()).select_from(t).where(t.c.lib == lib))).scalar_one()
+                )
+                out[name + "_files"] = int(
+                    (
+                        await conn.execute(
+                            select(func.count()).select_from(t).where(t.c.lib == lib, t.c.is_dir.is_(False))
+                        )
+                    ).scalar_one()
+                )
+        return out
+
+    async def get_cursor(self, lib: int, name: str) -> str | None:
+        t = schema.cursors
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t.c.value).where(t.c.lib == lib, t.c.name == name))).first()
+            return str(row.value) if row else None
+
+    async def get_status(self, lib: int) -> dict[str, str]:
+        t = schema.status
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(t.c.key, t.c.value).where(t.c.lib == lib))
+            return {r.key: r.value for r in rows}
+
+    async def failures(self, lib: int) -> list[tuple[str, int, float, str]]:
+        t = schema.failures
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(t.c.path, t.c.attempts, t.c.next_at, t.c.last_error).where(t.c.lib == lib).order_by(t.c.path)
+            )
+            return [(r.path, r.attempts, r.next_at, r.last_error) for r in rows]
+
+    async def listing_children(self, lib: int, parent_id: str) -> list[RemoteItem]:
+        t = schema.remote_listing
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(t).where(t.c.lib == lib, t.c.parent_id == parent_id).order_by(t.c.remote_id)
+            )
+            return [
+                RemoteItem(
+                    remote_id=r.remote_id,
+                    parent_id=r.parent_id,
+                    name=r.name,
+                    is_dir=bool(r.is_dir),
+                    size=r.size,
+                    digest=r.digest,
+                    version=r.version,
+                    modified=r.modified,
+                )
+                for r in rows
+            ]
+
+    async def changed_states(self, lib: int, *, limit: int | None = None) -> list[PathState]:
+        """The three rows of every path whose trees disagree, ordered by path.
+
+        A path is in sync when all three rows exist, agree on the kind (file/folder), and for files the
+        local digest equals the synced digest and the remote id and version equal the synced ones.
+        """
+        sql = """
+        WITH paths AS (
+            SELECT path FROM local WHERE lib = :lib
+            UNION SELECT path FROM remote WHERE lib = :lib
+            UNION SELECT path FROM synced WHERE lib = :lib
+        )
+        SELECT p.path AS path,
+               l.path AS l_path, l.is_dir AS l_is_dir, l.size AS l_size, l.mtime_ns AS l_mtime_ns,
+               l.inode AS l_inode, l.digest AS l_digest,
+               r.path AS r_path, r.remote_id AS r_remote_id, r.parent_id AS r_parent_id, r.is_dir AS r_is_dir,
+               r.size AS r_size, r.digest AS r_digest, r.version AS r_version, r.modified AS r_modified,
+               s.path AS s_path, s.is_dir AS s_is_dir, s.digest AS s_digest, s.size AS s_size,
+               s.remote_id AS s_remote_id, s.remote_version AS s_remote_version,
+               s.local_mtime_ns AS s_local_mtime_ns, s.local_inode AS s_local_inode
+        FROM paths p
+        LEFT JOIN local l ON l.lib = :lib AND l.path = p.path
+        LEFT JOIN remote r ON r.lib = :lib AND r.path = p.path
+        LEFT JOIN synced s ON s.lib = :lib AND s.path = p.path
+        WHERE NOT (
+            l.path IS NOT NULL AND r.path IS NOT NULL AND s.path IS NOT NULL
+            AND l.is_dir = s.is_dir AND r.is_dir = s.is_dir
+            AND (s.is_dir OR (l.digest IS s.digest AND r.remote_id IS s.remote_id
+                              AND r.version IS s.remote_version))
+        )
+        ORDER BY p.path
+        """
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        out: list[PathState] = []
+        async with self.engine.connect() as conn:
+            result = await conn.execute(text(sql), {"lib": lib})
+            for row in result:
+                m = row._mapping
+                local_row = (
+                    LocalRow(
+                        path=m["path"],
+                        is_dir=bool(m["l_is_dir"]),
+                        size=m["l_size"],
+                        mtime_ns=m["l_mtime_ns"],
+                        inode=m["l_inode"],
+                        digest=m["l_digest"],
+                    )
+                    if m["l_path"] is not None
+                    else None
+                )
+                remote_row = (
+                    RemoteRow(
+                        path=m["path"],
+                        remote_id=m["r_remote_id"],
+                        is_dir=bool(m["r_is_dir"]),
+                        parent_id=m["r_parent_id"],
+                        size=m["r_size"],
+                        digest=m["r_digest"],
+                        version=m["r_version"],
+                        modified=m["r_modified"],
+                    )
+                    if m["r_path"] is not None
+                    else None
+                )
+                synced_row = (
+                    SyncedRow(
+                        path=m["path"],
+                        is_dir=bool(m["s_is_dir"]),
+                        digest=m["s_digest"],
+                        size=m["s_size"],
+                        remote_id=m["s_remote_id"],
+                        remote_version=m["s_remote_version"],
+                        local_mtime_ns=m["s_local_mtime_ns"],
+                        local_inode=m["s_local_inode"],
+                    )
+                    if m["s_path"] is not None
+                    else None
+                )
+                out.append(PathState(m["path"], local_row, remote_row, synced_row))
+        return out
+
+    async def iter_remote_paths(self, lib: int, paths: Iterable[str]) -> dict[str, RemoteRow]:
+        t = schema.remote
+        wanted = list(paths)
+        out: dict[str, RemoteRow] = {}
+        async with self.engine.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                rows = await conn.execute(select(t).where(t.c.lib == lib, t.c.path.in_(chunk)))
+                out.update({r.path: _remote_from(r) for r in rows})
+        return out
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()

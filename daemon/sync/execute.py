@@ -1,0 +1,402 @@
+"""The executor: carries out planned actions and records what both sides now hold.
+
+After each action succeeds, the new synced row and the observations the executor now knows are
+written in ONE transaction. Nothing else is persisted as work to do: after a crash the engine
+re-observes and re-plans. Before touching a local file the executor checks it is still what the plan
+saw (DESIGN rule 2); a mismatch drops the action ("replan"), it is never forced.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import structlog
+
+from daemon.local import atomic, ops
+from daemon.local.names import safe_local_path
+from daemon.providers.base import (
+    AuthError,
+    NotFound,
+    PreconditionFailed,
+    Provider,
+    ProviderError,
+    RemoteItem,
+)
+from daemon.state.store import StateStore, parent_path
+from daemon.sync.model import Action, ActionKind, LocalRow, RemoteRow, SyncedRow
+from daemon.sync.plan import conflict_copy_name
+
+log = structlog.get_logger(__name__)
+
+FAILURE_BACKOFF = {"base": 25.0, "factor": 5.0, "cap": 24 * 3600.0}
+
+
+class Replan(Exception):
+    """The world moved on since the plan; observe again instead of acting."""
+
+
+@dataclass
+class ExecutionReport:
+    done: list[Action] = field(default_factory=list)
+    replanned: list[Action] = field(default_factory=list)
+    failed: list[tuple[Action, str]] = field(default_factory=list)
+    bytes_up: int = 0
+    bytes_down: int = 0
+
+
+ProgressCallback = Callable[[Action, int], None]
+
+
+def remote_item(row: RemoteRow) -> RemoteItem:
+    return RemoteItem(
+        remote_id=row.remote_id,
+        parent_id=row.parent_id,
+        name=row.path.rpartition("/")[2],
+        is_dir=row.is_dir,
+        size=row.size,
+        digest=row.digest,
+        version=row.version,
+        modified=row.modified,
+    )
+
+
+def remote_row(item: RemoteItem, path: str) -> RemoteRow:
+    return RemoteRow(
+        path=path,
+        remote_id=item.remote_id,
+        is_dir=item.is_dir,
+        parent_id=item.parent_id,
+        size=item.size,
+        digest=item.digest,
+        version=item.version,
+        modified=item.modified,
+    )
+
+
+def synced_row(path: str, local: LocalRow, remote: RemoteRow | RemoteItem, digest: str | None = None) -> SyncedRow:
+    return SyncedRow(
+        path=path,
+        is_dir=local.is_dir,
+        digest=digest if digest is not None else local.digest,
+        size=local.size,
+        remote_id=remote.remote_id,
+        remote_version=remote.version,
+        local_mtime_ns=local.mtime_ns,
+        local_inode=local.inode,
+    )
+
+
+class _RestartableSink:
+    """A download sink the provider can restart (``reset``) when a transfer breaks half-way."""
+
+    def __init__(self, root: Path, rel: str) -> None:
+        self.root = root
+        self.rel = rel
+        self.target = atomic.open_download(root, rel)
+
+    async def __call__(self, chunk: bytes) -> None:
+        await self.target.write(chunk)
+
+    async def reset(self) -> None:
+        self.target.discard()
+        self.target = atomic.open_download(self.root, self.rel)
+
+
+class Executor:
+    """Runs one round of actions for one library with bounded concurrency."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        lib: int,
+        provider: Provider,
+        root: Path,
+        *,
+        concurrency: int = 4,
+        now_label: str = "",
+        on_progress: ProgressCallback | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.lib = lib
+        self.provider = provider
+        self.root = root
+        self.limiter = anyio.CapacityLimiter(max(1, concurrency))
+        self.now_label = now_label
+        self.on_progress = on_progress
+        self.clock = clock
+        self._mkdir_lock = anyio.Lock()
+
+    async def run(self, actions: list[Action]) -> ExecutionReport:
+        report = ExecutionReport()
+        async with anyio.create_task_group() as tg:
+            for action in actions:
+                tg.start_soon(self._run_one, action, report)
+        return report
+
+    async def _run_one(self, action: Action, report: ExecutionReport) -> None:
+        async with self.limiter:
+            started = time.monotonic()
+            try:
+                moved = await self._dispatch(action)
+            except (Replan, atomic.LocalChanged, PreconditionFailed) as exc:
+                report.replanned.append(action)
+                log.info("action_replanned", action=action.kind.value, path=action.path, why=str(exc))
+                return
+            except AuthError:
+                raise
+            except (ProviderError, OSError, ValueError) as exc:
+                message = f"{type(exc).__name__}: {exc}"
+                report.failed.append((action, message))
+                async with self.store.transaction(self.lib) as tx:
+                    attempts = await tx.record_failure(action.path, message, self.clock(), **FAILURE_BACKOFF)
+                log.error(
+                    "action_failed",
+                    action=action.kind.value,
+                    path=action.path,
+                    error=message,
+                    attempts=attempts,
+                    next_step="retried on the next pass (with backoff in daemon mode)",
+                )
+                return
+            report.done.append(action)
+            if action.kind is ActionKind.UPLOAD:
+                report.bytes_up += moved
+            elif action.kind is ActionKind.DOWNLOAD:
+                report.bytes_down += moved
+            async with self.store.transaction(self.lib) as tx:
+                await tx.clear_failure(action.path)
+            if action.kind is not ActionKind.SKIP:
+                log.info(
+                    "action",
+                    action=action.kind.value,
+                    path=action.path,
+                    src=action.src,
+                    bytes=moved,
+                    duration_ms=round((time.monotonic() - started) * 1000, 1),
+                    reason=action.reason,
+                )
+            if self.on_progress is not None:
+                self.on_progress(action, moved)
+
+    def _abs(self, rel: str) -> Path:
+        return safe_local_path(self.root, rel)
+
+    async def _dispatch(self, action: Action) -> int:
+        handler = getattr(self, "_do_" + action.kind.value)
+        result: int = await handler(action)
+        return result
+
+    # -- remote folders ----------------------------------------------------------------------------
+    async def remote_parent_id(self, path: str) -> str:
+        """The remote id of the folder that holds ``path``, creating missing folders on the way."""
+        parent = parent_path(path)
+        if parent == "":
+            return self.provider.root_id
+        row = await self.store.remote_at(self.lib, parent)
+        if row is not None and row.is_dir:
+            return row.remote_id
+        async with self._mkdir_lock:
+            return await self._parent_id_locked(path)
+
+    async def _parent_id_locked(self, path: str) -> str:
+        parent = parent_path(path)
+        if parent == "":
+            return self.provider.root_id
+        row = await self.store.remote_at(self.lib, parent)
+        if row is not None and row.is_dir:
+            return row.remote_id
+        if row is not None:
+            raise Replan(f"remote {parent!r} is a file, not a folder")
+        grandparent_id = await self._parent_id_locked(parent)
+        item = await self.provider.mkdir(grandparent_id, parent.rpartition("/")[2])
+        await self._record_remote_dir(parent, item)
+        return item.remote_id
+
+    async def _record_remote_dir(self, path: str, item: RemoteItem) -> None:
+        local = await self.store.local_at(self.lib, path)
+        async with self.store.transaction(self.lib) as tx:
+            await tx.put_remote(remote_row(item, path))
+            if local is not None and local.is_dir:
+                await tx.put_synced(synced_row(path, local, item))
+        log.info("action", action="mkdir_remote", path=path, bytes=0, duration_ms=0, reason="parent of an upload")
+
+    # -- handlers ----------------------------------------------------------------------------------
+    async def _do_upload(self, action: Action) -> int:
+        local = action.local
+        assert local is not None and local.digest is not None
+        source = self._abs(action.path)
+        if not atomic.stat_matches(source, local):
+            raise Replan("local file changed since it was scanned")
+        existing = action.remote
+        if existing is not None and not existing.is_dir and self.provider.capabilities.can_update:
+            item = await self.provider.update(remote_item(existing), source, local.size, local.digest)
+        else:
+            parent_id = await self.remote_parent_id(action.path)
+            item = await self.provider.upload(
+                parent_id, action.path.rpartition("/")[2], source, local.size, local.digest
+            )
+            if existing is not None and not existing.is_dir:
+                # no in-place update: the new file exists now, the old one may go (never delete first)
+                try:
+                    await self.provider.delete(remote_item(existing))
+                except NotFound:
+                    pass
+        async with self.store.transaction(self.lib) as tx:
+            await tx.put_remote(remote_row(item, action.path))
+            await tx.put_synced(synced_row(action.path, local, item))
+        return local.size
+
+    async def _do_download(self, action: Action) -> int:
+        remote = action.remote
+        assert remote is not None
+        sink = _RestartableSink(self.root, action.path)
+        try:
+            await self.provider.download(remote_item(remote), sink)
+            new_local = await sink.target.commit(
+                expected_size=remote.size, expected_md5=remote.digest, replace=action.local
+            )
+        finally:
+            sink.target.discard()
+        async with self.store.transaction(self.lib) as tx:
+            await tx.put_local(new_local)
+            await tx.put_synced(synced_row(action.path, new_local, remote))
+        return new_local.size
+
+    async def _do_record(self, action: Action) -> int:
+        local, remote = action.local, action.remote
+        assert local is not None and remote is not None
+        async with self.store.transaction(self.lib) as tx:
+            await tx.put_synced(synced_row(action.path, local, remote))
+        return 0
+
+    async def _do_delete_remote(self, action: Action) -> int:
+        remote = action.remote
+        assert remote is not None
+        if remote.is_dir:
+            return await self._do_rmdir_remote(action)
+        try:
+            await self.provider.delete(remote_item(remote))
+        except NotFound:
+            pass
+        async with self.store.transaction(self.lib) as tx:
+            await tx.delete_remote(action.path)
+            await tx.delete_synced(action.path)
+        return 0
+
+    async def _do_trash_local(self, action: Action) -> int:
+        local = action.local
+        assert local is not None
+        if local.is_dir:
+            return await self._do_rmdir_local(action)
+        where = await anyio.to_thread.run_sync(ops.trash_file, self.root, action.path, local)
+        log.info("moved_to_trash", path=action.path, trash=str(where.relative_to(self.root)))
+        async with self.store.transaction(self.lib) as tx:
+            await tx.delete_local(action.path)
+            await tx.delete_synced(action.path)
+        return 0
+
+    async def _do_forget(self, action: Action) -> int:
+        async with self.store.transaction(self.lib) as tx:
+            await tx.delete_synced(action.path)
+        return 0
+
+    async def _do_move_remote(self, action: Action) -> int:
+        remote, local, base = action.remote, action.local, action.synced
+        assert remote is not None and local is not None and action.src is not None
+        parent_id = await self.remote_parent_id(action.path)
+        item = await self.provider.move(remote_item(remote), parent_id, action.path.rpartition("/")[2])
+        async with self.store.transaction(self.lib) as tx:
+            await tx.delete_remote(action.src, recursive=remote.is_dir)
+            await tx.put_remote(remote_row(item, action.path))
+            await tx.delete_synced(action.src)
+            await tx.put_synced(synced_row(action.path, local, item, digest=base.digest if base else None))
+        return 0
+
+    async def _do_move_local(self, action: Action) -> int:
+        local, remote = action.local, action.remote
+        assert local is not None and remote is not None and action.src is not None
+        new_local = await anyio.to_thread.run_sync(ops.move_local, self.root, action.src, action.path, local)
+        async with self.store.transaction(self.lib) as tx:
+            await tx.delete_local(action.src, recursive=local.is_dir)
+            await tx.put_local(new_local)
+            await tx.delete_synced(action.src)
+            await tx.put_synced(synced_row(action.path, new_local, remote))
+        return 0
+
+    async def _do_conflict_copy(self, action: Action) -> int:
+        """Rename the local item at ``src`` to the conflict-copy name ``path`` (re-picked if taken)."""
+        local = action.local
+        assert local is not None
+        original = action.src or action.path
+        copy = action.path if action.src else ""
+        if not copy or self._abs(copy).exists():
+            copy = conflict_copy_name(original, self.now_label, lambda p: self._abs(p).exists())
+        new_local = await anyio.to_thread.run_sync(ops.rename_conflict_copy, self.root, original, copy, local)
+        log.warning(
+            "conflict",
+            path=original,
+            conflict_copy=copy,
+            detail="both sides changed; the remote version keeps the name, the local version is kept as a copy",
+        )
+        async with self.store.transaction(self.lib) as tx:
+            await tx.delete_local(original, recursive=local.is_dir)
+            await tx.put_local(new_local)
+        if local.is_dir:
+            # the folder's contents moved with it: the next scan records them under the new name
+            return 0
+        return 0
+
+    async def _do_mkdir_local(self, action: Action) -> int:
+        remote = action.remote
+        assert remote is not None
+        new_local = await anyio.to_thread.run_sync(ops.make_dir, self.root, action.path)
+        async with self.store.transaction(self.lib) as tx:
+            await tx.put_local(new_local)
+            await tx.put_synced(synced_row(action.path, new_local, remote))
+        return 0
+
+    async def _do_mkdir_remote(self, action: Action) -> int:
+        local = action.local
+        assert local is not None
+        async with self._mkdir_lock:
+            existing = await self.store.remote_at(self.lib, action.path)
+            if existing is not None:
+                raise Replan("remote folder appeared meanwhile")
+            parent_id = await self._parent_id_locked(action.path)
+            item = await self.provider.mkdir(parent_id, action.path.rpartition("/")[2])
+        async with self.store.transaction(self.lib) as tx:
+            await tx.put_remote(remote_row(item, action.path))
+            await tx.put_synced(synced_row(action.path, local, item))
+        return 0
+
+    async def _do_rmdir_local(self, action: Action) -> int:
+        removed = await anyio.to_thread.run_sync(ops.remove_empty_dir, self.root, action.path)
+        if not removed:
+            raise Replan("local folder is not empty")
+        async with self.store.transaction(self.lib) as tx:
+            await tx.delete_local(action.path)
+            await tx.delete_synced(action.path)
+        return 0
+
+    async def _do_rmdir_remote(self, action: Action) -> int:
+        remote = action.remote
+        assert remote is not None
+        if await self.store.remote_children(self.lib, remote.remote_id):
+            raise Replan("remote folder is not empty")
+        if self.provider.capabilities.can_rmdir:
+            try:
+                await self.provider.delete(remote_item(remote))
+            except NotFound:
+                pass
+        async with self.store.transaction(self.lib) as tx:
+            await tx.delete_remote(action.path)
+            await tx.delete_synced(action.path)
+        return 0
+
+    async def _do_skip(self, action: Action) -> int:
+        return 0

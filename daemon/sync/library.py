@@ -1,0 +1,289 @@
+"""One library's sync pass: observe both sides, plan, guard, execute, until nothing is left to do."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+
+from daemon.config import LibraryConfig
+from daemon.local import atomic, marker, trash
+from daemon.local.ignore import IgnoreMatcher
+from daemon.local.scan import Vanished, observe_paths, scan_tree
+from daemon.providers.base import Provider
+from daemon.state.store import StateStore
+from daemon.sync.execute import Executor, ProgressCallback
+from daemon.sync.guard import GateFacts, apply_gates
+from daemon.sync.model import Action, ActionKind, Direction, LocalRow, PlanOptions
+from daemon.sync.observe_remote import RemoteObservation, RemoteObserver
+from daemon.sync.plan import plan
+
+log = structlog.get_logger(__name__)
+
+MAX_ROUNDS = 8
+
+
+class LocalRootMissing(Exception):
+    """The library's local folder is gone although files were synced (unmounted disk?)."""
+
+
+@dataclass
+class PassSummary:
+    pushed: int = 0
+    pulled: int = 0
+    conflicts: int = 0
+    deleted: int = 0
+    moved: int = 0
+    skipped: int = 0
+    errors: int = 0
+    held: int = 0
+    rounds: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    duration_ms: float = 0.0
+    gate_reasons: list[str] = field(default_factory=list)
+    planned: list[Action] = field(default_factory=list)  # the first round's plan (dry runs print it)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.errors:
+            return 1
+        if self.held:
+            return 3
+        return 0
+
+
+_COUNTS: dict[ActionKind, str] = {
+    ActionKind.UPLOAD: "pushed",
+    ActionKind.MKDIR_REMOTE: "pushed",
+    ActionKind.DOWNLOAD: "pulled",
+    ActionKind.MKDIR_LOCAL: "pulled",
+    ActionKind.CONFLICT_COPY: "conflicts",
+    ActionKind.DELETE_REMOTE: "deleted",
+    ActionKind.TRASH_LOCAL: "deleted",
+    ActionKind.RMDIR_LOCAL: "deleted",
+    ActionKind.RMDIR_REMOTE: "deleted",
+    ActionKind.MOVE_LOCAL: "moved",
+    ActionKind.MOVE_REMOTE: "moved",
+    ActionKind.SKIP: "skipped",
+}
+
+
+class StoreKnownRows:
+    """The scanner's view of what the store last saw, one folder at a time."""
+
+    def __init__(self, store: StateStore, lib: int) -> None:
+        self.store = store
+        self.lib = lib
+
+    async def children(self, dir_path: str) -> dict[str, LocalRow]:
+        return await self.store.local_children(self.lib, dir_path)
+
+
+class LibrarySync:
+    """Everything one library needs for a pass; shared by ``sync --once``, the demo and the daemon."""
+
+    def __init__(
+        self,
+        config: LibraryConfig,
+        store: StateStore,
+        lib: int,
+        provider: Provider,
+        *,
+        clock: Callable[[], datetime] = datetime.now,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.lib = lib
+        self.provider = provider
+        self.root = Path(config.local_path)
+        self.ignore = IgnoreMatcher(config.ignore)
+        self.remote = RemoteObserver(store, lib, provider, self.ignore)
+        self.known = StoreKnownRows(store, lib)
+        self.clock = clock
+        caps = provider.capabilities
+        self.options = PlanOptions(
+            direction=config.direction,
+            propagate_deletes=config.propagate_deletes and caps.can_delete,
+            can_move_remote=caps.can_move,
+            can_update_remote=caps.can_update,
+            has_remote_dirs=caps.can_mkdir,
+        )
+
+    # -- observation -------------------------------------------------------------------------------
+    async def observe_local(self, paths: list[str] | None = None) -> int:
+        """Scan the whole root (or only ``paths``) into the local tree; returns the rows changed."""
+        changed = 0
+        if paths is None:
+            async for batch in scan_tree(self.root, self.ignore, self.known):
+                changed += await self._apply_local(batch)
+        else:
+            changed += await self._apply_local(await observe_paths(self.root, paths, self.ignore, self.known))
+        return changed
+
+    async def _apply_local(self, batch: list[LocalRow | Vanished]) -> int:
+        if not batch:
+            return 0
+        async with self.store.transaction(self.lib) as tx:
+            rows = [c for c in batch if isinstance(c, LocalRow)]
+            await tx.put_locals(rows)
+            for change in batch:
+                if isinstance(change, Vanished):
+                    await tx.delete_local(change.path, recursive=change.is_dir)
+        return len(batch)
+
+    async def observe_remote(self, *, full: bool) -> RemoteObservation:
+        obs = await (self.remote.full() if full else self.remote.incremental())
+        for name in obs.skipped:
+            log.warning("remote_name_skipped", path=name, detail="the name cannot be used on disk")
+        log.info(
+            "poll",
+            kind=obs.kind,
+            files=obs.files,
+            folders=obs.folders,
+            changed=obs.changed,
+            left=obs.left,
+        )
+        return obs
+
+    # -- a pass ------------------------------------------------------------------------------------
+    async def _prepare_root(self, dry_run: bool, confirm: bool) -> bool:
+        """Make sure the root exists; returns whether the marker is present (or was just made)."""
+        counts = await self.store.counts(self.lib)
+        first_sync = counts["synced"] == 0
+        if not self.root.exists():
+            if not first_sync and not confirm:
+                raise LocalRootMissing(
+                    f"{self.root} does not exist but {counts['synced']} paths were synced: is the disk mounted? "
+                    "Restore the folder, or run `sync --once --confirm-deletes` to start over"
+                )
+            if dry_run:
+                return False
+            self.root.mkdir(parents=True, exist_ok=True)
+        present = marker.marker_present(self.root)
+        if not present and (first_sync or confirm) and not dry_run:
+            marker.ensure_marker(self.root)
+            present = True
+        if present and not dry_run:
+            atomic.cleanup_tmp(self.root)
+        return present
+
+    async def run_pass(
+        self,
+        *,
+        full_remote: bool = True,
+        dry_run: bool = False,
+        confirm_deletes: bool = False,
+        on_progress: ProgressCallback | None = None,
+        on_plan: Callable[[list[Action]], None] | None = None,
+    ) -> PassSummary:
+        started = time.monotonic()
+        summary = PassSummary()
+        marker_present = await self._prepare_root(dry_run, confirm_deletes)
+        if self.options.direction is not Direction.PUSH or self.provider.capabilities.can_download:
+            await self.observe_remote(full=full_remote)
+        if self.root.exists():
+            await self.observe_local()
+        failed_paths: set[str] = set()
+        counted: Counter[str] = Counter()
+        for round_no in range(1, MAX_ROUNDS + 1):
+            states = await self.store.changed_states(self.lib)
+            now_label = self.clock().strftime("%Y-%m-%d %H%M%S")
+            actions = [
+                a
+                for a in plan(states, self.options, now_label=now_label)
+                if a.path not in failed_paths and (a.src is None or a.src not in failed_paths)
+            ]
+            counts = await self.store.counts(self.lib)
+            gate = apply_gates(
+                actions,
+                GateFacts(
+                    marker_present=marker_present,
+                    synced_files=counts["synced_files"],
+                    remote_files=counts["remote_files"],
+                    local_files=counts["local_files"],
+                    max_delete_percent=self.config.max_delete_percent,
+                    max_delete_count=self.config.max_delete_count,
+                    confirmed=confirm_deletes,
+                ),
+            )
+            if gate.tripped and not summary.gate_reasons:
+                summary.gate_reasons = gate.reasons
+                summary.held = len(gate.held)
+                for reason in gate.reasons:
+                    log.error("safety_gate", reason=reason, held=len(gate.held))
+            work = [a for a in gate.allowed if a.kind is not ActionKind.SKIP]
+            if round_no == 1:
+                summary.planned = list(gate.allowed) + list(gate.held)
+                skips = [a for a in gate.allowed if a.kind is ActionKind.SKIP]
+                summary.skipped += len(skips)
+                for a in skips:
+                    log.info("skipped", path=a.path, reason=a.reason)
+                if on_plan is not None:
+                    on_plan(work)
+            if dry_run or not work:
+                break
+            summary.rounds = round_no
+            if not marker_present:
+                work = [a for a in work if a.kind is not ActionKind.DOWNLOAD]
+            executor = Executor(
+                self.store,
+                self.lib,
+                self.provider,
+                self.root,
+                concurrency=self.config.concurrency,
+                now_label=now_label,
+                on_progress=on_progress,
+            )
+            report = await executor.run(work)
+            for action in report.done:
+                counted[_COUNTS.get(action.kind, "other")] += 1
+            summary.bytes_up += report.bytes_up
+            summary.bytes_down += report.bytes_down
+            for action, message in report.failed:
+                failed_paths.add(action.path)
+                summary.failures.append((action.path, message))
+            if report.replanned:
+                await self.observe_local([a.path for a in report.replanned] + [a.src for a in report.replanned if a.src])
+                if any(a.kind in (ActionKind.UPLOAD, ActionKind.DELETE_REMOTE) for a in report.replanned):
+                    await self.observe_remote(full=False)
+            if not report.done and not report.replanned:
+                break
+        summary.pushed = counted["pushed"]
+        summary.pulled = counted["pulled"]
+        summary.conflicts = counted["conflicts"]
+        summary.deleted = counted["deleted"]
+        summary.moved = counted["moved"]
+        summary.errors = len(summary.failures)
+        if marker_present and not dry_run:
+            purged = trash.purge_trash(self.root, self.config.trash_days, time.time())
+            if purged:
+                log.info("trash_purged", removed=purged, older_than_days=self.config.trash_days)
+        summary.duration_ms = round((time.monotonic() - started) * 1000, 1)
+        async with self.store.transaction(self.lib) as tx:
+            if not dry_run:
+                await tx.set_status("last_pass", datetime.now().astimezone().isoformat(timespec="seconds"))
+            await tx.set_status("gate", "; ".join(summary.gate_reasons))
+        log.info(
+            "pass",
+            pushed=summary.pushed,
+            pulled=summary.pulled,
+            conflicts=summary.conflicts,
+            deleted=summary.deleted,
+            moved=summary.moved,
+            skipped=summary.skipped,
+            held=summary.held,
+            errors=summary.errors,
+            bytes_up=summary.bytes_up,
+            bytes_down=summary.bytes_down,
+            rounds=summary.rounds,
+            duration_ms=summary.duration_ms,
+            dry_run=dry_run,
+        )
+        return summary

@@ -1,0 +1,210 @@
+"""Remote observation: provider listings → the remote tree of the state store.
+
+Every remote name passes through the one sanitiser (``daemon.local.names``) here, folder by folder, so
+that two remote entries never share a local path and an entry keeps its local name across listings.
+
+A full listing is staged in the store (``remote_listing``) while it is paged in; only when it is
+complete are names resolved and the remote tree replaced (rows not seen are swept). A listing that
+fails half-way therefore changes nothing. Incremental polls apply the changed files one by one.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import structlog
+
+from daemon.local.ignore import IgnoreMatcher
+from daemon.local.names import NameRequest, assign_local_names, join
+from daemon.providers.base import Provider, RemoteItem
+from daemon.state.store import StateStore
+from daemon.sync.model import RemoteRow
+
+log = structlog.get_logger(__name__)
+
+CURSOR_MODIFIED = "remote_modified"
+CURSOR_GENERATION = "remote_generation"
+
+
+@dataclass
+class RemoteObservation:
+    """What one poll saw."""
+
+    kind: str  # "full" | "incremental"
+    files: int = 0
+    folders: int = 0
+    changed: int = 0
+    left: int = 0  # entries that left the library (deleted or moved out)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _row(item: RemoteItem, path: str) -> RemoteRow:
+    return RemoteRow(
+        path=path,
+        remote_id=item.remote_id,
+        is_dir=item.is_dir,
+        parent_id=item.parent_id,
+        size=item.size,
+        digest=item.digest,
+        version=item.version,
+        modified=item.modified,
+    )
+
+
+def _later(a: str | None, b: str | None) -> str | None:
+    """The later of two timestamps of the same server (the provider keeps them sortable as strings)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+class RemoteObserver:
+    """Keeps one library's remote tree current."""
+
+    def __init__(self, store: StateStore, lib: int, provider: Provider, ignore: IgnoreMatcher) -> None:
+        self.store = store
+        self.lib = lib
+        self.provider = provider
+        self.ignore = ignore
+
+    async def _generation(self) -> int:
+        value = await self.store.get_cursor(self.lib, CURSOR_GENERATION)
+        return int(value) if value else 0
+
+    async def full(self) -> RemoteObservation:
+        """List everything under the root and replace the remote tree with it."""
+        obs = RemoteObservation(kind="full")
+        newest: str | None = None
+        folders = await self.provider.list_folders()
+        async with self.store.transaction(self.lib) as tx:
+            await tx.clear_listing()
+            await tx.add_listing(folders)
+        for f in folders:
+            newest = _later(newest, f.modified)
+        async for page in self.provider.list_files():
+            async with self.store.transaction(self.lib) as tx:
+                await tx.add_listing(page)
+            for item in page:
+                newest = _later(newest, item.modified)
+        generation = await self._generation() + 1
+        root = self.provider.root_id
+        queue: deque[tuple[str, str]] = deque([(root, "")])
+        while queue:
+            parent_id, parent_path = queue.popleft()
+            children = await self.store.listing_children(self.lib, parent_id)
+            if not children:
+                continue
+            current = {
+                r.remote_id: r.path.rpartition("/")[2] for r in await self.store.remote_children(self.lib, parent_id)
+            }
+            names = assign_local_names(
+                [NameRequest(c.remote_id, c.name, current.get(c.remote_id)) for c in children]
+            )
+            rows: list[RemoteRow] = []
+            for child in children:
+                name = names.get(child.remote_id)
+                if name is None:
+                    obs.skipped.append(f"{parent_path}/{child.name}".lstrip("/"))
+                    continue
+                path = join(parent_path, name)
+                if self.ignore.matches(path, child.is_dir):
+                    continue
+                rows.append(_row(child, path))
+                if child.is_dir:
+                    obs.folders += 1
+                    queue.append((child.remote_id, path))
+                else:
+                    obs.files += 1
+            async with self.store.transaction(self.lib) as tx:
+                await tx.put_remotes(rows, generation)
+        async with self.store.transaction(self.lib) as tx:
+            obs.left = await tx.sweep_remote(generation)
+            await tx.clear_listing()
+            await tx.set_cursor(CURSOR_GENERATION, str(generation))
+            if newest is not None:
+                await tx.set_cursor(CURSOR_MODIFIED, newest)
+        return obs
+
+    async def incremental(self) -> RemoteObservation:
+        """Apply the files changed since the cursor; falls back to ``full`` without a cursor."""
+        since = await self.store.get_cursor(self.lib, CURSOR_MODIFIED)
+        if since is None or not self.provider.capabilities.changed_since:
+            return await self.full()
+        obs = RemoteObservation(kind="incremental")
+        generation = await self._generation()
+        newest: str | None = since
+        outside: set[str] = set()
+        async for page in self.provider.list_changed(since):
+            for item in page:
+                newest = _later(newest, item.modified)
+                await self._apply_change(item, generation, outside, obs)
+        if newest is not None and newest != since:
+            async with self.store.transaction(self.lib) as tx:
+                await tx.set_cursor(CURSOR_MODIFIED, newest)
+        return obs
+
+    async def _folder_path(self, folder_id: str, generation: int, outside: set[str]) -> str | None:
+        """The library path of a folder, fetching unknown folders up to the root; None if outside."""
+        if folder_id == self.provider.root_id:
+            return ""
+        if folder_id in outside:
+            return None
+        known = await self.store.remote_by_id(self.lib, folder_id)
+        if known is not None and known.is_dir:
+            return known.path
+        folder = await self.provider.get_folder(folder_id)
+        if folder is None or folder.parent_id is None:
+            outside.add(folder_id)
+            return None
+        parent_path = await self._folder_path(folder.parent_id, generation, outside)
+        if parent_path is None:
+            outside.add(folder_id)
+            return None
+        path = await self._place(folder, parent_path, generation)
+        if path is None:
+            outside.add(folder_id)
+        return path
+
+    async def _place(self, item: RemoteItem, parent_path: str, generation: int) -> str | None:
+        """Name ``item`` among its known siblings and write its row; None if the name is unusable."""
+        assert item.parent_id is not None
+        siblings = [
+            r for r in await self.store.remote_children(self.lib, item.parent_id) if r.remote_id != item.remote_id
+        ]
+        previous = await self.store.remote_by_id(self.lib, item.remote_id)
+        current = previous.path.rpartition("/")[2] if previous and previous.parent_id == item.parent_id else None
+        requests = [NameRequest(r.remote_id, r.path.rpartition("/")[2], r.path.rpartition("/")[2]) for r in siblings]
+        requests.append(NameRequest(item.remote_id, item.name, current))
+        name = assign_local_names(requests).get(item.remote_id)
+        if name is None:
+            return None
+        path = join(parent_path, name)
+        if self.ignore.matches(path, item.is_dir):
+            return None
+        async with self.store.transaction(self.lib) as tx:
+            if previous is not None and previous.path != path:
+                await tx.delete_remote(previous.path, recursive=previous.is_dir)
+            await tx.put_remote(_row(item, path), generation)
+        return path
+
+    async def _apply_change(
+        self, item: RemoteItem, generation: int, outside: set[str], obs: RemoteObservation
+    ) -> None:
+        parent_path = None
+        if item.parent_id is not None:
+            parent_path = await self._folder_path(item.parent_id, generation, outside)
+        if parent_path is None:
+            previous = await self.store.remote_by_id(self.lib, item.remote_id)
+            if previous is not None:
+                async with self.store.transaction(self.lib) as tx:
+                    await tx.delete_remote(previous.path, recursive=previous.is_dir)
+                obs.left += 1
+            return
+        path = await self._place(item, parent_path, generation)
+        if path is None:
+            obs.skipped.append(join(parent_path, item.name))
+            return
+        obs.changed += 1

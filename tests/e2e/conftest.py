@@ -1,0 +1,109 @@
+"""End-to-end fixtures: a real `libmirror sandbox coredata` process and real `libmirror` runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.coredata_api import CoreDataAPI
+
+LIBMIRROR = str(Path(sys.executable).with_name("libmirror"))
+
+
+@dataclass
+class Sandbox:
+    proc: subprocess.Popen[str]
+    info: dict[str, Any]
+    api: CoreDataAPI
+
+    @property
+    def remote(self) -> dict[str, str]:
+        return dict(self.info["remote"])
+
+
+def start_sandbox_process(data: Path, seed: int, *extra: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    proc = subprocess.Popen(
+        [LIBMIRROR, "sandbox", "coredata", "--port", "0", "--data", str(data), "--seed", str(seed), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line, "sandbox printed nothing"
+    return proc, json.loads(line)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    proc, info = start_sandbox_process(tmp_path / "sandbox-data", 12)
+    try:
+        yield Sandbox(proc, info, CoreDataAPI(info["remote"]))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@dataclass
+class Mirror:
+    config: Path
+    root: Path
+
+    def sync(self, *args: str, check: int | None = 0) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [LIBMIRROR, "--config", str(self.config), "--log-format", "json", "sync", "--once", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if check is not None:
+            assert result.returncode == check, (result.returncode, result.stdout[-4000:], result.stderr[-4000:])
+        return result
+
+    def events(self, result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+        out = []
+        for line in result.stdout.splitlines():
+            assert line.startswith("<"), line
+            out.append(json.loads(line[line.index(">") + 1 :]))
+        return out
+
+    def files(self) -> dict[str, bytes]:
+        """Every file under the root, our own .libmirror folder excluded."""
+        out: dict[str, bytes] = {}
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            if Path(dirpath) == self.root and ".libmirror" in dirnames:
+                dirnames.remove(".libmirror")
+            for name in filenames:
+                p = Path(dirpath) / name
+                out[p.relative_to(self.root).as_posix()] = p.read_bytes()
+        return out
+
+    def trash(self) -> dict[str, bytes]:
+        base = self.root / ".libmirror" / "trash"
+        return {p.relative_to(base).as_posix(): p.read_bytes() for p in base.rglob("*") if p.is_file()}
+
+
+def write_config(tmp_path: Path, remote: dict[str, str], **library: Any) -> Mirror:
+    root = tmp_path / "mirror"
+    lines = [f'state_dir = "{tmp_path / "state"}"', "", "[[library]]", 'name = "board"', 'provider = "coredata"']
+    lines.append(f'local_path = "{root}"')
+    for key, value in library.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    lines += ["", "[library.remote]"] + [f'{k} = "{v}"' for k, v in remote.items()]
+    config = tmp_path / "config.toml"
+    config.write_text("\n".join(lines) + "\n")
+    config.chmod(0o600)
+    return Mirror(config, root)
+
+
+@pytest.fixture
+def mirror(tmp_path: Path, sandbox: Sandbox) -> Mirror:
+    return write_config(tmp_path, sandbox.remote)

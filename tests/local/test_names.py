@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from daemon.local.names import (
+    MAX_NAME_BYTES,
+    NameRequest,
+    assign_local_names,
+    is_nfc,
+    join,
+    parent_of,
+    safe_local_path,
+    sanitize_name,
+    to_nfc,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("report.pdf", "report.pdf"),
+        ("../../x", ".._.._x"),
+        ("/abs", "_abs"),
+        ("a/b", "a_b"),
+        ("a\\b", "a_b"),
+        ("a\x00b", "a_b"),
+        ("tab\there\n", "tab_here_"),  # control characters become "_", which is kept
+        ("del\x7fc1\x85", "del_c1_"),
+        ("CON", "CON_"),
+        ("con", "con_"),
+        ("nul.txt", "nul_.txt"),
+        ("LPT9.tar.gz", "LPT9_.tar.gz"),
+        ("COM0", "COM0"),
+        ("CONSOLE.txt", "CONSOLE.txt"),
+        ("trailing. . .", "trailing"),
+        ("name.  ", "name"),
+        ("  padded  ", "padded"),
+        ('a<b>c:d"e|f?g*h', "a_b_c_d_e_f_g_h"),
+        (".hidden", ".hidden"),
+        (".libmirror", ".libmirror_"),
+        (".", None),
+        ("..", None),
+        ("", None),
+        ("   ", None),
+        ("...", None),
+    ],
+)
+def test_sanitize_cases(raw: str, expected: str | None) -> None:
+    assert sanitize_name(raw) == expected
+
+
+def test_nfd_becomes_nfc() -> None:
+    nfd = unicodedata.normalize("NFD", "Café.txt")
+    assert not is_nfc(nfd)
+    assert sanitize_name(nfd) == "Café.txt"
+    assert is_nfc(sanitize_name(nfd) or "")
+    assert to_nfc(nfd) == "Café.txt"
+
+
+def test_long_names_are_truncated_distinct_and_keep_extension() -> None:
+    a = "é" * 150 + "a.pdf"  # 305 bytes
+    b = "é" * 150 + "b.pdf"
+    sa, sb = sanitize_name(a), sanitize_name(b)
+    assert sa is not None and sb is not None
+    assert len(sa.encode()) <= MAX_NAME_BYTES and len(sb.encode()) <= MAX_NAME_BYTES
+    assert sa.endswith(".pdf") and sb.endswith(".pdf")
+    assert sa != sb
+    assert sanitize_name(a) == sa  # deterministic
+    assert sanitize_name(sa) == sa  # idempotent
+    plain = "x" * 300
+    sp = sanitize_name(plain)
+    assert sp is not None and len(sp.encode()) <= MAX_NAME_BYTES
+
+
+@given(st.text(max_size=400))
+@settings(max_examples=300, deadline=None)
+def test_sanitize_idempotent_and_safe(raw: str) -> None:
+    s = sanitize_name(raw)
+    if s is None:
+        return
+    assert sanitize_name(s) == s
+    assert s not in ("", ".", "..")
+    assert "/" not in s and "\\" not in s and "\x00" not in s
+    assert len(s.encode("utf-8")) <= MAX_NAME_BYTES
+    assert is_nfc(s)
+    assert s == s.strip() and not s.endswith(".")
+
+
+@given(st.lists(st.text(max_size=40), min_size=1, max_size=4))
+@settings(max_examples=200, deadline=None)
+def test_sanitized_names_never_escape_root(tmp_path_factory: pytest.TempPathFactory, raws: list[str]) -> None:
+    root = tmp_path_factory.getbasetemp() / "root"
+    root.mkdir(exist_ok=True)
+    rel = ""
+    for raw in raws:
+        name = sanitize_name(raw)
+        if name is None:
+            continue
+        rel = join(rel, name)
+    path = safe_local_path(root, rel)
+    real_root = root.resolve()
+    assert path.resolve() == real_root or real_root in path.resolve().parents
+
+
+def test_assign_duplicates_stable_and_order_independent() -> None:
+    reqs = [
+        NameRequest("id-b", "Report.pdf"),
+        NameRequest("id-a", "report.pdf"),
+        NameRequest("id-c", "REPORT.pdf"),
+        NameRequest("id-d", "other"),
+    ]
+    first = assign_local_names(reqs)
+    assert first == assign_local_names(list(reversed(reqs)))
+    assert first["id-a"] == "report.pdf"  # smallest id keeps the plain name
+    assert first["id-b"].startswith("Report (~") and first["id-b"].endswith(").pdf")
+    assert first["id-c"].startswith("REPORT (~")
+    assert first["id-d"] == "other"
+    folded = {n.casefold() for n in first.values()}
+    assert len(folded) == 4
+    # the suffix depends on the id only: the same id gets the same name next time
+    again = assign_local_names([NameRequest(r.remote_id, r.raw_name, first[r.remote_id]) for r in reqs])
+    assert again == first
+
+
+def test_assign_keeps_current_name_against_new_smaller_id() -> None:
+    before = assign_local_names([NameRequest("id-5", "a.txt")])
+    assert before == {"id-5": "a.txt"}
+    after = assign_local_names([NameRequest("id-5", "a.txt", "a.txt"), NameRequest("id-1", "A.TXT")])
+    assert after["id-5"] == "a.txt"
+    assert after["id-1"].startswith("A (~")
+
+
+def test_assign_drops_stale_current_after_remote_rename() -> None:
+    out = assign_local_names([NameRequest("id-1", "new.txt", "old.txt")])
+    assert out == {"id-1": "new.txt"}
+
+
+def test_assign_nfd_and_nfc_duplicates_and_skips() -> None:
+    nfd = unicodedata.normalize("NFD", "é.txt")
+    out = assign_local_names([NameRequest("1", nfd), NameRequest("2", "é.txt"), NameRequest("3", "..")])
+    assert out["1"] == "é.txt"
+    assert out["2"] != out["1"] and out["2"].endswith(".txt")
+    assert "3" not in out
+
+
+def test_join_and_parent() -> None:
+    assert join("", "a") == "a"
+    assert join("a/b", "c") == "a/b/c"
+    assert parent_of("a/b/c") == "a/b"
+    assert parent_of("a") == ""
+
+
+@pytest.mark.parametrize("rel", ["/etc/passwd", "../x", "a/../../x", "a//b", "a/./b", "a\x00b", "a/", ".."])
+def test_safe_local_path_refuses(tmp_path: Path, rel: str) -> None:
+    with pytest.raises(ValueError):
+        safe_local_path(tmp_path, rel)
+
+
+def test_safe_local_path_refuses_symlinked_dir(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "link").symlink_to(outside)
+    with pytest.raises(ValueError):
+        safe_local_path(root, "link/file.txt")
+    (root / "real").mkdir()
+    assert safe_local_path(root, "real/new/file.txt") == root / "real/new/file.txt"
+    assert safe_local_path(root, "") == root

@@ -1,0 +1,276 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import unicodedata
+from pathlib import Path
+
+import anyio
+import pytest
+from structlog.testing import capture_logs
+
+from daemon.local import scan as scan_mod
+from daemon.local.ignore import IgnoreMatcher
+from daemon.local.marker import ensure_marker
+from daemon.local.scan import LocalChange, Vanished, md5_file, observe_paths, scan_tree
+from daemon.sync.model import LocalRow
+from tests.local.memory_known import MemoryKnown
+
+pytestmark = pytest.mark.anyio
+
+
+async def _scan(root: Path, known: MemoryKnown, ignore: IgnoreMatcher | None = None) -> list[LocalChange]:
+    out: list[LocalChange] = []
+    async for batch in scan_tree(root, ignore or IgnoreMatcher(), known):
+        assert batch
+        out.extend(batch)
+        known.apply(batch)
+    return out
+
+
+def _rows(changes: list[LocalChange]) -> dict[str, LocalRow]:
+    return {c.path: c for c in changes if isinstance(c, LocalRow)}
+
+
+def _vanished(changes: list[LocalChange]) -> set[str]:
+    return {c.path for c in changes if isinstance(c, Vanished)}
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "lib"
+    r.mkdir()
+    ensure_marker(r)
+    (r / "a.txt").write_bytes(b"hello")
+    (r / "sub" / "deep").mkdir(parents=True)
+    (r / "sub" / "b.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 7))
+    (r / "sub" / "deep" / "c.txt").write_bytes(b"")
+    return r
+
+
+@pytest.fixture
+def md5_calls(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    calls: list[Path] = []
+    real = scan_mod.md5_file
+
+    def counting(path: Path) -> tuple[int, str]:
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(scan_mod, "md5_file", counting)
+    return calls
+
+
+def test_md5_file_streams_correctly(tmp_path: Path) -> None:
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    (tmp_path / "f").write_bytes(data)
+    assert md5_file(tmp_path / "f") == (len(data), hashlib.md5(data).hexdigest())
+    (tmp_path / "link").symlink_to(tmp_path / "f")
+    with pytest.raises(OSError):
+        md5_file(tmp_path / "link")
+
+
+async def test_new_then_unchanged_then_changed(root: Path, md5_calls: list[Path]) -> None:
+    known = MemoryKnown()
+    first = await _scan(root, known)
+    rows = _rows(first)
+    assert set(rows) == {"a.txt", "sub", "sub/b.bin", "sub/deep", "sub/deep/c.txt"}  # .libmirror ignored
+    assert rows["a.txt"].digest == hashlib.md5(b"hello").hexdigest()
+    assert rows["a.txt"].size == 5
+    assert rows["sub"].is_dir and rows["sub"].digest is None
+    assert rows["sub/b.bin"].digest == hashlib.md5((root / "sub/b.bin").read_bytes()).hexdigest()
+    assert rows["sub/deep/c.txt"].digest == hashlib.md5(b"").hexdigest()
+    assert len(md5_calls) == 3
+
+    md5_calls.clear()
+    assert await _scan(root, known) == []
+    assert md5_calls == []  # stat fast path: nothing re-hashed
+
+    (root / "a.txt").write_bytes(b"hello world")
+    changed = await _scan(root, known)
+    assert [c.path for c in changed] == ["a.txt"]
+    assert _rows(changed)["a.txt"].digest == hashlib.md5(b"hello world").hexdigest()
+    assert md5_calls == [root / "a.txt"]
+
+
+async def test_vanished_file_and_folder(root: Path) -> None:
+    known = MemoryKnown()
+    await _scan(root, known)
+    (root / "a.txt").unlink()
+    (root / "sub/deep/c.txt").unlink()
+    (root / "sub/deep").rmdir()
+    changes = await _scan(root, known)
+    assert changes == [Vanished("a.txt", False), Vanished("sub/deep", True)]
+    assert set(known.rows) == {"sub", "sub/b.bin"}
+
+
+async def test_kind_changes_are_order_independent(root: Path) -> None:
+    known = MemoryKnown()
+    await _scan(root, known)
+    (root / "a.txt").unlink()
+    (root / "a.txt").mkdir()
+    changes = await _scan(root, known)
+    assert len(changes) == 1 and isinstance(changes[0], LocalRow) and changes[0].is_dir
+    assert known.rows["a.txt"].is_dir
+    # folder -> file: the new row plus its former children vanished, never the path itself
+    (root / "sub/deep/c.txt").unlink()
+    (root / "sub/deep").rmdir()
+    (root / "sub/deep").write_text("now a file")
+    changes = await _scan(root, known)
+    assert _vanished(changes) == {"sub/deep/c.txt"}
+    assert set(_rows(changes)) == {"sub/deep"} and not known.rows["sub/deep"].is_dir
+    assert "sub/deep/c.txt" not in known.rows
+
+
+async def test_symlinks_skipped_and_warned_once(root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("x")
+    (root / "dirlink").symlink_to(outside)
+    (root / "filelink").symlink_to(root / "a.txt")
+    known = MemoryKnown()
+    with capture_logs() as logs:
+        changes = await _scan(root, known)
+        await _scan(root, known)
+    assert not any("link" in c.path for c in changes)
+    warned = sorted(e["path"] for e in logs if e["event"] == "symlink_skipped")
+    assert warned == ["dirlink", "filelink"]
+
+
+async def test_fifo_and_ignored_entries_skipped(root: Path) -> None:
+    os.mkfifo(root / "pipe")
+    (root / "doc.txt.swp").write_text("swap")
+    (root / "build").mkdir()
+    (root / "build" / "out.o").write_text("obj")
+    known = MemoryKnown()
+    changes = await _scan(root, known, IgnoreMatcher(["build/"]))
+    paths = {c.path for c in changes}
+    assert "pipe" not in paths and "doc.txt.swp" not in paths
+    assert not any(p.startswith("build") for p in paths)
+    # a known path that becomes ignored is reported vanished
+    again = await _scan(root, known, IgnoreMatcher(["build/", "*.bin"]))
+    assert again == [Vanished("sub/b.bin", False)]
+
+
+async def test_unreadable_file_skipped_not_vanished(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    known = MemoryKnown()
+    await _scan(root, known)
+    target = root / "a.txt"
+    target.write_bytes(b"changed")
+    if os.geteuid() == 0:  # root reads anything: simulate EACCES at the one place it would surface
+        real = scan_mod.md5_file
+
+        def refuse(path: Path) -> tuple[int, str]:
+            if path == target:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real(path)
+
+        monkeypatch.setattr(scan_mod, "md5_file", refuse)
+    else:
+        target.chmod(0)
+    with capture_logs() as logs:
+        assert await _scan(root, known) == []
+        assert await _scan(root, known) == []
+    assert [e["event"] for e in logs].count("file_unreadable") == 1
+    assert "a.txt" in known.rows  # not reported vanished
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can list any folder")
+async def test_unreadable_folder_keeps_children(root: Path) -> None:
+    known = MemoryKnown()
+    await _scan(root, known)
+    (root / "sub").chmod(0)
+    try:
+        assert await _scan(root, known) == []
+        assert "sub/b.bin" in known.rows
+    finally:
+        (root / "sub").chmod(0o755)
+
+
+async def test_unstable_file_skipped(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = scan_mod.md5_file
+    target = root / "a.txt"
+
+    def growing(path: Path) -> tuple[int, str]:
+        result = real(path)
+        if path == target:
+            with target.open("ab") as fh:
+                fh.write(b"more")  # someone keeps writing while we hash
+        return result
+
+    monkeypatch.setattr(scan_mod, "md5_file", growing)
+    known = MemoryKnown()
+    with capture_logs() as logs:
+        changes = await _scan(root, known)
+    assert "a.txt" not in {c.path for c in changes}
+    assert any(e["event"] == "file_unstable" and e["path"] == "a.txt" for e in logs)
+
+
+async def test_nfd_names_renamed_to_nfc(root: Path) -> None:
+    nfd = unicodedata.normalize("NFD", "café.txt")
+    nfc = unicodedata.normalize("NFC", "café.txt")
+    (root / nfd).write_text("x")
+    twin_nfd = unicodedata.normalize("NFD", "naïve.txt")
+    (root / twin_nfd).write_text("d")
+    (root / unicodedata.normalize("NFC", "naïve.txt")).write_text("c")
+    known = MemoryKnown()
+    with capture_logs() as logs:
+        changes = await _scan(root, known)
+    paths = {c.path for c in changes}
+    assert nfc in paths and nfd not in paths
+    assert (root / nfc).exists() and not (root / nfd).exists()
+    assert twin_nfd not in paths and "naïve.txt" in paths
+    assert (root / twin_nfd).exists()  # left alone: its NFC twin exists
+    events = {e["event"] for e in logs}
+    assert {"name_normalized", "name_not_nfc_skipped"} <= events
+
+
+async def test_start_subtree_and_limiter(root: Path) -> None:
+    known = MemoryKnown()
+    out: list[LocalChange] = []
+    async for batch in scan_tree(root, IgnoreMatcher(), known, start="sub",
+                                 hash_limiter=anyio.CapacityLimiter(1)):
+        out.extend(batch)
+    assert {c.path for c in out} == {"sub/b.bin", "sub/deep", "sub/deep/c.txt"}
+
+
+async def test_many_small_files_hashed_in_batches(tmp_path: Path) -> None:
+    for i in range(200):
+        (tmp_path / f"f{i:03}.txt").write_text(str(i))
+    known = MemoryKnown()
+    changes = await _scan(tmp_path, known)
+    rows = _rows(changes)
+    assert len(rows) == 200
+    assert rows["f007.txt"].digest == hashlib.md5(b"7").hexdigest()
+
+
+async def test_observe_paths(root: Path) -> None:
+    known = MemoryKnown()
+    await _scan(root, known)
+    (root / "new" / "inner").mkdir(parents=True)
+    (root / "new" / "inner" / "n.txt").write_text("n")
+    (root / "a.txt").unlink()
+    (root / "x.swp").write_text("ignored")
+    (root / "sub" / "deep" / "more.txt").write_text("m")
+    changes = await observe_paths(
+        root,
+        ["new/inner/n.txt", "a.txt", "x.swp", "../escape", "sub/deep", "sub/b.bin", "gone/never"],
+        IgnoreMatcher(),
+        known,
+    )
+    rows = _rows(changes)
+    assert set(rows) == {"new", "new/inner", "new/inner/n.txt", "sub/deep/more.txt"}
+    assert rows["new"].is_dir and rows["new/inner"].is_dir
+    assert _vanished(changes) == {"a.txt"}
+    known.apply(changes)
+    # a folder path is scanned recursively
+    (root / "new" / "inner" / "n2.txt").write_text("n2")
+    again = await observe_paths(root, ["new"], IgnoreMatcher(), known)
+    assert [c.path for c in again] == ["new/inner/n2.txt"]
+
+
+async def test_observe_nfd_path_is_normalized(root: Path) -> None:
+    nfd = unicodedata.normalize("NFD", "résumé.txt")
+    (root / nfd).write_text("cv")
+    changes = await observe_paths(root, [nfd], IgnoreMatcher(), MemoryKnown())
+    assert [c.path for c in changes] == [unicodedata.normalize("NFC", nfd)]

@@ -1,0 +1,102 @@
+"""The state store against a real SQLite file."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from daemon.state.migrations import SchemaTooNew
+from daemon.state.store import STATE_FILE, StateStore
+from daemon.sync.model import LocalRow, RemoteRow, SyncedRow
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_file_mode_wal_and_schema_version(tmp_path: Path) -> None:
+    store = await StateStore.open(tmp_path / "state")
+    lib = await store.library_id("board")
+    async with store.transaction(lib) as tx:
+        await tx.put_local(LocalRow("a.txt", size=1, mtime_ns=2, inode=3, digest="d"))
+    db = tmp_path / "state" / STATE_FILE
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(text("PRAGMA journal_mode"))).scalar_one() == "wal"
+        version = (await conn.execute(text("SELECT value FROM meta WHERE key='schema_version'"))).scalar_one()
+    assert version == "1"
+    await store.close()
+    # reopening keeps the data and the library id
+    store = await StateStore.open(tmp_path / "state")
+    assert await store.library_id("board") == lib
+    assert (await store.local_children(lib, ""))["a.txt"].digest == "d"
+    await store.close()
+
+
+async def test_refuses_newer_schema(tmp_path: Path) -> None:
+    store = await StateStore.open(tmp_path)
+    async with store.engine.begin() as conn:
+        await conn.execute(text("UPDATE meta SET value='99' WHERE key='schema_version'"))
+    await store.close()
+    with pytest.raises(SchemaTooNew):
+        await StateStore.open(tmp_path)
+
+
+async def test_changed_states_only_returns_disagreeing_paths(tmp_path: Path) -> None:
+    store = await StateStore.open(tmp_path)
+    lib = await store.library_id("x")
+    async with store.transaction(lib) as tx:
+        # in sync
+        await tx.put_local(LocalRow("same.txt", size=1, digest="aa"))
+        await tx.put_remote(RemoteRow("same.txt", "r1", size=1, digest="aa", version="v1"))
+        await tx.put_synced(SyncedRow("same.txt", digest="aa", size=1, remote_id="r1", remote_version="v1"))
+        # folder in sync
+        await tx.put_local(LocalRow("dir", is_dir=True))
+        await tx.put_remote(RemoteRow("dir", "d1", is_dir=True))
+        await tx.put_synced(SyncedRow("dir", is_dir=True, remote_id="d1"))
+        # local edit
+        await tx.put_local(LocalRow("dir/edited.txt", size=2, digest="bb"))
+        await tx.put_remote(RemoteRow("dir/edited.txt", "r2", size=1, digest="cc", version="v1"))
+        await tx.put_synced(SyncedRow("dir/edited.txt", digest="cc", size=1, remote_id="r2", remote_version="v1"))
+        # remote only
+        await tx.put_remote(RemoteRow("new.txt", "r3", size=1, digest="dd", version="v1"))
+    states = await store.changed_states(lib)
+    assert [s.path for s in states] == ["dir/edited.txt", "new.txt"]
+    edited = states[0]
+    assert edited.local and edited.local.digest == "bb"
+    assert edited.remote and edited.remote.remote_id == "r2"
+    assert edited.synced and edited.synced.digest == "cc"
+    assert states[1].local is None and states[1].synced is None
+    await store.close()
+
+
+async def test_recursive_delete_escapes_like_wildcards(tmp_path: Path) -> None:
+    store = await StateStore.open(tmp_path)
+    lib = await store.library_id("x")
+    async with store.transaction(lib) as tx:
+        for p in ("a_b", "a_b/x", "axb/y", "a_b2/z"):
+            await tx.put_local(LocalRow(p))
+        await tx.delete_local("a_b", recursive=True)
+    assert sorted((await store.local_children(lib, "")).keys()) == []
+    assert await store.local_at(lib, "axb/y") is not None
+    assert await store.local_at(lib, "a_b2/z") is not None
+    await store.close()
+
+
+async def test_failure_backoff_grows_and_caps(tmp_path: Path) -> None:
+    store = await StateStore.open(tmp_path)
+    lib = await store.library_id("x")
+    delays = []
+    for _ in range(6):
+        async with store.transaction(lib) as tx:
+            await tx.record_failure("f", "boom", 1000.0, base=25, factor=5, cap=86400)
+        (_, _, next_at, err) = (await store.failures(lib))[0]
+        delays.append(next_at - 1000.0)
+        assert err == "boom"
+    assert delays == [25, 125, 625, 3125, 15625, 78125]
+    async with store.transaction(lib) as tx:
+        await tx.record_failure("f", "boom", 1000.0, base=25, factor=5, cap=86400)
+        await tx.clear_failure("g")
+    assert (await store.failures(lib))[0][2] - 1000.0 == 86400
+    await store.close()
