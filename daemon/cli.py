@@ -36,7 +36,7 @@ def _add_config_arg(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "-c",
         type=Path,
         default=(os.environ.get("LIBMIRROR_CONFIG") or DEFAULT_CONFIG) if top else argparse.SUPPRESS,
-        help="config file (default: $LIBMIRROR_CONFIG or %s)" % DEFAULT_CONFIG,
+        help=f"config file (default: $LIBMIRROR_CONFIG or {DEFAULT_CONFIG})",
     )
 
 
@@ -46,8 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Mirror SaaS file libraries (CoreData, Cliniko, TimeTap, coreplus) to local folders, both ways.",
     )
     _add_config_arg(parser, top=True)
-    parser.add_argument("--log-format", choices=("json", "console"), default=None, help="default: json unless a TTY")
-    parser.add_argument("--log-level", default=None, help="debug, info, warning or error (default: config or info)")
+    parser.add_argument(
+        "--log-format", choices=("json", "console"), default=None, help="default: json unless a TTY"
+    )
+    parser.add_argument(
+        "--log-level", default=None, help="debug, info, warning or error (default: config or info)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p_sync = sub.add_parser("sync", help="observe both sides, plan and apply the changes")
@@ -55,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_sync.add_argument("--once", action="store_true", help="do one pass and exit (daemon mode is `run`)")
     p_sync.add_argument("--library", action="append", help="only this library (repeatable)")
     p_sync.add_argument("--dry-run", action="store_true", help="print the plan; change nothing anywhere")
-    p_sync.add_argument("--confirm-deletes", action="store_true", help="let deletes held by a safety gate through")
+    p_sync.add_argument(
+        "--confirm-deletes", action="store_true", help="let deletes held by a safety gate through"
+    )
 
     p_check = sub.add_parser("check-config", help="validate the config file and exit")
     _add_config_arg(p_check, top=False)
@@ -65,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_status.add_argument("--json", action="store_true", help="machine-readable output")
 
     p_demo = sub.add_parser("demo", help="mirror a seeded CoreData sandbox into a local folder")
-    p_demo.add_argument("--dir", type=Path, default=Path("libmirror-demo"), help="mirror folder (default ./libmirror-demo)")
+    p_demo.add_argument(
+        "--dir", type=Path, default=Path("libmirror-demo"), help="mirror folder (default ./libmirror-demo)"
+    )
     p_demo.add_argument("--once", action="store_true", help="one pass, then exit")
     p_demo.add_argument("--seed", type=int, default=40, help="sample files in the sandbox (default 40)")
     p_demo.add_argument("--interval", type=float, default=3.0, help="seconds between passes (default 3)")
@@ -75,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_sandbox.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     p_sandbox.add_argument("--data", type=Path, required=True, help="folder holding the sandbox's state")
     p_sandbox.add_argument("--seed", type=int, default=0, help="fill a new sandbox with N sample files")
-    p_sandbox.add_argument("--presign-ttl", type=float, default=300.0, help="presigned URL lifetime in seconds")
+    p_sandbox.add_argument(
+        "--presign-ttl", type=float, default=300.0, help="presigned URL lifetime in seconds"
+    )
     return parser
 
 
@@ -120,7 +130,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         config = _load(args)
         if config is None:
             return EXIT_CONFIG
-        print(f"{config.path}: OK, {len(config.libraries)} librar{'y' if len(config.libraries) == 1 else 'ies'}")
+        print(
+            f"{config.path}: OK, {len(config.libraries)} librar{'y' if len(config.libraries) == 1 else 'ies'}"
+        )
         for lib in config.libraries:
             print(f"  {lib.name}: {lib.provider} {lib.direction.value} {lib.local_path}")
         return EXIT_OK

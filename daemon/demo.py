@@ -32,10 +32,10 @@ local_path = "{mirror}"
 direction = "two-way"
 
 [library.remote]
-base_url = "{remote['base_url']}"
-root = "{remote['root']}"
-api_user = "{remote['api_user']}"
-api_key = "{remote['api_key']}"
+base_url = "{remote["base_url"]}"
+root = "{remote["root"]}"
+api_user = "{remote["api_user"]}"
+api_key = "{remote["api_key"]}"
 """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -44,7 +44,18 @@ api_key = "{remote['api_key']}"
 
 def _summary_table(summary: PassSummary, title: str) -> Table:
     table = Table(title=title)
-    for col in ("pushed", "pulled", "conflicts", "deleted", "moved", "skipped", "errors", "MB down", "MB up", "seconds"):
+    for col in (
+        "pushed",
+        "pulled",
+        "conflicts",
+        "deleted",
+        "moved",
+        "skipped",
+        "errors",
+        "MB down",
+        "MB up",
+        "seconds",
+    ):
         table.add_column(col, justify="right")
     table.add_row(
         str(summary.pushed),
@@ -118,7 +129,14 @@ async def _demo(mirror: Path, once: bool, seed: int, interval: float) -> int:
         while True:
             await anyio.sleep(interval)
             summary = await engine.run_pass(full_remote=True)
-            if summary.pushed or summary.pulled or summary.deleted or summary.conflicts or summary.moved or summary.errors:
+            if (
+                summary.pushed
+                or summary.pulled
+                or summary.deleted
+                or summary.conflicts
+                or summary.moved
+                or summary.errors
+            ):
                 console.print(_summary_table(summary, "changes synced"))
     finally:
         await provider.aclose()

@@ -123,7 +123,11 @@ class CoreDataAPI:
     def create(self, parent: str, filename: str, data: bytes) -> str:
         boundary = uuid.uuid4().hex
         parts = []
-        for name, value in (("filename", filename), ("title", filename.rsplit(".", 1)[0]), ("parent", parent)):
+        for name, value in (
+            ("filename", filename),
+            ("title", filename.rsplit(".", 1)[0]),
+            ("parent", parent),
+        ):
             parts.append(
                 f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
             )
@@ -135,7 +139,10 @@ class CoreDataAPI:
         )
         parts.append(f"--{boundary}--\r\n".encode())
         reply = self.call(
-            "POST", "/api/v2/files/", body=b"".join(parts), content_type=f"multipart/form-data; boundary={boundary}"
+            "POST",
+            "/api/v2/files/",
+            body=b"".join(parts),
+            content_type=f"multipart/form-data; boundary={boundary}",
         )
         assert reply.status == 201, reply
         return reply.headers["Location"].rstrip("/").rsplit("/", 1)[1]
@@ -143,11 +150,16 @@ class CoreDataAPI:
     def update(self, file_id: str, data: bytes, snapshot_id: str | None = None) -> Reply:
         query = f"?snapshot_id={snapshot_id}" if snapshot_id else ""
         return self.call(
-            "PUT", f"/api/v2/files/{file_id}/content/{query}", body=data, content_type="application/octet-stream"
+            "PUT",
+            f"/api/v2/files/{file_id}/content/{query}",
+            body=data,
+            content_type="application/octet-stream",
         )
 
     def move(self, file_id: str, parent: str, filename: str) -> Reply:
-        body = json.dumps({"filename": filename, "title": filename.rsplit(".", 1)[0], "parent": parent}).encode()
+        body = json.dumps(
+            {"filename": filename, "title": filename.rsplit(".", 1)[0], "parent": parent}
+        ).encode()
         return self.call("PUT", f"/api/v2/files/{file_id}/", body=body, content_type="application/json")
 
     def delete(self, file_id: str) -> Reply:

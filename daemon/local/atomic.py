@@ -131,9 +131,7 @@ class DownloadTarget:
         fsync_dir(dest.parent)
         return row_from_stat(self.rel, os.lstat(dest), self.md5)
 
-    async def commit(
-        self, expected_size: int | None, expected_md5: str | None, replace: LocalRow | None
-    ) -> LocalRow:
+    async def commit(self, expected_size: int | None, expected_md5: str | None, replace: LocalRow | None) -> LocalRow:
         """Verify and move into place; returns the new LocalRow (with its MD5).
 
         Raises DigestMismatch (temp discarded; retry the download), LocalChanged (the destination is

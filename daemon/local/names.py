@@ -151,8 +151,12 @@ def assign_local_names(siblings: Sequence[NameRequest]) -> dict[str, str]:
         clean = sanitize_name(req.raw_name)
         if clean is None:
             if _skipped_once.first((req.remote_id, req.raw_name)):
-                log.warning("remote_name_skipped", remote_id=req.remote_id, raw_name=req.raw_name,
-                            reason="name is empty, '.' or '..' after sanitising")
+                log.warning(
+                    "remote_name_skipped",
+                    remote_id=req.remote_id,
+                    raw_name=req.raw_name,
+                    reason="name is empty, '.' or '..' after sanitising",
+                )
             continue
         wanted[req.remote_id] = clean
 
@@ -172,14 +176,14 @@ def assign_local_names(siblings: Sequence[NameRequest]) -> dict[str, str]:
     for rid, clean in wanted.items():
         if rid in result:
             continue
-        candidates = [clean, _disambiguate(clean, rid), _disambiguate(clean, rid, 12),
-                      _disambiguate(clean, rid, 40)]
+        candidates = [clean, _disambiguate(clean, rid), _disambiguate(clean, rid, 12), _disambiguate(clean, rid, 40)]
         for candidate in candidates:
             if _fold(candidate) not in taken:
                 break
         else:  # a 40-hex collision among siblings: give up on this one, loudly
-            log.error("local_name_collision", remote_id=rid, name=clean,
-                      next_step="entry skipped until the folder changes")
+            log.error(
+                "local_name_collision", remote_id=rid, name=clean, next_step="entry skipped until the folder changes"
+            )
             continue
         result[rid] = candidate
         taken.add(_fold(candidate))

@@ -17,6 +17,7 @@ import errno
 import hashlib
 import os
 import stat
+import threading
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -66,6 +67,18 @@ class KnownRows(Protocol):
         ...
 
 
+_local = threading.local()
+
+
+def _buffer() -> bytearray:
+    """One 1 MiB read buffer per worker thread: allocating (and zeroing) it per file would cost
+    more than hashing a small file."""
+    buf: bytearray | None = getattr(_local, "buf", None)
+    if buf is None:
+        buf = _local.buf = bytearray(CHUNK)
+    return buf
+
+
 def md5_file(path: Path) -> tuple[int, str]:
     """(size, MD5 hex) of the file at ``path``, streamed in 1 MiB chunks, never through a symlink.
 
@@ -77,7 +90,7 @@ def md5_file(path: Path) -> tuple[int, str]:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise IsADirectoryError(errno.EISDIR, "not a regular file", str(path))
         md5 = hashlib.md5(usedforsecurity=False)
-        buf = bytearray(CHUNK)
+        buf = _buffer()
         view = memoryview(buf)
         size = 0
         while True:
@@ -114,22 +127,29 @@ def _abs(root: str, rel: str) -> str:
     return f"{root}/{rel}" if rel else root
 
 
-def _normalize_name(dir_abs: str, dir_rel: str, name: str, taken: set[str]) -> str | None:
+def _normalize_name(dir_abs: str, dir_rel: str, name: str) -> str | None:
     """Rename a non-NFC entry to its NFC form; None when that is impossible (skip it this pass)."""
     rel = join(dir_rel, name)
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
         if _name_once.first(("utf8", dir_abs, name)):
-            log.warning("name_not_utf8", path=rel.encode("utf-8", "backslashreplace").decode("ascii"),
-                        next_step="skipped; rename it to valid UTF-8 to sync it")
+            log.warning(
+                "name_not_utf8",
+                path=rel.encode("utf-8", "backslashreplace").decode("ascii"),
+                next_step="skipped; rename it to valid UTF-8 to sync it",
+            )
         return None
     nfc = to_nfc(name)
     target = Path(dir_abs, nfc)
-    if nfc in taken or os.path.lexists(target):
+    if os.path.lexists(target):
         if _name_once.first(("nfc", dir_abs, name)):
-            log.warning("name_not_nfc_skipped", path=rel, nfc_path=join(dir_rel, nfc),
-                        next_step="skipped because an NFC twin exists; rename one of them")
+            log.warning(
+                "name_not_nfc_skipped",
+                path=rel,
+                nfc_path=join(dir_rel, nfc),
+                next_step="skipped because an NFC twin exists; rename one of them",
+            )
         return None
     try:
         Path(dir_abs, name).rename(target)
@@ -140,9 +160,7 @@ def _normalize_name(dir_abs: str, dir_rel: str, name: str, taken: set[str]) -> s
     return nfc
 
 
-def _classify(
-    out: _Listing, rel: str, name: str, st: os.stat_result, known: dict[str, LocalRow]
-) -> None:
+def _classify(out: _Listing, rel: str, name: str, st: os.stat_result, known: dict[str, LocalRow]) -> None:
     mode = st.st_mode
     k = known.get(name)
     if stat.S_ISDIR(mode):
@@ -186,35 +204,47 @@ def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: dict[str, L
         out.ok = False
         return out
     odd: list[str] = []
-    names: set[str] = set()
+    prefix = f"{dir_rel}/" if dir_rel else ""
+    ignored = ignore.dir_checker(dir_rel)
+    present_add = out.present.add
+    known_get = known.get
+    is_reg = stat.S_ISREG
     with it:
-        for entry in it:
+        for entry in it:  # the hot loop: one lstat and a few C calls per unchanged file
             name = entry.name
-            names.add(name)
-            if not (name.isascii() or is_nfc(name)):
+            if not name.isascii() and not is_nfc(name):
                 odd.append(name)
                 continue
-            rel = join(dir_rel, name)
             is_dir = entry.is_dir(follow_symlinks=False)
-            if ignore.matches_entry(rel, is_dir):
+            if ignored(name, is_dir):
                 continue
             if entry.is_symlink():
-                _warn_symlink(root, rel)
+                _warn_symlink(root, prefix + name)
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
             except OSError:
-                out.present.add(name)  # there but not stat-able: never call that vanished
+                present_add(name)  # there but not stat-able: never call that vanished
                 continue
-            _classify(out, rel, name, st, known)
+            k = known_get(name)
+            if (
+                k is not None
+                and k.mtime_ns == st.st_mtime_ns
+                and k.size == st.st_size
+                and k.inode == st.st_ino
+                and not k.is_dir
+                and is_reg(st.st_mode)
+            ):
+                present_add(name)
+                continue
+            _classify(out, prefix + name, name, st, known)
     for name in odd:
-        fixed = _normalize_name(dir_abs, dir_rel, name, names)
+        fixed = _normalize_name(dir_abs, dir_rel, name)
         if fixed is None:
             out.present.add(to_nfc(name))  # left as it is: its NFC row must not read as vanished
             continue
-        names.add(fixed)
         rel = join(dir_rel, fixed)
         try:
             st = os.lstat(Path(dir_abs, fixed))
@@ -258,8 +288,12 @@ def _hash_stable(root: str, rel: str) -> LocalRow | _Skip:
             if exc.errno == errno.ELOOP:  # became a symlink under us
                 return _Skip.UNSTABLE
             if _unreadable_once.first((root, rel)):
-                log.warning("file_unreadable", path=rel, error=exc.strerror or str(exc),
-                            next_step="skipped until readable; check its permissions")
+                log.warning(
+                    "file_unreadable",
+                    path=rel,
+                    error=exc.strerror or str(exc),
+                    next_step="skipped until readable; check its permissions",
+                )
             return _Skip.UNREADABLE
         if _same(before, after) and size == after.st_size:
             _unreadable_once.forget((root, rel))
@@ -287,9 +321,7 @@ def _batches(items: list[_ToHash]) -> list[list[str]]:
     return out
 
 
-async def _hash_files(
-    root: str, items: list[_ToHash], limiter: anyio.CapacityLimiter
-) -> dict[str, LocalRow | _Skip]:
+async def _hash_files(root: str, items: list[_ToHash], limiter: anyio.CapacityLimiter) -> dict[str, LocalRow | _Skip]:
     """Hash ``items`` in worker threads, at most ``limiter`` at once; rel → row or reason skipped."""
     results: dict[str, LocalRow | _Skip] = {}
     pending = iter(_batches(items))
@@ -433,7 +465,7 @@ async def _observe_one(
     k = await cache.row(to_nfc(rel))
     st = await anyio.to_thread.run_sync(_lstat, _abs(root_s, rel))
     if st is not None and not (name.isascii() or is_nfc(name)):
-        fixed = await anyio.to_thread.run_sync(_normalize_name, _abs(root_s, parent), parent, name, set())
+        fixed = await anyio.to_thread.run_sync(_normalize_name, _abs(root_s, parent), parent, name)
         if fixed is None:
             return []
         rel = join(parent, fixed)
@@ -455,11 +487,7 @@ async def _observe_one(
         async for batch in scan_tree(root, ignore, known, start=rel, hash_limiter=limiter):
             out.extend(batch)
         return out
-    if (
-        k is not None
-        and not k.is_dir
-        and (k.size, k.mtime_ns, k.inode) == (st.st_size, st.st_mtime_ns, st.st_ino)
-    ):
+    if k is not None and not k.is_dir and (k.size, k.mtime_ns, k.inode) == (st.st_size, st.st_mtime_ns, st.st_ino):
         return out
     outcome = await anyio.to_thread.run_sync(_hash_stable, root_s, rel, limiter=limiter)
     if isinstance(outcome, LocalRow):

@@ -89,8 +89,12 @@ def trash_checked(root: Path, rel: str, expected: LocalRow) -> Path:
         try:
             rename_noreplace(dst, path)
         except OSError:
-            log.warning("local_trash_raced", path=rel, trash=str(dst),
-                        next_step="the newer version stays in the trash; the path is re-observed")
+            log.warning(
+                "local_trash_raced",
+                path=rel,
+                trash=str(dst),
+                next_step="the newer version stays in the trash; the path is re-observed",
+            )
         raise LocalChanged(f"{rel!r} changed while it was being moved to the trash")
     return dst
 

@@ -21,6 +21,7 @@ import structlog
 from aiohttp import web
 
 from daemon.sandbox import registry
+from daemon.sandbox.middleware import FAULT_HOOKS, FaultHook
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +35,18 @@ class RunningSandbox:
     remote: dict[str, Any]
     backend: Any
     _runner: web.AppRunner | None = field(default=None, repr=False)
+
+    @property
+    def app(self) -> web.Application:
+        """The running aiohttp application (raises when stopped)."""
+        if self._runner is None:
+            raise RuntimeError("the sandbox is not running")
+        return self._runner.app
+
+    @property
+    def fault_hooks(self) -> list[FaultHook]:
+        """Hooks run before every handler; one returning a response answers the request instead."""
+        return self.app[FAULT_HOOKS]
 
     async def stop(self) -> None:
         """Stop serving and close the state files (idempotent)."""

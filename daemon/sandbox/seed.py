@@ -75,7 +75,7 @@ def sample_files(count: int, seed: int) -> list[tuple[tuple[str, ...], str, byte
             data = b""
         elif "." + ext in _TEXT_EXT:
             words = rng.randint(1, 600)
-            data = (" ".join(rng.choice(_WORDS) for _ in range(words)) + "\n").encode()
+            data = (" ".join(rng.choices(_WORDS, k=words)) + "\n").encode()
         else:
             data = rng.randbytes(rng.randint(1, 24_000))
         out.append((folder, name, data))

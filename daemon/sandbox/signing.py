@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 
 class SignatureError(Exception):
@@ -38,7 +38,7 @@ class UrlSigner:
         params["AWSAccessKeyId"] = self.access_key_id
         params["Expires"] = str(expires)
         params["Signature"] = self.signature(method, blob, expires)
-        return urlencode(params)
+        return urlencode(params, quote_via=quote)
 
     def verify(self, method: str, blob: str, query: Mapping[str, str]) -> None:
         """Raise ``SignatureError`` unless ``query`` carries a valid, unexpired signature."""

@@ -41,7 +41,10 @@ def _over_limit(count: int, facts: GateFacts) -> str | None:
         return f"{count} deletes exceed max_delete_count = {facts.max_delete_count}"
     if facts.synced_files > 0 and count * 100 > facts.max_delete_percent * facts.synced_files:
         pct = count * 100 // facts.synced_files
-        return f"{count} deletes are {pct}% of {facts.synced_files} synced files (max_delete_percent = {facts.max_delete_percent})"
+        return (
+            f"{count} deletes are {pct}% of {facts.synced_files} synced files "
+            f"(max_delete_percent = {facts.max_delete_percent:g})"
+        )
     return None
 
 
@@ -83,7 +86,9 @@ def apply_gates(actions: list[Action], facts: GateFacts) -> GateResult:
         hold_local = hold_remote = False
 
     for action in actions:
-        if (hold_local and action.kind in DESTRUCTIVE_LOCAL) or (hold_remote and action.kind in DESTRUCTIVE_REMOTE):
+        if (hold_local and action.kind in DESTRUCTIVE_LOCAL) or (
+            hold_remote and action.kind in DESTRUCTIVE_REMOTE
+        ):
             result.held.append(action)
         else:
             result.allowed.append(action)

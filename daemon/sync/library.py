@@ -250,7 +250,9 @@ class LibrarySync:
                 failed_paths.add(action.path)
                 summary.failures.append((action.path, message))
             if report.replanned:
-                await self.observe_local([a.path for a in report.replanned] + [a.src for a in report.replanned if a.src])
+                await self.observe_local(
+                    [a.path for a in report.replanned] + [a.src for a in report.replanned if a.src]
+                )
                 if any(a.kind in (ActionKind.UPLOAD, ActionKind.DELETE_REMOTE) for a in report.replanned):
                     await self.observe_remote(full=False)
             if not report.done and not report.replanned:

@@ -65,7 +65,11 @@ class Mirror:
             timeout=300,
         )
         if check is not None:
-            assert result.returncode == check, (result.returncode, result.stdout[-4000:], result.stderr[-4000:])
+            assert result.returncode == check, (
+                result.returncode,
+                result.stdout[-4000:],
+                result.stderr[-4000:],
+            )
         return result
 
     def events(self, result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
@@ -93,7 +97,13 @@ class Mirror:
 
 def write_config(tmp_path: Path, remote: dict[str, str], **library: Any) -> Mirror:
     root = tmp_path / "mirror"
-    lines = [f'state_dir = "{tmp_path / "state"}"', "", "[[library]]", 'name = "board"', 'provider = "coredata"']
+    lines = [
+        f'state_dir = "{tmp_path / "state"}"',
+        "",
+        "[[library]]",
+        'name = "board"',
+        'provider = "coredata"',
+    ]
     lines.append(f'local_path = "{root}"')
     for key, value in library.items():
         lines.append(f"{key} = {json.dumps(value)}")

@@ -130,7 +130,15 @@ def test_unmounted_disk_deletes_nothing(sandbox: Sandbox, mirror: Mirror) -> Non
 
 def test_hostile_remote_names_stay_inside_root(sandbox: Sandbox, mirror: Mirror, tmp_path: Path) -> None:
     api = sandbox.api
-    for name in ["../../escape.txt", "/etc/passwd", "a\\b.txt", "CON", "nul.txt", "trailing. ", "x" * 300 + ".txt"]:
+    for name in [
+        "../../escape.txt",
+        "/etc/passwd",
+        "a\\b.txt",
+        "CON",
+        "nul.txt",
+        "trailing. ",
+        "x" * 300 + ".txt",
+    ]:
         api.create(api.root, name, name.encode())
     api.create(api.root, "dup.txt", b"one")
     api.create(api.root, "dup.txt", b"two")

@@ -39,11 +39,12 @@ def _row(root: Path, rel: str) -> LocalRow:
     return row_from_stat(rel, os.lstat(p), hashlib.md5(p.read_bytes()).hexdigest())
 
 
-async def _download(root: Path, rel: str, replace: LocalRow | None, data: bytes = DATA,
-                    md5: str | None = None) -> LocalRow:
+async def _download(
+    root: Path, rel: str, replace: LocalRow | None, data: bytes = DATA, md5: str | None = None
+) -> LocalRow:
     async with open_download(root, rel) as target:
         for i in range(0, len(data), 4096):
-            await target.write(data[i:i + 4096])
+            await target.write(data[i : i + 4096])
         return await target.commit(len(data), md5 or hashlib.md5(data).hexdigest(), replace)
 
 

@@ -228,8 +228,7 @@ async def test_nfd_names_renamed_to_nfc(root: Path) -> None:
 async def test_start_subtree_and_limiter(root: Path) -> None:
     known = MemoryKnown()
     out: list[LocalChange] = []
-    async for batch in scan_tree(root, IgnoreMatcher(), known, start="sub",
-                                 hash_limiter=anyio.CapacityLimiter(1)):
+    async for batch in scan_tree(root, IgnoreMatcher(), known, start="sub", hash_limiter=anyio.CapacityLimiter(1)):
         out.extend(batch)
     assert {c.path for c in out} == {"sub/b.bin", "sub/deep", "sub/deep/c.txt"}
 

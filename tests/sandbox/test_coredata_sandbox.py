@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import json
 import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
 from daemon.sandbox.seed import sample_files
@@ -183,7 +183,9 @@ async def test_filters_and_ordering(sandbox: RunningSandbox, http: aiohttp.Clien
 # ---- download --------------------------------------------------------------------------------
 
 
-async def test_download_redirects_to_presigned_url(sandbox: RunningSandbox, http: aiohttp.ClientSession) -> None:
+async def test_download_redirects_to_presigned_url(
+    sandbox: RunningSandbox, http: aiohttp.ClientSession
+) -> None:
     data = bytes(range(256)) * 300
     node = sandbox.backend.add_file(None, "Größe.bin", data)
     async with http.get(f"/api/v2/files/{node.id}/content/", allow_redirects=False) as resp:
@@ -462,18 +464,33 @@ async def test_request_log_counts_requests(sandbox: RunningSandbox, http: aiohtt
     assert log.matching("GET", "/api/v2/files/") == 2
 
 
+async def test_fault_hook_answers_before_the_handler(
+    sandbox: RunningSandbox, http: aiohttp.ClientSession
+) -> None:
+    async def busy(request: web.Request) -> web.StreamResponse | None:
+        if request.path.startswith("/api/v2/folders/"):
+            return web.json_response({"error_message": "busy"}, status=503)
+        return None
+
+    sandbox.fault_hooks.append(busy)
+    await get_json(http, "/api/v2/folders/", status=503)
+    await get_json(http, "/api/v2/files/")
+    assert [r.status for r in sandbox.backend.requests][-2:] == [503, 200]
+
+
 async def test_module_entry_prints_one_json_line(tmp_path: Path, anyio_backend: str) -> None:
-    cmd = [sys.executable, "-m", "daemon.sandbox", "coredata", "--port", "0", "--data", str(tmp_path / "d")]
-    proc = subprocess.Popen(
-        [*cmd, "--seed", "5"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    cmd = ["-m", "daemon.sandbox", "coredata", "--port", "0", "--data", str(tmp_path / "d"), "--seed", "5"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, *cmd, cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     try:
         assert proc.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=30)
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
         info = json.loads(line)
         assert info["provider"] == "coredata"
         assert info["base_url"].startswith("http://127.0.0.1:")
         assert set(info["remote"]) == {"base_url", "root", "api_user", "api_key"}
+        assert info["remote"]["base_url"] == info["base_url"]
         headers = {"Authorization": f"apikey {info['remote']['api_user']}:{info['remote']['api_key']}"}
         async with (
             aiohttp.ClientSession(base_url=info["base_url"], headers=headers) as http,
@@ -482,10 +499,10 @@ async def test_module_entry_prints_one_json_line(tmp_path: Path, anyio_backend: 
             assert resp.status == 200
             assert (await resp.json())["meta"]["total_count"] >= 1
         proc.send_signal(signal.SIGTERM)
-        rest, _ = await asyncio.to_thread(proc.communicate, timeout=30)
+        rest, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
         assert proc.returncode == 0
-        assert rest == ""  # exactly one line on stdout
+        assert rest == b""  # exactly one line on stdout
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
-            proc.wait()
+            await proc.wait()
