@@ -46,12 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Mirror SaaS file libraries (CoreData, Cliniko, TimeTap, coreplus) to local folders, both ways.",
     )
     _add_config_arg(parser, top=True)
-    parser.add_argument(
-        "--log-format", choices=("json", "console"), default=None, help="default: json unless a TTY"
-    )
-    parser.add_argument(
-        "--log-level", default=None, help="debug, info, warning or error (default: config or info)"
-    )
+    parser.add_argument("--log-format", choices=("json", "console"), default=None, help="default: json unless a TTY")
+    parser.add_argument("--log-level", default=None, help="debug, info, warning or error (default: config or info)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p_sync = sub.add_parser("sync", help="observe both sides, plan and apply the changes")
@@ -59,9 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_sync.add_argument("--once", action="store_true", help="do one pass and exit (daemon mode is `run`)")
     p_sync.add_argument("--library", action="append", help="only this library (repeatable)")
     p_sync.add_argument("--dry-run", action="store_true", help="print the plan; change nothing anywhere")
-    p_sync.add_argument(
-        "--confirm-deletes", action="store_true", help="let deletes held by a safety gate through"
-    )
+    p_sync.add_argument("--confirm-deletes", action="store_true", help="let deletes held by a safety gate through")
 
     p_check = sub.add_parser("check-config", help="validate the config file and exit")
     _add_config_arg(p_check, top=False)
@@ -83,9 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_sandbox.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     p_sandbox.add_argument("--data", type=Path, required=True, help="folder holding the sandbox's state")
     p_sandbox.add_argument("--seed", type=int, default=0, help="fill a new sandbox with N sample files")
-    p_sandbox.add_argument(
-        "--presign-ttl", type=float, default=300.0, help="presigned URL lifetime in seconds"
-    )
+    p_sandbox.add_argument("--presign-ttl", type=float, default=300.0, help="presigned URL lifetime in seconds")
     return parser
 
 
@@ -130,9 +122,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         config = _load(args)
         if config is None:
             return EXIT_CONFIG
-        print(
-            f"{config.path}: OK, {len(config.libraries)} librar{'y' if len(config.libraries) == 1 else 'ies'}"
-        )
+        print(f"{config.path}: OK, {len(config.libraries)} librar{'y' if len(config.libraries) == 1 else 'ies'}")
         for lib in config.libraries:
             print(f"  {lib.name}: {lib.provider} {lib.direction.value} {lib.local_path}")
         return EXIT_OK
@@ -158,8 +148,7 @@ def _selected(config: Config, names: list[str] | None) -> list[Any] | None:
     missing = [n for n in names if n not in known]
     if missing:
         print(
-            f"error: {config.path}: no library named {', '.join(missing)}; "
-            f"configured: {', '.join(known) or '(none)'}",
+            f"error: {config.path}: no library named {', '.join(missing)}; configured: {', '.join(known) or '(none)'}",
             file=sys.stderr,
         )
         return None

@@ -223,9 +223,7 @@ class RemoteParser:
             self._wrong_type(name, "a string", value, '"..."')
             return default or ""
         if not value.strip():
-            self.error(
-                name, f"must not be empty; {('set ' + hint) if hint else 'set a value or remove the key'}"
-            )
+            self.error(name, f"must not be empty; {('set ' + hint) if hint else 'set a value or remove the key'}")
             return default or ""
         return value
 
@@ -238,9 +236,7 @@ class RemoteParser:
             return default
         return value
 
-    def integer(
-        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
-    ) -> int:
+    def integer(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
         value = self.raw(name)
         if value is _MISSING:
             return default
@@ -251,9 +247,7 @@ class RemoteParser:
             return default
         return value
 
-    def number(
-        self, name: str, default: float, *, minimum: float | None = None, maximum: float | None = None
-    ) -> float:
+    def number(self, name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
         """An integer or float, returned as float (seconds, percentages)."""
         value = self.raw(name)
         if value is _MISSING:
@@ -343,8 +337,7 @@ class RemoteParser:
         if not present:
             self._missing(
                 name,
-                f"exactly one of {env_key} (environment variable), {file_key} (file path) "
-                f"or {name} (inline value)",
+                f"exactly one of {env_key} (environment variable), {file_key} (file path) or {name} (inline value)",
             )
             return Secret("")
         if len(present) > 1:
@@ -449,10 +442,7 @@ def _url_problem(value: str) -> str | None:
     if parts.query or parts.fragment:
         return f"{value!r} must not have a query string or fragment"
     if parts.scheme == "http" and not _is_loopback(host):
-        return (
-            f"plain http is only allowed for 127.0.0.1, localhost or ::1 (got {host}); "
-            f"use https:// for real servers"
-        )
+        return f"plain http is only allowed for 127.0.0.1, localhost or ::1 (got {host}); use https:// for real servers"
     return None
 
 
@@ -522,19 +512,13 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
             [ConfigIssue(file, "", "file not found; create it (see config.example.toml) or pass its path")]
         ) from None
     except IsADirectoryError:
-        raise ConfigError(
-            [ConfigIssue(file, "", "is a folder, not a TOML file; pass the file's path")]
-        ) from None
+        raise ConfigError([ConfigIssue(file, "", "is a folder, not a TOML file; pass the file's path")]) from None
     except OSError as exc:
-        raise ConfigError(
-            [ConfigIssue(file, "", f"cannot read ({exc.strerror}); check its permissions")]
-        ) from None
+        raise ConfigError([ConfigIssue(file, "", f"cannot read ({exc.strerror}); check its permissions")]) from None
     try:
         doc = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise ConfigError(
-            [ConfigIssue(file, "", f"is not UTF-8 text (byte {exc.start}); save it as UTF-8")]
-        ) from None
+        raise ConfigError([ConfigIssue(file, "", f"is not UTF-8 text (byte {exc.start}); save it as UTF-8")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([ConfigIssue(file, "", f"TOML syntax error: {exc}")]) from None
 

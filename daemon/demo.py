@@ -43,32 +43,22 @@ api_key = "{remote["api_key"]}"
 
 
 def _summary_table(summary: PassSummary, title: str) -> Table:
-    table = Table(title=title)
-    for col in (
-        "pushed",
-        "pulled",
-        "conflicts",
-        "deleted",
-        "moved",
-        "skipped",
-        "errors",
-        "MB down",
-        "MB up",
-        "seconds",
-    ):
-        table.add_column(col, justify="right")
-    table.add_row(
-        str(summary.pushed),
-        str(summary.pulled),
-        str(summary.conflicts),
-        str(summary.deleted),
-        str(summary.moved),
-        str(summary.skipped),
-        str(summary.errors),
-        f"{summary.bytes_down / 1e6:.2f}",
-        f"{summary.bytes_up / 1e6:.2f}",
-        f"{summary.duration_ms / 1000:.2f}",
-    )
+    table = Table(title=title, show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    rows = [
+        ("pulled", str(summary.pulled)),
+        ("pushed", str(summary.pushed)),
+        ("moved", str(summary.moved)),
+        ("deleted (to trash on disk)", str(summary.deleted)),
+        ("conflicts", str(summary.conflicts)),
+        ("skipped", str(summary.skipped)),
+        ("errors", str(summary.errors)),
+        ("MB down / up", f"{summary.bytes_down / 1e6:.2f} / {summary.bytes_up / 1e6:.2f}"),
+        ("seconds", f"{summary.duration_ms / 1000:.2f}"),
+    ]
+    for what, count in rows:
+        table.add_row(what, count)
     return table
 
 

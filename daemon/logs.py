@@ -132,9 +132,7 @@ def redact(value: object) -> object:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, Mapping):
-        return {
-            k: (REDACTED if _is_sensitive_key(k) and _has_content(v) else redact(v)) for k, v in value.items()
-        }
+        return {k: (REDACTED if _is_sensitive_key(k) and _has_content(v) else redact(v)) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [redact(v) for v in value]
     if isinstance(value, bytes | bytearray):

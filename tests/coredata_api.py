@@ -128,9 +128,7 @@ class CoreDataAPI:
             ("title", filename.rsplit(".", 1)[0]),
             ("parent", parent),
         ):
-            parts.append(
-                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-            )
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
         parts.append(
             f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{filename}"\r\n'
             f"Content-Type: application/octet-stream\r\n\r\n".encode()
@@ -157,9 +155,7 @@ class CoreDataAPI:
         )
 
     def move(self, file_id: str, parent: str, filename: str) -> Reply:
-        body = json.dumps(
-            {"filename": filename, "title": filename.rsplit(".", 1)[0], "parent": parent}
-        ).encode()
+        body = json.dumps({"filename": filename, "title": filename.rsplit(".", 1)[0], "parent": parent}).encode()
         return self.call("PUT", f"/api/v2/files/{file_id}/", body=body, content_type="application/json")
 
     def delete(self, file_id: str) -> Reply:

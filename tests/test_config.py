@@ -143,9 +143,7 @@ def test_example_config_is_valid() -> None:
 
 def test_example_documents_every_key() -> None:
     text = (REPO / "config.example.toml").read_text(encoding="utf-8")
-    fields = [f.name for f in dataclasses.fields(Config)] + [
-        f.name for f in dataclasses.fields(cfg_lib_type())
-    ]
+    fields = [f.name for f in dataclasses.fields(Config)] + [f.name for f in dataclasses.fields(cfg_lib_type())]
     for name in fields:
         if name in ("path", "libraries", "remote"):
             continue
@@ -364,9 +362,7 @@ def test_secret_from_credentials_directory(tmp_path: Path) -> None:
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "coredata-key").write_text(KEY + "\n", encoding="utf-8")
-    remote = REMOTE.replace(
-        'api_key_env = "COREDATA_KEY"', 'api_key_file = "$CREDENTIALS_DIRECTORY/coredata-key"'
-    )
+    remote = REMOTE.replace('api_key_env = "COREDATA_KEY"', 'api_key_file = "$CREDENTIALS_DIRECTORY/coredata-key"')
     path = write(tmp_path, minimal(remote=remote))
     cfg = load_config(path, environ={"CREDENTIALS_DIRECTORY": str(creds)})
     remote_cfg = cfg.libraries[0].remote

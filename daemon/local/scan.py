@@ -464,14 +464,14 @@ async def _observe_one(
         return []  # the folder's own event (or the next scan) renames it first
     k = await cache.row(to_nfc(rel))
     st = await anyio.to_thread.run_sync(_lstat, _abs(root_s, rel))
-    if st is not None and not (name.isascii() or is_nfc(name)):
-        fixed = await anyio.to_thread.run_sync(_normalize_name, _abs(root_s, parent), parent, name)
-        if fixed is None:
-            return []
-        rel = join(parent, fixed)
-        k = await cache.row(rel)
+    if not (name.isascii() or is_nfc(name)):
+        if st is not None:
+            fixed = await anyio.to_thread.run_sync(_normalize_name, _abs(root_s, parent), parent, name)
+            if fixed is None:
+                return []
+        # gone or renamed just now: what counts is the NFC path (the one the store knows)
+        rel = join(parent, to_nfc(name))
         st = await anyio.to_thread.run_sync(_lstat, _abs(root_s, rel))
-    rel = to_nfc(rel)
     if st is not None and stat.S_ISLNK(st.st_mode):
         _warn_symlink(root_s, rel)
     if (

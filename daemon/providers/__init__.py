@@ -13,6 +13,4 @@ def make_provider(library: LibraryConfig) -> Provider:
         from daemon.providers.coredata import CoreDataProvider
 
         return CoreDataProvider(remote.base_url, remote.root, remote.api_user, remote.api_key.reveal())
-    raise ValueError(
-        f"library {library.name!r}: provider {library.provider!r} is not available in this version"
-    )
+    raise ValueError(f"library {library.name!r}: provider {library.provider!r} is not available in this version")

@@ -90,9 +90,7 @@ def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], *, nul
     if value is None and nullable:
         return None
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise InvalidResponse(
-            f"CoreData object {obj.get('id', '?')!r}: field {name!r} has type {type(value).__name__}"
-        )
+        raise InvalidResponse(f"CoreData object {obj.get('id', '?')!r}: field {name!r} has type {type(value).__name__}")
     return value
 
 
@@ -346,9 +344,7 @@ class CoreDataProvider:
             if blob.status == 403:
                 blob.release()
                 if refetched:
-                    raise TransientError(
-                        f"download of {item.remote_id}: presigned URL refused twice (HTTP 403)"
-                    )
+                    raise TransientError(f"download of {item.remote_id}: presigned URL refused twice (HTTP 403)")
                 refetched = True
                 log.info("presigned_url_refetch", remote_id=item.remote_id)
                 continue
@@ -444,14 +440,10 @@ class CoreDataProvider:
             )
         server_digest = answer.headers.get(DIGEST_HEADER)
         if server_digest and server_digest.lower() != digest.lower():
-            raise DigestMismatch(
-                f"update of {item.remote_id}: server digest {server_digest} != local {digest}"
-            )
+            raise DigestMismatch(f"update of {item.remote_id}: server digest {server_digest} != local {digest}")
         fresh = await self.get_file(item.remote_id)
         if fresh.digest and fresh.digest != digest.lower():
-            raise DigestMismatch(
-                f"update of {item.remote_id}: server digest {fresh.digest} != local {digest}"
-            )
+            raise DigestMismatch(f"update of {item.remote_id}: server digest {fresh.digest} != local {digest}")
         return fresh
 
     # --- tree changes ---------------------------------------------------------------------------
@@ -485,9 +477,7 @@ class CoreDataProvider:
             self._folders.pop(item.remote_id, None)
 
     async def mkdir(self, parent_id: str, name: str) -> RemoteItem:
-        created = await self._api(
-            "POST", "/api/v2/folders/", json={"title": name, "parent": parent_id}, expect={201}
-        )
+        created = await self._api("POST", "/api/v2/folders/", json={"title": name, "parent": parent_id}, expect={201})
         folder_id = _id_from_location(created.headers.get("Location"))
         fresh = await self.get_folder(folder_id)
         if fresh is None:

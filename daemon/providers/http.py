@@ -172,15 +172,11 @@ class Response:
             raise RuntimeError("json() on a streamed response")
         ctype = self.headers.get("Content-Type", "")
         if "html" in ctype.lower():
-            raise InvalidResponse(
-                f"expected JSON from {redact_url(self.url)}, got {ctype}", status=self.status
-            )
+            raise InvalidResponse(f"expected JSON from {redact_url(self.url)}, got {ctype}", status=self.status)
         try:
             return jsonlib.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidResponse(
-                f"unparseable JSON from {redact_url(self.url)}: {exc}", status=self.status
-            ) from None
+            raise InvalidResponse(f"unparseable JSON from {redact_url(self.url)}: {exc}", status=self.status) from None
 
     async def iter_chunks(self, chunk_size: int = DEFAULT_CHUNK) -> AsyncIterator[bytes]:
         size = max(MIN_CHUNK, min(MAX_CHUNK, chunk_size))
@@ -246,16 +242,12 @@ class HttpClient:
         self.retry = retry or RetryPolicy()
         self.retry_after_hook = retry_after_hook
         self.auth_hint = auth_hint
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout, sock_read=read_timeout
-        )
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=0, limit_per_host=self.limit_per_host, keepalive_timeout=30
-            )
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.limit_per_host, keepalive_timeout=30)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,
@@ -363,9 +355,7 @@ class HttpClient:
                 break
             log.debug("http_retry", method=method, url=redact_url(target), delay_s=round(delay, 3))
             await anyio.sleep(delay)
-        raise TransientError(
-            f"{method} {redact_url(target)} failed after {attempts} attempt(s): {last_problem}"
-        )
+        raise TransientError(f"{method} {redact_url(target)} failed after {attempts} attempt(s): {last_problem}")
 
     def _server_wait(self, headers: Mapping[str, str]) -> float | None:
         wait = parse_retry_after(headers.get("Retry-After"))
@@ -384,7 +374,5 @@ class HttpClient:
         if status == 404:
             return NotFound(f"{where}: not found{detail}", status=status)
         if status in (409, 412):
-            return PreconditionFailed(
-                f"{where}: the remote object changed (HTTP {status}){detail}", status=status
-            )
+            return PreconditionFailed(f"{where}: the remote object changed (HTTP {status}){detail}", status=status)
         return ProviderError(f"{where}: HTTP {status}{detail}", status=status)

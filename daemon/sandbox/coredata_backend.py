@@ -293,9 +293,7 @@ class CoreDataBackend:
     def add_file(self, parent: str | None, filename: str, data: bytes, *, title: str | None = None) -> Node:
         """Test/seed helper: store ``data`` and create a file (``parent`` None = the space)."""
         blob = self.blobs.write_bytes(new_blob_name(), data)
-        return self.create_file(
-            parent or self.root_id, filename, title or Path(filename).stem or filename, blob
-        )
+        return self.create_file(parent or self.root_id, filename, title or Path(filename).stem or filename, blob)
 
     def add_folder(self, parent: str | None, title: str) -> Node:
         """Test/seed helper: create a folder (``parent`` None = the space)."""

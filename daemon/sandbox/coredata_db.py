@@ -88,8 +88,7 @@ class CoreDataDb:
     def save_upload_blob(self, blob: UploadBlob) -> None:
         with self.batch():
             self._conn.execute(
-                "INSERT OR REPLACE INTO upload_blobs (name, content_type, content_length, digest) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO upload_blobs (name, content_type, content_length, digest) VALUES (?, ?, ?, ?)",
                 (blob.name, blob.content_type, blob.content_length, blob.digest),
             )
 

@@ -28,9 +28,7 @@ def load_or_create(data_dir: Path, *, api_user: str = "sandbox-admin") -> Creden
     if path.exists():
         raw = json.loads(path.read_text(encoding="utf-8"))
         return Credentials(str(raw["api_user"]), str(raw["api_key"]), str(raw["signing_secret"]))
-    creds = Credentials(
-        api_user=api_user, api_key=secrets.token_hex(20), signing_secret=secrets.token_hex(32)
-    )
+    creds = Credentials(api_user=api_user, api_key=secrets.token_hex(20), signing_secret=secrets.token_hex(32))
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:

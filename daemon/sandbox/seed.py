@@ -57,9 +57,7 @@ class SeedTarget(Protocol):
 
     def add_folder(self, parent: str | None, title: str) -> _Created: ...
 
-    def add_file(
-        self, parent: str | None, filename: str, data: bytes, *, title: str | None = None
-    ) -> object: ...
+    def add_file(self, parent: str | None, filename: str, data: bytes, *, title: str | None = None) -> object: ...
 
 
 def sample_files(count: int, seed: int) -> list[tuple[tuple[str, ...], str, bytes]]:

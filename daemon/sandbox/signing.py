@@ -47,14 +47,10 @@ class UrlSigner:
             given = query["Signature"]
             key = query["AWSAccessKeyId"]
         except (KeyError, ValueError) as exc:
-            raise SignatureError(
-                "Query-string authentication requires Signature, Expires and AWSAccessKeyId"
-            ) from exc
+            raise SignatureError("Query-string authentication requires Signature, Expires and AWSAccessKeyId") from exc
         if key != self.access_key_id:
             raise SignatureError("The AWS Access Key Id you provided does not exist in our records.")
         if not hmac.compare_digest(given, self.signature(method, blob, expires)):
-            raise SignatureError(
-                "The request signature we calculated does not match the signature you provided."
-            )
+            raise SignatureError("The request signature we calculated does not match the signature you provided.")
         if time.time() > expires:
             raise SignatureError("Request has expired")

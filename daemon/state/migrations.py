@@ -45,8 +45,6 @@ def migrate(conn: Connection) -> int:
         MIGRATIONS[version](conn)
         version += 1
     if version != found:
-        conn.execute(
-            schema.meta.update().where(schema.meta.c.key == "schema_version").values(value=str(version))
-        )
+        conn.execute(schema.meta.update().where(schema.meta.c.key == "schema_version").values(value=str(version)))
     schema.metadata.create_all(conn)  # tables added without data changes
     return found

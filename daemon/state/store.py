@@ -188,8 +188,7 @@ class Txn:
         stmt = stmt.on_conflict_do_update(
             index_elements=["lib", "remote_id"],
             set_={
-                c: stmt.excluded[c]
-                for c in ("parent_id", "name", "is_dir", "size", "digest", "version", "modified")
+                c: stmt.excluded[c] for c in ("parent_id", "name", "is_dir", "size", "digest", "version", "modified")
             },
         )
         await self.conn.execute(
@@ -259,13 +258,9 @@ class Txn:
         stmt = stmt.on_conflict_do_update(index_elements=["lib", "key"], set_={"value": stmt.excluded.value})
         await self.conn.execute(stmt)
 
-    async def record_failure(
-        self, path: str, error: str, now: float, *, base: float, factor: float, cap: float
-    ) -> int:
+    async def record_failure(self, path: str, error: str, now: float, *, base: float, factor: float, cap: float) -> int:
         t = schema.failures
-        row = (
-            await self.conn.execute(select(t.c.attempts).where(t.c.lib == self.lib, t.c.path == path))
-        ).first()
+        row = (await self.conn.execute(select(t.c.attempts).where(t.c.lib == self.lib, t.c.path == path))).first()
         attempts = (row.attempts if row else 0) + 1
         delay = min(cap, base * factor ** (attempts - 1))
         stmt = sqlite_insert(t).values(
@@ -381,9 +376,7 @@ class StateStore:
         async with self.engine.connect() as conn:
             for name, t in (("local", schema.local), ("remote", schema.remote), ("synced", schema.synced)):
                 out[name] = int(
-                    (
-                        await conn.execute(select(func.count()).select_from(t).where(t.c.lib == lib))
-                    ).scalar_one()
+                    (await conn.execute(select(func.count()).select_from(t).where(t.c.lib == lib))).scalar_one()
                 )
                 out[name + "_files"] = int(
                     (
@@ -410,9 +403,7 @@ class StateStore:
         t = schema.failures
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(t.c.path, t.c.attempts, t.c.next_at, t.c.last_error)
-                .where(t.c.lib == lib)
-                .order_by(t.c.path)
+                select(t.c.path, t.c.attempts, t.c.next_at, t.c.last_error).where(t.c.lib == lib).order_by(t.c.path)
             )
             return [(r.path, r.attempts, r.next_at, r.last_error) for r in rows]
 

@@ -77,9 +77,7 @@ def remote_row(item: RemoteItem, path: str) -> RemoteRow:
     )
 
 
-def synced_row(
-    path: str, local: LocalRow, remote: RemoteRow | RemoteItem, digest: str | None = None
-) -> SyncedRow:
+def synced_row(path: str, local: LocalRow, remote: RemoteRow | RemoteItem, digest: str | None = None) -> SyncedRow:
     return SyncedRow(
         path=path,
         is_dir=local.is_dir,
@@ -225,9 +223,7 @@ class Executor:
             await tx.put_remote(remote_row(item, path))
             if local is not None and local.is_dir:
                 await tx.put_synced(synced_row(path, local, item))
-        log.info(
-            "action", action="mkdir_remote", path=path, bytes=0, duration_ms=0, reason="parent of an upload"
-        )
+        log.info("action", action="mkdir_remote", path=path, bytes=0, duration_ms=0, reason="parent of an upload")
 
     # -- handlers ----------------------------------------------------------------------------------
     async def _do_upload(self, action: Action) -> int:

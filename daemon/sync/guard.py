@@ -86,9 +86,7 @@ def apply_gates(actions: list[Action], facts: GateFacts) -> GateResult:
         hold_local = hold_remote = False
 
     for action in actions:
-        if (hold_local and action.kind in DESTRUCTIVE_LOCAL) or (
-            hold_remote and action.kind in DESTRUCTIVE_REMOTE
-        ):
+        if (hold_local and action.kind in DESTRUCTIVE_LOCAL) or (hold_remote and action.kind in DESTRUCTIVE_REMOTE):
             result.held.append(action)
         else:
             result.allowed.append(action)

@@ -98,12 +98,9 @@ class RemoteObserver:
             if not children:
                 continue
             current = {
-                r.remote_id: r.path.rpartition("/")[2]
-                for r in await self.store.remote_children(self.lib, parent_id)
+                r.remote_id: r.path.rpartition("/")[2] for r in await self.store.remote_children(self.lib, parent_id)
             }
-            names = assign_local_names(
-                [NameRequest(c.remote_id, c.name, current.get(c.remote_id)) for c in children]
-            )
+            names = assign_local_names([NameRequest(c.remote_id, c.name, current.get(c.remote_id)) for c in children])
             rows: list[RemoteRow] = []
             for child in children:
                 name = names.get(child.remote_id)
@@ -173,17 +170,11 @@ class RemoteObserver:
         """Name ``item`` among its known siblings and write its row; None if the name is unusable."""
         assert item.parent_id is not None
         siblings = [
-            r
-            for r in await self.store.remote_children(self.lib, item.parent_id)
-            if r.remote_id != item.remote_id
+            r for r in await self.store.remote_children(self.lib, item.parent_id) if r.remote_id != item.remote_id
         ]
         previous = await self.store.remote_by_id(self.lib, item.remote_id)
-        current = (
-            previous.path.rpartition("/")[2] if previous and previous.parent_id == item.parent_id else None
-        )
-        requests = [
-            NameRequest(r.remote_id, r.path.rpartition("/")[2], r.path.rpartition("/")[2]) for r in siblings
-        ]
+        current = previous.path.rpartition("/")[2] if previous and previous.parent_id == item.parent_id else None
+        requests = [NameRequest(r.remote_id, r.path.rpartition("/")[2], r.path.rpartition("/")[2]) for r in siblings]
         requests.append(NameRequest(item.remote_id, item.name, current))
         name = assign_local_names(requests).get(item.remote_id)
         if name is None:
@@ -197,9 +188,7 @@ class RemoteObserver:
             await tx.put_remote(_row(item, path), generation)
         return path
 
-    async def _apply_change(
-        self, item: RemoteItem, generation: int, outside: set[str], obs: RemoteObservation
-    ) -> None:
+    async def _apply_change(self, item: RemoteItem, generation: int, outside: set[str], obs: RemoteObservation) -> None:
         parent_path = None
         if item.parent_id is not None:
             parent_path = await self._folder_path(item.parent_id, generation, outside)

@@ -77,9 +77,7 @@ class _Change(Enum):
     DELETED = "deleted"
 
 
-def conflict_copy_name(
-    path: str, now_label: str, taken: Callable[[str], bool], *, is_dir: bool = False
-) -> str:
+def conflict_copy_name(path: str, now_label: str, taken: Callable[[str], bool], *, is_dir: bool = False) -> str:
     """``dir/NAME (conflicted copy LABEL).EXT``; `` 2``, `` 3``... before the extension while taken.
 
     Folders (``is_dir``) keep their whole name as the stem: a dot in a folder name is no extension.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.e2e.conftest import Mirror, Sandbox
+from tests.e2e.conftest import Mirror, Sandbox, write_config
 
 
 def remote_files(sandbox: Sandbox) -> dict[str, bytes]:
@@ -72,9 +72,7 @@ def test_remote_changes_propagate_and_deletes_go_to_trash(sandbox: Sandbox, mirr
     assert old_deleted in mirror.trash().values()
 
 
-def test_concurrent_edits_leave_remote_under_name_and_local_as_conflict_copy(
-    sandbox: Sandbox, mirror: Mirror
-) -> None:
+def test_concurrent_edits_leave_remote_under_name_and_local_as_conflict_copy(sandbox: Sandbox, mirror: Mirror) -> None:
     mirror.sync()
     tree = sandbox.api.tree()
     path = sorted(tree)[0]
@@ -150,3 +148,22 @@ def test_hostile_remote_names_stay_inside_root(sandbox: Sandbox, mirror: Mirror,
     assert {b"one", b"two", b"three"} <= set(local.values())
     assert all(len(Path(p).name.encode()) <= 255 for p in local)
     assert mirror.sync().returncode == 0
+
+
+def test_wrong_key_fails_clearly_and_changes_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
+    remote = sandbox.remote | {"api_key": "wrong-key-0123456789"}
+    mirror = write_config(tmp_path, remote)
+    result = mirror.sync(check=1)
+    assert "401" in result.stderr or "credentials" in result.stderr.lower() or "key" in result.stderr.lower()
+    assert "wrong-key-0123456789" not in result.stdout + result.stderr
+    assert not mirror.root.exists() or mirror.files() == {}
+
+
+def test_logs_are_json_lines_without_secrets(sandbox: Sandbox, mirror: Mirror) -> None:
+    result = mirror.sync()
+    events = mirror.events(result)
+    assert {"poll", "action", "pass"} <= {e["event"] for e in events}
+    assert all({"event", "level", "timestamp"} <= e.keys() for e in events)
+    assert all(e.get("library") == "board" for e in events if e["event"] in ("action", "pass"))
+    assert sandbox.remote["api_key"] not in result.stdout + result.stderr
+    assert "Signature=" not in result.stdout

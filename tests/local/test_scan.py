@@ -271,5 +271,9 @@ async def test_observe_paths(root: Path) -> None:
 async def test_observe_nfd_path_is_normalized(root: Path) -> None:
     nfd = unicodedata.normalize("NFD", "résumé.txt")
     (root / nfd).write_text("cv")
-    changes = await observe_paths(root, [nfd], IgnoreMatcher(), MemoryKnown())
+    known = MemoryKnown()
+    changes = await observe_paths(root, [nfd], IgnoreMatcher(), known)
     assert [c.path for c in changes] == [unicodedata.normalize("NFC", nfd)]
+    known.apply(changes)
+    # the watcher then reports the old NFD name as gone: the NFC file must not read as vanished
+    assert await observe_paths(root, [nfd], IgnoreMatcher(), known) == []

@@ -256,9 +256,7 @@ class SpoilingClient(HttpClient):
         self.marker = marker
         self.remaining = count
 
-    async def request(
-        self, method: str, url: URL | str, *, expect: Collection[int], **kwargs: Any
-    ) -> Response:
+    async def request(self, method: str, url: URL | str, *, expect: Collection[int], **kwargs: Any) -> Response:
         target = url if isinstance(url, URL) else URL(url, encoded=True)
         if method == "GET" and self.marker in target.path and self.remaining > 0:
             self.remaining -= 1

@@ -65,9 +65,7 @@ class Stub:
             limit = int(request.query.get("limit", "20"))
             offset = int(request.query.get("offset", "0"))
             total = totals.pop(0) if totals else len(objects)
-            return web.json_response(
-                page(objects[offset : offset + limit], offset, limit, total, "/api/v2/files/")
-            )
+            return web.json_response(page(objects[offset : offset + limit], offset, limit, total, "/api/v2/files/"))
 
         return handler
 
@@ -112,9 +110,7 @@ async def test_list_files_keeps_the_library_subtree(
     stub: tuple[Stub, Callable[..., CoreDataProvider]],
 ) -> None:
     s, build = stub
-    objects = [
-        file_obj(i, p) for i, p in enumerate([ROOT, "f1", "f2", "trash", "elsewhere", "nowhere", ROOT])
-    ]
+    objects = [file_obj(i, p) for i, p in enumerate([ROOT, "f1", "f2", "trash", "elsewhere", "nowhere", ROOT])]
     s.files = s.paged_files(objects)
     provider = build(page_size=2)
     folders = await provider.list_folders()
@@ -351,9 +347,7 @@ async def test_large_files_go_through_presigned_blobs(
     sandbox.backend.requests.clear()
     fresh = await provider.update(small, *_local(tmp_path, big_data[::-1]))
     assert fresh.digest == hashlib.md5(big_data[::-1]).hexdigest() and fresh.version != small.version
-    assert ("POST", "/api/v3/blob/presigned-upload-url/") in [
-        (r.method, r.path) for r in sandbox.backend.requests
-    ]
+    assert ("POST", "/api/v3/blob/presigned-upload-url/") in [(r.method, r.path) for r in sandbox.backend.requests]
 
 
 async def test_deleted_file_leaves_through_list_changed(

@@ -80,9 +80,7 @@ def _flaky(statuses: list[int], hits: list[web.Request], final: web.Response | N
     return add
 
 
-async def test_retries_5xx_then_succeeds(
-    serve: Callable[[Routes], Awaitable[str]], client: HttpClient
-) -> None:
+async def test_retries_5xx_then_succeeds(serve: Callable[[Routes], Awaitable[str]], client: HttpClient) -> None:
     hits: list[web.Request] = []
     base = await serve(_flaky([503, 500], hits))
     resp = await client.request("GET", f"{base}/x/", expect={200})
@@ -155,9 +153,7 @@ async def test_4xx_mapping_without_retry(
         assert "check the API credentials" in str(info.value)
 
 
-async def test_other_4xx_is_plain_provider_error(
-    serve: Callable[[Routes], Awaitable[str]], client: HttpClient
-) -> None:
+async def test_other_4xx_is_plain_provider_error(serve: Callable[[Routes], Awaitable[str]], client: HttpClient) -> None:
     hits: list[web.Request] = []
     base = await serve(_flaky([400], hits))
     with pytest.raises(ProviderError) as info:
@@ -166,9 +162,7 @@ async def test_other_4xx_is_plain_provider_error(
     assert info.value.status == 400
 
 
-async def test_exhausted_retries_raise_transient(
-    serve: Callable[[Routes], Awaitable[str]], client: HttpClient
-) -> None:
+async def test_exhausted_retries_raise_transient(serve: Callable[[Routes], Awaitable[str]], client: HttpClient) -> None:
     hits: list[web.Request] = []
     base = await serve(_flaky([502] * 10, hits))
     with pytest.raises(TransientError, match="3 attempt"):
@@ -192,9 +186,7 @@ async def test_connection_refused_is_transient(client: HttpClient) -> None:
         await client.request("GET", f"http://127.0.0.1:{port}/x/", expect={200})
 
 
-async def test_html_where_json_expected(
-    serve: Callable[[Routes], Awaitable[str]], client: HttpClient
-) -> None:
+async def test_html_where_json_expected(serve: Callable[[Routes], Awaitable[str]], client: HttpClient) -> None:
     async def html(request: web.Request) -> web.Response:
         return web.Response(text="<html>login</html>", content_type="text/html")
 
@@ -262,9 +254,7 @@ async def test_stream_download_in_chunks_and_no_redirect_following(
     async def sink(chunk: bytes) -> None:
         chunks.append(len(chunk))
 
-    async with await client.request(
-        "GET", f"{base}/blob/?Signature=abc%2Fdef", expect={200}, stream=True
-    ) as r:
+    async with await client.request("GET", f"{base}/blob/?Signature=abc%2Fdef", expect={200}, stream=True) as r:
         total = await r.stream_to(sink, chunk_size=64 * 1024)
     assert total == len(payload) == sum(chunks)
     assert max(chunks) <= 64 * 1024

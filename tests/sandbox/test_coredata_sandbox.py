@@ -183,9 +183,7 @@ async def test_filters_and_ordering(sandbox: RunningSandbox, http: aiohttp.Clien
 # ---- download --------------------------------------------------------------------------------
 
 
-async def test_download_redirects_to_presigned_url(
-    sandbox: RunningSandbox, http: aiohttp.ClientSession
-) -> None:
+async def test_download_redirects_to_presigned_url(sandbox: RunningSandbox, http: aiohttp.ClientSession) -> None:
     data = bytes(range(256)) * 300
     node = sandbox.backend.add_file(None, "Größe.bin", data)
     async with http.get(f"/api/v2/files/{node.id}/content/", allow_redirects=False) as resp:
@@ -325,9 +323,7 @@ async def test_presigned_blob_create_and_update(sandbox: RunningSandbox, http: a
 # ---- update, move, delete ---------------------------------------------------------------------
 
 
-async def test_content_update_with_snapshot_precondition(
-    sandbox: RunningSandbox, http: aiohttp.ClientSession
-) -> None:
+async def test_content_update_with_snapshot_precondition(sandbox: RunningSandbox, http: aiohttp.ClientSession) -> None:
     node = sandbox.backend.add_file(None, "doc.txt", b"v1")
     before = await get_json(http, f"/api/v2/files/{node.id}/")
     url = f"/api/v2/files/{node.id}/content/?filename=doc.md&snapshot_id={before['snapshot_id']}"
@@ -464,9 +460,7 @@ async def test_request_log_counts_requests(sandbox: RunningSandbox, http: aiohtt
     assert log.matching("GET", "/api/v2/files/") == 2
 
 
-async def test_fault_hook_answers_before_the_handler(
-    sandbox: RunningSandbox, http: aiohttp.ClientSession
-) -> None:
+async def test_fault_hook_answers_before_the_handler(sandbox: RunningSandbox, http: aiohttp.ClientSession) -> None:
     async def busy(request: web.Request) -> web.StreamResponse | None:
         if request.path.startswith("/api/v2/folders/"):
             return web.json_response({"error_message": "busy"}, status=503)

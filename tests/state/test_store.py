@@ -58,9 +58,7 @@ async def test_changed_states_only_returns_disagreeing_paths(tmp_path: Path) -> 
         # local edit
         await tx.put_local(LocalRow("dir/edited.txt", size=2, digest="bb"))
         await tx.put_remote(RemoteRow("dir/edited.txt", "r2", size=1, digest="cc", version="v1"))
-        await tx.put_synced(
-            SyncedRow("dir/edited.txt", digest="cc", size=1, remote_id="r2", remote_version="v1")
-        )
+        await tx.put_synced(SyncedRow("dir/edited.txt", digest="cc", size=1, remote_id="r2", remote_version="v1"))
         # remote only
         await tx.put_remote(RemoteRow("new.txt", "r3", size=1, digest="dd", version="v1"))
     states = await store.changed_states(lib)

@@ -133,9 +133,7 @@ class World:
         if obj.content is None:
             return RemoteRow(path=path, remote_id=obj.remote_id, is_dir=True, version=obj.version)
         digest = md5(obj.content) if self.has_digest else None
-        return RemoteRow(
-            path=path, remote_id=obj.remote_id, size=len(obj.content), digest=digest, version=obj.version
-        )
+        return RemoteRow(path=path, remote_id=obj.remote_id, size=len(obj.content), digest=digest, version=obj.version)
 
     def states(self) -> list[PathState]:
         """Every path of every tree, in sync or not: the planner must ignore the in-sync ones."""

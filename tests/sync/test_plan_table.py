@@ -75,9 +75,7 @@ MATRIX = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("local", "remote", "synced", "kind"), [m[1:] for m in MATRIX], ids=[m[0] for m in MATRIX]
-)
+@pytest.mark.parametrize(("local", "remote", "synced", "kind"), [m[1:] for m in MATRIX], ids=[m[0] for m in MATRIX])
 def test_change_matrix(
     local: LocalRow | None, remote: RemoteRow | None, synced: SyncedRow | None, kind: ActionKind
 ) -> None:
