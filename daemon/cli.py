@@ -19,6 +19,8 @@ import structlog
 
 from daemon.config import Config, ConfigError, load_config
 from daemon.logs import bind_library, configure_logging
+from daemon.sandbox import registry as sandbox_registry
+from daemon.sandbox.__main__ import parse_option as sandbox_option
 
 log = structlog.get_logger(__name__)
 
@@ -73,11 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--interval", type=float, default=3.0, help="seconds between passes (default 3)")
 
     p_sandbox = sub.add_parser("sandbox", help="run a provider's API emulator on 127.0.0.1")
-    p_sandbox.add_argument("provider", choices=("coredata",))
+    p_sandbox.add_argument("provider", choices=sandbox_registry.names())
     p_sandbox.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     p_sandbox.add_argument("--data", type=Path, required=True, help="folder holding the sandbox's state")
     p_sandbox.add_argument("--seed", type=int, default=0, help="fill a new sandbox with N sample files")
-    p_sandbox.add_argument("--presign-ttl", type=float, default=300.0, help="presigned URL lifetime in seconds")
+    p_sandbox.add_argument(
+        "--presign-ttl", type=float, default=None, help="presigned URL lifetime in seconds (default 300)"
+    )
+    p_sandbox.add_argument(
+        "-o", "--option", type=sandbox_option, action="append", default=[], help="backend option KEY=VALUE"
+    )
     return parser
 
 
@@ -111,7 +118,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         # stdout carries exactly one line (the start-up JSON); logs go to stderr
         configure_logging(args.log_format, args.log_level or "info", stream=sys.stderr)
-        return serve(args.provider, args.data, port=args.port, seed=args.seed, presign_ttl=args.presign_ttl)
+        options = dict(args.option)
+        if args.presign_ttl is not None:
+            options["presign_ttl"] = args.presign_ttl
+        return serve(args.provider, args.data, port=args.port, seed=args.seed, **options)
     if args.command == "demo":
         from daemon.demo import run_demo
 

@@ -111,6 +111,7 @@ class Config:
     log_level: str
     allow_root: bool
     libraries: tuple[LibraryConfig, ...]
+    stop_timeout: float = 30.0
 
     def library(self, name: str) -> LibraryConfig:
         """The library called ``name``; ``KeyError`` when there is none."""
@@ -534,6 +535,7 @@ def _parse_document(doc: Mapping[str, Any], ctx: _Context) -> Config | None:
     state_dir = top.path("state_dir", hint='state_dir = "/var/lib/libmirror"')
     log_level = top.choice("log_level", LOG_LEVELS, "info")
     allow_root = top.boolean("allow_root", False)
+    stop_timeout = top.number("stop_timeout", 30.0, minimum=0)
     libraries = _parse_libraries(top, ctx)
     top.finish()
     _check_paths(state_dir, libraries, ctx)
@@ -545,6 +547,7 @@ def _parse_document(doc: Mapping[str, Any], ctx: _Context) -> Config | None:
         log_level=log_level,
         allow_root=allow_root,
         libraries=tuple(libraries),
+        stop_timeout=stop_timeout,
     )
 
 

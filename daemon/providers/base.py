@@ -151,3 +151,16 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class FolderResolver(Protocol):
+    """Providers whose folders are not created by name (Cliniko patients, coreplus clients) map a local
+    folder onto a remote one here instead of ``mkdir``.
+
+    Return the remote folder that the local folder ``name`` under ``parent_id`` stands for (creating it
+    where the provider can, e.g. a coreplus sub-folder), or None when nothing matches: the files inside
+    are then not uploaded, and the engine reports that once.
+    """
+
+    async def resolve_local_folder(self, parent_id: str, name: str) -> RemoteItem | None: ...

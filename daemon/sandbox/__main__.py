@@ -13,7 +13,7 @@ from daemon.sandbox import registry
 from daemon.sandbox.runner import serve
 
 
-def _option(text: str) -> tuple[str, Any]:
+def parse_option(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="state directory (created when missing)")
     parser.add_argument("--seed", type=int, default=0, help="fill a new DIR with N sample files")
     parser.add_argument(
-        "-o", "--option", type=_option, action="append", default=[], help="backend option, e.g. presign_ttl=5"
+        "-o", "--option", type=parse_option, action="append", default=[], help="backend option, e.g. presign_ttl=5"
     )
     args = parser.parse_args(argv)
     return serve(args.provider, args.data, port=args.port, seed=args.seed, **dict(args.option))

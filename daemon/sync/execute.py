@@ -18,19 +18,24 @@ import structlog
 
 from daemon.local import atomic, ops
 from daemon.local.names import safe_local_path
+from daemon.local.once import Once
 from daemon.providers.base import (
     AuthError,
+    FolderResolver,
     NotFound,
     PreconditionFailed,
     Provider,
     ProviderError,
     RemoteItem,
+    Unsupported,
 )
 from daemon.state.store import StateStore, parent_path
 from daemon.sync.model import Action, ActionKind, LocalRow, RemoteRow, SyncedRow
 from daemon.sync.plan import conflict_copy_name
 
 log = structlog.get_logger(__name__)
+
+_reported = Once()
 
 FAILURE_BACKOFF = {"base": 25.0, "factor": 5.0, "cap": 24 * 3600.0}
 
@@ -44,6 +49,7 @@ class ExecutionReport:
     done: list[Action] = field(default_factory=list)
     replanned: list[Action] = field(default_factory=list)
     failed: list[tuple[Action, str]] = field(default_factory=list)
+    unsupported: list[tuple[Action, str]] = field(default_factory=list)  # the API cannot do it: skipped
     bytes_up: int = 0
     bytes_down: int = 0
 
@@ -147,6 +153,11 @@ class Executor:
                 report.replanned.append(action)
                 log.info("action_replanned", action=action.kind.value, path=action.path, why=str(exc))
                 return
+            except Unsupported as exc:
+                report.unsupported.append((action, str(exc)))
+                if _reported.first((self.lib, action.path, str(exc))):
+                    log.warning("action_unsupported", action=action.kind.value, path=action.path, reason=str(exc))
+                return
             except AuthError:
                 raise
             except (ProviderError, OSError, ValueError) as exc:
@@ -201,20 +212,29 @@ class Executor:
         if row is not None and row.is_dir:
             return row.remote_id
         async with self._mkdir_lock:
-            return await self._parent_id_locked(path)
+            return await self._ensure_folder_locked(parent)
 
-    async def _parent_id_locked(self, path: str) -> str:
-        parent = parent_path(path)
-        if parent == "":
+    async def _ensure_folder_locked(self, folder: str) -> str:
+        """The remote id of the folder at library path ``folder``; missing folders are created (or, for
+        providers that map folders by rule, resolved with ``resolve_local_folder``)."""
+        if folder == "":
             return self.provider.root_id
-        row = await self.store.remote_at(self.lib, parent)
+        row = await self.store.remote_at(self.lib, folder)
         if row is not None and row.is_dir:
             return row.remote_id
         if row is not None:
-            raise Replan(f"remote {parent!r} is a file, not a folder")
-        grandparent_id = await self._parent_id_locked(parent)
-        item = await self.provider.mkdir(grandparent_id, parent.rpartition("/")[2])
-        await self._record_remote_dir(parent, item)
+            raise Replan(f"remote {folder!r} is a file, not a folder")
+        parent_id = await self._ensure_folder_locked(parent_path(folder))
+        name = folder.rpartition("/")[2]
+        if isinstance(self.provider, FolderResolver):
+            item = await self.provider.resolve_local_folder(parent_id, name)
+            if item is None:
+                raise Unsupported(f"the folder {folder!r} matches no remote folder, so its files are not uploaded")
+        elif not self.provider.capabilities.can_mkdir:
+            raise Unsupported("the remote API cannot create folders")
+        else:
+            item = await self.provider.mkdir(parent_id, name)
+        await self._record_remote_dir(folder, item)
         return item.remote_id
 
     async def _record_remote_dir(self, path: str, item: RemoteItem) -> None:
@@ -367,11 +387,7 @@ class Executor:
             existing = await self.store.remote_at(self.lib, action.path)
             if existing is not None:
                 raise Replan("remote folder appeared meanwhile")
-            parent_id = await self._parent_id_locked(action.path)
-            item = await self.provider.mkdir(parent_id, action.path.rpartition("/")[2])
-        async with self.store.transaction(self.lib) as tx:
-            await tx.put_remote(remote_row(item, action.path))
-            await tx.put_synced(synced_row(action.path, local, item))
+            await self._ensure_folder_locked(action.path)
         return 0
 
     async def _do_rmdir_local(self, action: Action) -> int:

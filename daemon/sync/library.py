@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -140,6 +140,8 @@ class LibrarySync:
 
     async def observe_remote(self, *, full: bool) -> RemoteObservation:
         obs = await (self.remote.full() if full else self.remote.incremental())
+        async with self.store.transaction(self.lib) as tx:
+            await tx.set_status("last_poll", datetime.now().astimezone().isoformat(timespec="seconds"))
         for name in obs.skipped:
             log.warning("remote_name_skipped", path=name, detail="the name cannot be used on disk")
         log.info(
@@ -182,15 +184,30 @@ class LibrarySync:
         confirm_deletes: bool = False,
         on_progress: ProgressCallback | None = None,
         on_plan: Callable[[list[Action]], None] | None = None,
+        poll_remote: bool = True,
+        scan_local: bool | Sequence[str] = True,
+        honour_backoff: bool = False,
     ) -> PassSummary:
+        """Observe, plan, guard and execute until nothing is left (at most ``MAX_ROUNDS`` rounds).
+
+        ``sync --once`` uses the defaults (both sides observed in full). The daemon narrows the
+        observation: ``poll_remote=False`` for a watcher-triggered pass, ``scan_local=[paths]`` to
+        observe only what the watcher reported (or ``False`` for a remote-only pass), and
+        ``honour_backoff=True`` so paths whose last attempt failed wait for their ``next_at``.
+        """
         started = time.monotonic()
         summary = PassSummary()
         marker_present = await self._prepare_root(dry_run, confirm_deletes)
-        if self.options.direction is not Direction.PUSH or self.provider.capabilities.can_download:
+        if poll_remote and (
+            self.options.direction is not Direction.PUSH or self.provider.capabilities.can_download
+        ):
             await self.observe_remote(full=full_remote)
-        if self.root.exists():
-            await self.observe_local()
+        if self.root.exists() and scan_local is not False:
+            await self.observe_local(None if scan_local is True else list(scan_local))
         failed_paths: set[str] = set()
+        if honour_backoff:
+            now = time.time()
+            failed_paths.update(path for path, _, next_at, _ in await self.store.failures(self.lib) if next_at > now)
         counted: Counter[str] = Counter()
         for round_no in range(1, MAX_ROUNDS + 1):
             states = await self.store.changed_states(self.lib)
@@ -246,6 +263,9 @@ class LibrarySync:
                 counted[_COUNTS.get(action.kind, "other")] += 1
             summary.bytes_up += report.bytes_up
             summary.bytes_down += report.bytes_down
+            summary.skipped += len(report.unsupported)
+            for action, _reason in report.unsupported:
+                failed_paths.add(action.path)  # nothing more to try for it in this pass
             for action, message in report.failed:
                 failed_paths.add(action.path)
                 summary.failures.append((action.path, message))
@@ -268,10 +288,13 @@ class LibrarySync:
             if purged:
                 log.info("trash_purged", removed=purged, older_than_days=self.config.trash_days)
         summary.duration_ms = round((time.monotonic() - started) * 1000, 1)
+        conflicts_before = int((await self.store.get_status(self.lib)).get("conflicts_total", "0"))
         async with self.store.transaction(self.lib) as tx:
             if not dry_run:
                 await tx.set_status("last_pass", datetime.now().astimezone().isoformat(timespec="seconds"))
             await tx.set_status("gate", "; ".join(summary.gate_reasons))
+            if summary.conflicts and not dry_run:
+                await tx.set_status("conflicts_total", str(conflicts_before + summary.conflicts))
         log.info(
             "pass",
             pushed=summary.pushed,
