@@ -260,7 +260,7 @@ class Executor:
             item = await self.provider.upload(
                 parent_id, action.path.rpartition("/")[2], source, local.size, local.digest
             )
-            if existing is not None and not existing.is_dir:
+            if existing is not None and not existing.is_dir and self.provider.capabilities.can_delete:
                 # no in-place update: the new file exists now, the old one may go (never delete first)
                 try:
                     await self.provider.delete(remote_item(existing))

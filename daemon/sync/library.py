@@ -14,6 +14,7 @@ import structlog
 from daemon.config import LibraryConfig
 from daemon.local import atomic, marker, trash
 from daemon.local.ignore import IgnoreMatcher
+from daemon.local.once import Once
 from daemon.local.scan import Vanished, observe_paths, scan_tree
 from daemon.providers.base import Provider
 from daemon.state.store import StateStore
@@ -26,6 +27,8 @@ from daemon.sync.plan import plan
 log = structlog.get_logger(__name__)
 
 MAX_ROUNDS = 8
+
+_skip_reported = Once()  # a path the planner cannot act on is reported once per process, not every pass
 
 
 class LocalRootMissing(Exception):
@@ -241,7 +244,8 @@ class LibrarySync:
                 skips = [a for a in gate.allowed if a.kind is ActionKind.SKIP]
                 summary.skipped += len(skips)
                 for a in skips:
-                    log.info("skipped", path=a.path, reason=a.reason)
+                    if _skip_reported.first((self.lib, a.path, a.reason)):
+                        log.info("skipped", path=a.path, reason=a.reason)
                 if on_plan is not None:
                     on_plan(work)
             if dry_run or not work:

@@ -1,0 +1,234 @@
+"""One library in daemon mode: watcher, poller and rescans feed one serial queue of passes.
+
+Triggers only *record* what needs observing (changed local paths, an incremental poll, a full
+listing, a full local rescan); a single worker merges whatever piled up and runs one pass for it, so
+passes of a library never overlap and a burst of triggers costs one pass. A pass triggered by the
+watcher observes only the paths it reported; an idle poll is one ``changed since`` request and no
+local work.
+
+Any failure of the library as a whole (bad credentials, unreachable server, missing root) ends the
+current session; the runner logs it once per attempt and tries again after a growing delay. It never
+raises, so one failing library cannot stop the others.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import anyio
+import structlog
+
+from daemon.config import LibraryConfig
+from daemon.local import atomic, marker
+from daemon.local.watch import WatcherUnavailable, watch_changes
+from daemon.logs import bind_library
+from daemon.providers.base import Provider, ProviderError
+from daemon.state.store import StateStore
+from daemon.sync.library import LibrarySync, LocalRootMissing, PassSummary
+
+log = structlog.get_logger(__name__)
+
+RETRY_BASE_S = 5.0
+RETRY_FACTOR = 2.0
+RETRY_CAP_S = 300.0
+POLL_JITTER = 0.1  # ±10 % so many daemons (or libraries) do not poll in lock-step
+FALLBACK_RESCAN_MIN_S = 60.0
+
+
+@dataclass
+class Work:
+    """What the next pass must observe; triggers merge into one of these."""
+
+    paths: set[str] = field(default_factory=set)
+    incremental: bool = False
+    full_remote: bool = False
+    full_local: bool = False
+
+    def merge(self, other: Work) -> None:
+        self.paths |= other.paths
+        self.incremental |= other.incremental
+        self.full_remote |= other.full_remote
+        self.full_local |= other.full_local
+
+    @property
+    def empty(self) -> bool:
+        return not (self.paths or self.incremental or self.full_remote or self.full_local)
+
+
+@dataclass
+class RunnerState:
+    """What ``status`` and the systemd STATUS line show about one library."""
+
+    name: str
+    state: str = "starting"  # starting | idle | syncing | retrying | halted | stopped
+    detail: str = ""
+    files: int = 0
+    last_pass: str = ""
+    errors: int = 0
+    watching: bool = False
+
+
+ProviderFactory = Callable[[LibraryConfig], Provider]
+
+
+def _default_factory(library: LibraryConfig) -> Provider:
+    from daemon.providers import make_provider
+
+    return make_provider(library)
+
+
+class LibraryRunner:
+    """Runs one library until :meth:`request_stop` (graceful) or cancellation (hard)."""
+
+    def __init__(
+        self,
+        config: LibraryConfig,
+        store: StateStore,
+        *,
+        provider_factory: ProviderFactory = _default_factory,
+        on_change: Callable[[], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.provider_factory = provider_factory
+        self.on_change = on_change
+        self.rng = rng or random.Random()
+        self.state = RunnerState(config.name)
+        self._pending = Work()
+        self._wake = anyio.Event()
+        self._stopping = False
+        self.passes = 0
+
+    # -- control -----------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Take no new work; the pass in flight (if any) finishes, then :meth:`run` returns."""
+        self._stopping = True
+        self._wake.set()
+
+    def trigger(self, work: Work) -> None:
+        self._pending.merge(work)
+        self._wake.set()
+
+    def _set(self, state: str, detail: str = "") -> None:
+        if (state, detail) != (self.state.state, self.state.detail):
+            self.state.state, self.state.detail = state, detail
+            if self.on_change is not None:
+                self.on_change()
+
+    # -- the session loop --------------------------------------------------------------------------
+    async def run(self) -> None:
+        bind_library(self.config.name)
+        delay = RETRY_BASE_S
+        while not self._stopping:
+            started = time.monotonic()
+            try:
+                await self._session()
+            except Exception as exc:  # noqa: BLE001 - any failure of one library must not stop the others
+                if time.monotonic() - started > RETRY_CAP_S:
+                    delay = RETRY_BASE_S  # it worked for a while: start the backoff over
+                self._set("retrying", f"{type(exc).__name__}: {exc}")
+                log.error(
+                    "library_failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in_s=round(delay, 1),
+                    next_step="retrying with backoff; fix the cause (credentials, network, mount) if it persists",
+                    exc_info=not isinstance(exc, OSError | ProviderError | LocalRootMissing),
+                )
+                with anyio.move_on_after(delay):
+                    while not self._stopping:
+                        await self._wait_wake()
+                delay = min(RETRY_CAP_S, delay * RETRY_FACTOR)
+        self._set("stopped")
+
+    async def _wait_wake(self) -> None:
+        await self._wake.wait()
+        self._wake = anyio.Event()
+
+    async def _session(self) -> None:
+        provider = self.provider_factory(self.config)
+        try:
+            lib_id = await self.store.library_id(self.config.name)
+            engine = LibrarySync(self.config, self.store, lib_id, provider)
+            # a new session starts from a full view of both sides: whatever happened while we were away
+            self._pending.merge(Work(full_remote=True, full_local=True))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._worker, engine, tg.cancel_scope)
+                tg.start_soon(self._every, self.config.poll_interval, Work(incremental=True), True)
+                tg.start_soon(self._every, self.config.full_scan_interval, Work(full_remote=True), False)
+                tg.start_soon(self._every, self.config.local_rescan_interval, Work(full_local=True), False)
+                tg.start_soon(self._watch)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await provider.aclose()
+                root = self.config.local_path
+                if marker.marker_present(root):
+                    removed = atomic.cleanup_tmp(root)  # downloads cut short by a hard stop
+                    if removed:
+                        log.info("tmp_cleaned", removed=removed)
+
+    async def _worker(self, engine: LibrarySync, scope: anyio.CancelScope) -> None:
+        while not self._stopping:
+            if self._pending.empty:
+                await self._wait_wake()
+                continue
+            work, self._pending = self._pending, Work()
+            try:
+                await self._pass(engine, work)
+            except BaseException:
+                self._pending.merge(work)
+                raise
+        scope.cancel()
+
+    async def _pass(self, engine: LibrarySync, work: Work) -> PassSummary:
+        self._set("syncing")
+        if work.full_local:
+            scan_local: bool | list[str] = True
+        elif work.paths:
+            scan_local = sorted(work.paths)
+        else:
+            scan_local = False
+        summary = await engine.run_pass(
+            full_remote=work.full_remote,
+            poll_remote=work.full_remote or work.incremental,
+            scan_local=scan_local,
+            honour_backoff=True,
+        )
+        self.passes += 1
+        counts = await self.store.counts(engine.lib)
+        self.state.files = counts["synced_files"]
+        self.state.errors = summary.errors
+        self.state.last_pass = datetime.now().astimezone().strftime("%H:%M:%S")
+        if summary.gate_reasons:
+            self._set("halted", "; ".join(summary.gate_reasons))
+        else:
+            self._set("idle")
+        if self.on_change is not None:
+            self.on_change()
+        return summary
+
+    async def _every(self, interval: float, work: Work, jitter: bool) -> None:
+        while True:
+            factor = 1 + self.rng.uniform(-POLL_JITTER, POLL_JITTER) if jitter else 1.0
+            await anyio.sleep(interval * factor)
+            self.trigger(Work(set(work.paths), work.incremental, work.full_remote, work.full_local))
+
+    async def _watch(self) -> None:
+        root = self.config.local_path
+        while not root.is_dir():  # the first pass creates it
+            await anyio.sleep(0.2)
+        try:
+            self.state.watching = True
+            async for paths in watch_changes(root, self.config.settle):
+                self.trigger(Work(paths=paths))
+        except WatcherUnavailable:
+            pass
+        self.state.watching = False
+        interval = min(self.config.local_rescan_interval, max(FALLBACK_RESCAN_MIN_S, self.config.poll_interval))
+        log.warning("watcher_fallback", rescan_every_s=interval)
+        await self._every(interval, Work(full_local=True), False)
+
