@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, select, text
+from sqlalchemy import String, and_, event, func, literal, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -75,6 +75,32 @@ def _synced_from(row: Any) -> SyncedRow:
     )
 
 
+def _upsert(table: Any, keys: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    """An INSERT ... ON CONFLICT DO UPDATE statement, built once (building it is costly per call)."""
+    stmt = sqlite_insert(table)
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns})
+
+
+_LOCAL_UPSERT = _upsert(schema.local, ("lib", "path"), ("parent", "is_dir", "size", "mtime_ns", "inode", "digest"))
+_REMOTE_UPSERT = _upsert(
+    schema.remote,
+    ("lib", "path"),
+    ("remote_id", "parent_id", "is_dir", "size", "digest", "version", "modified", "generation"),
+)
+_SYNCED_UPSERT = _upsert(
+    schema.synced,
+    ("lib", "path"),
+    ("is_dir", "digest", "size", "remote_id", "remote_version", "local_mtime_ns", "local_inode"),
+)
+_LISTING_UPSERT = _upsert(
+    schema.remote_listing,
+    ("lib", "remote_id"),
+    ("parent_id", "name", "is_dir", "size", "digest", "version", "modified"),
+)
+_CURSOR_UPSERT = _upsert(schema.cursors, ("lib", "name"), ("value",))
+_STATUS_UPSERT = _upsert(schema.status, ("lib", "key"), ("value",))
+
+
 class Txn:
     """Writes of one transaction, scoped to one library."""
 
@@ -102,12 +128,7 @@ class Txn:
             }
             for r in rows
         ]
-        stmt = sqlite_insert(schema.local)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["lib", "path"],
-            set_={c: stmt.excluded[c] for c in ("parent", "is_dir", "size", "mtime_ns", "inode", "digest")},
-        )
-        await self.conn.execute(stmt, values)
+        await self.conn.execute(_LOCAL_UPSERT, values)
 
     async def delete_local(self, path: str, *, recursive: bool = False) -> None:
         t = schema.local
@@ -139,24 +160,7 @@ class Txn:
             }
             for r in rows
         ]
-        stmt = sqlite_insert(schema.remote)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["lib", "path"],
-            set_={
-                c: stmt.excluded[c]
-                for c in (
-                    "remote_id",
-                    "parent_id",
-                    "is_dir",
-                    "size",
-                    "digest",
-                    "version",
-                    "modified",
-                    "generation",
-                )
-            },
-        )
-        await self.conn.execute(stmt, values)
+        await self.conn.execute(_REMOTE_UPSERT, values)
 
     async def delete_remote(self, path: str, *, recursive: bool = False) -> None:
         t = schema.remote
@@ -184,15 +188,8 @@ class Txn:
     async def add_listing(self, items: Sequence[RemoteItem]) -> None:
         if not items:
             return
-        stmt = sqlite_insert(schema.remote_listing)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["lib", "remote_id"],
-            set_={
-                c: stmt.excluded[c] for c in ("parent_id", "name", "is_dir", "size", "digest", "version", "modified")
-            },
-        )
         await self.conn.execute(
-            stmt,
+            _LISTING_UPSERT,
             [
                 {
                     "lib": self.lib,
@@ -211,33 +208,20 @@ class Txn:
 
     # -- synced tree -----------------------------------------------------------------------------
     async def put_synced(self, row: SyncedRow) -> None:
-        stmt = sqlite_insert(schema.synced).values(
-            lib=self.lib,
-            path=row.path,
-            is_dir=row.is_dir,
-            digest=row.digest,
-            size=row.size,
-            remote_id=row.remote_id,
-            remote_version=row.remote_version,
-            local_mtime_ns=row.local_mtime_ns,
-            local_inode=row.local_inode,
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["lib", "path"],
-            set_={
-                c: stmt.excluded[c]
-                for c in (
-                    "is_dir",
-                    "digest",
-                    "size",
-                    "remote_id",
-                    "remote_version",
-                    "local_mtime_ns",
-                    "local_inode",
-                )
+        await self.conn.execute(
+            _SYNCED_UPSERT,
+            {
+                "lib": self.lib,
+                "path": row.path,
+                "is_dir": row.is_dir,
+                "digest": row.digest,
+                "size": row.size,
+                "remote_id": row.remote_id,
+                "remote_version": row.remote_version,
+                "local_mtime_ns": row.local_mtime_ns,
+                "local_inode": row.local_inode,
             },
         )
-        await self.conn.execute(stmt)
 
     async def delete_synced(self, path: str, *, recursive: bool = False) -> None:
         t = schema.synced
@@ -247,16 +231,42 @@ class Txn:
                 t.delete().where(t.c.lib == self.lib, t.c.path.like(_like_prefix(path), escape="\\"))
             )
 
+    # -- all three trees ---------------------------------------------------------------------------
+    async def move_subtree(self, src: str, dst: str) -> None:
+        """Re-key the rows at ``src`` and under ``src/`` to ``dst`` in the local, remote and synced
+        trees: a folder that moved in one call takes its whole subtree along, in this transaction.
+
+        A row already at a new path is replaced by the moved one (the executor only moves onto
+        paths its plan saw empty on that tree).
+        """
+        if src == dst:
+            return
+        cut = len(src) + 1  # SQLite substr() is 1-based: the rest after ``src``
+        for table in (schema.local, schema.remote, schema.synced):
+            # LIKE ignores ASCII case in SQLite: the substr() comparison keeps "Docs" apart from "docs"
+            inside = and_(
+                table.c.path.like(_like_prefix(src), escape="\\"),
+                func.substr(table.c.path, 1, cut, type_=String) == src + "/",
+            )
+            values: dict[str, Any] = {"path": literal(dst, String).concat(func.substr(table.c.path, cut, type_=String))}
+            if table is schema.local:
+                values["parent"] = literal(dst, String).concat(func.substr(table.c.parent, cut, type_=String))
+            await self.conn.execute(
+                table.update().prefix_with("OR REPLACE").where(table.c.lib == self.lib, inside).values(values)
+            )
+            top: dict[str, Any] = {"path": dst}
+            if table is schema.local:
+                top["parent"] = parent_path(dst)
+            await self.conn.execute(
+                table.update().prefix_with("OR REPLACE").where(table.c.lib == self.lib, table.c.path == src).values(top)
+            )
+
     # -- misc ------------------------------------------------------------------------------------
     async def set_cursor(self, name: str, value: str) -> None:
-        stmt = sqlite_insert(schema.cursors).values(lib=self.lib, name=name, value=value)
-        stmt = stmt.on_conflict_do_update(index_elements=["lib", "name"], set_={"value": stmt.excluded.value})
-        await self.conn.execute(stmt)
+        await self.conn.execute(_CURSOR_UPSERT, {"lib": self.lib, "name": name, "value": value})
 
     async def set_status(self, key: str, value: str) -> None:
-        stmt = sqlite_insert(schema.status).values(lib=self.lib, key=key, value=value)
-        stmt = stmt.on_conflict_do_update(index_elements=["lib", "key"], set_={"value": stmt.excluded.value})
-        await self.conn.execute(stmt)
+        await self.conn.execute(_STATUS_UPSERT, {"lib": self.lib, "key": key, "value": value})
 
     async def record_failure(self, path: str, error: str, now: float, *, base: float, factor: float, cap: float) -> int:
         t = schema.failures

@@ -136,9 +136,11 @@ class Executor:
         self.on_progress = on_progress
         self.clock = clock
         self._mkdir_lock = anyio.Lock()
+        self._in_backoff: set[str] = set()
 
     async def run(self, actions: list[Action]) -> ExecutionReport:
         report = ExecutionReport()
+        self._in_backoff = {path for path, _attempts, _next, _error in await self.store.failures(self.lib)}
         async with anyio.create_task_group() as tg:
             for action in actions:
                 tg.start_soon(self._run_one, action, report)
@@ -179,8 +181,9 @@ class Executor:
                 report.bytes_up += moved
             elif action.kind is ActionKind.DOWNLOAD:
                 report.bytes_down += moved
-            async with self.store.transaction(self.lib) as tx:
-                await tx.clear_failure(action.path)
+            if action.path in self._in_backoff:
+                async with self.store.transaction(self.lib) as tx:
+                    await tx.clear_failure(action.path)
             if action.kind is not ActionKind.SKIP:
                 log.info(
                     "action",
@@ -303,6 +306,12 @@ class Executor:
             await self.provider.delete(remote_item(remote))
         except NotFound:
             pass
+        log.info(
+            "remote_deleted",
+            path=action.path,
+            remote_id=remote.remote_id,
+            permanent=self.provider.capabilities.delete_is_permanent,
+        )
         async with self.store.transaction(self.lib) as tx:
             await tx.delete_remote(action.path)
             await tx.delete_synced(action.path)
@@ -331,9 +340,13 @@ class Executor:
         parent_id = await self.remote_parent_id(action.path)
         item = await self.provider.move(remote_item(remote), parent_id, action.path.rpartition("/")[2])
         async with self.store.transaction(self.lib) as tx:
-            await tx.delete_remote(action.src, recursive=remote.is_dir)
+            if remote.is_dir:
+                # one call moved the whole folder: its remote and synced rows follow it
+                await tx.move_subtree(action.src, action.path)
+            else:
+                await tx.delete_remote(action.src)
+                await tx.delete_synced(action.src)
             await tx.put_remote(remote_row(item, action.path))
-            await tx.delete_synced(action.src)
             await tx.put_synced(synced_row(action.path, local, item, digest=base.digest if base else None))
         return 0
 
@@ -342,9 +355,13 @@ class Executor:
         assert local is not None and remote is not None and action.src is not None
         new_local = await anyio.to_thread.run_sync(ops.move_local, self.root, action.src, action.path, local)
         async with self.store.transaction(self.lib) as tx:
-            await tx.delete_local(action.src, recursive=local.is_dir)
+            if local.is_dir:
+                # one rename moved the whole folder: its local and synced rows follow it
+                await tx.move_subtree(action.src, action.path)
+            else:
+                await tx.delete_local(action.src)
+                await tx.delete_synced(action.src)
             await tx.put_local(new_local)
-            await tx.delete_synced(action.src)
             await tx.put_synced(synced_row(action.path, new_local, remote))
         return 0
 
