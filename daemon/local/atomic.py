@@ -22,7 +22,7 @@ import structlog
 
 from daemon.local.checks import LocalChanged, require, row_from_stat, stat_matches
 from daemon.local.fsops import fsync_dir, make_parents, rename_noreplace
-from daemon.local.marker import MARKER, TMP_DIR, private_subdir
+from daemon.local.marker import MARKER, TMP_DIR, MarkerMissing, marker_present, private_subdir
 from daemon.local.names import safe_local_path
 from daemon.local.trash import trash_checked
 from daemon.providers.base import DigestMismatch
@@ -53,18 +53,29 @@ def _umask() -> int:
 _DEFAULT_FILE_MODE = 0o666 & ~_umask()
 
 
+_BUFFER = 1024 * 1024  # bytes kept in memory before a write to the temp file (per download)
+
+
 class DownloadTarget:
-    """One download in progress. Use as ``async with open_download(root, rel) as target:``."""
+    """One download in progress. Use as ``async with open_download(root, rel) as target:``.
+
+    Chunks are hashed as they arrive and buffered up to 1 MiB; the temp file is created and written
+    in a worker thread only when the buffer fills or at ``commit``. A small file therefore costs one
+    thread hop in all (create, write, fsync, verify, rename), and a large one streams with memory
+    bounded by the buffer, whatever its size.
+    """
 
     def __init__(self, root: Path, rel: str) -> None:
         safe_local_path(root, rel)  # refuse a bad path before a single byte is fetched
+        if not marker_present(root):
+            raise MarkerMissing(f"{root / MARKER} is missing; is the library disk mounted?")
         self.root = root
         self.rel = rel
-        tmp_dir = private_subdir(root, TMP_DIR)
-        fd, name = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=tmp_dir)
-        self.tmp_path = Path(name)
-        self._fh: IO[bytes] | None = os.fdopen(fd, "wb")
+        self.tmp_path: Path | None = None
+        self._fh: IO[bytes] | None = None
         self._md5 = hashlib.md5(usedforsecurity=False)
+        self._pending: list[bytes] = []
+        self._pending_size = 0
         self.size = 0
         self._done = False
 
@@ -77,17 +88,43 @@ class DownloadTarget:
         if not self._done:
             self.discard()
 
-    def _write(self, chunk: bytes) -> None:
-        assert self._fh is not None, "download target already closed"
-        self._fh.write(chunk)
-        self._md5.update(chunk)
-        self.size += len(chunk)
+    def _open(self) -> IO[bytes]:
+        if self._fh is None:
+            if self._done:
+                raise RuntimeError("download target already committed or discarded")
+            tmp_dir = private_subdir(self.root, TMP_DIR)
+            fd, name = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=tmp_dir)
+            self.tmp_path = Path(name)
+            self._fh = os.fdopen(fd, "wb")
+        return self._fh
+
+    def _write_pending(self) -> None:
+        fh = self._open()
+        pending, self._pending, self._pending_size = self._pending, [], 0
+        for chunk in pending:
+            fh.write(chunk)
 
     async def write(self, chunk: bytes) -> None:
-        """Append ``chunk``; the write and the hashing run in a worker thread (a slow disk never
-        stalls the event loop)."""
-        if chunk:
-            await anyio.to_thread.run_sync(self._write, chunk)
+        """Append ``chunk``; file writes run in a worker thread (a slow disk never stalls the loop)."""
+        if not chunk:
+            return
+        self._md5.update(chunk)
+        self.size += len(chunk)
+        self._pending.append(chunk)
+        self._pending_size += len(chunk)
+        if self._pending_size >= _BUFFER:
+            await anyio.to_thread.run_sync(self._write_pending)
+
+    async def __call__(self, chunk: bytes) -> None:
+        """A target is itself a download sink."""
+        await self.write(chunk)
+
+    async def reset(self) -> None:
+        """Start over (the provider restarts a broken transfer from the first byte)."""
+        self.discard()
+        self._done = False
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
 
     @property
     def md5(self) -> str:
@@ -96,17 +133,21 @@ class DownloadTarget:
     def discard(self) -> None:
         """Close and remove the temp file (idempotent)."""
         self._done = True
+        self._pending, self._pending_size = [], 0
         if self._fh is not None:
             try:
                 self._fh.close()
             finally:
                 self._fh = None
-        try:
-            self.tmp_path.unlink()
-        except FileNotFoundError:
-            pass
+        if self.tmp_path is not None:
+            try:
+                self.tmp_path.unlink()
+            except FileNotFoundError:
+                pass
+            self.tmp_path = None
 
     def _flush(self) -> None:
+        self._write_pending()  # creates the (possibly empty) temp file too
         assert self._fh is not None
         self._fh.flush()
         os.fsync(self._fh.fileno())
@@ -122,6 +163,7 @@ class DownloadTarget:
         if replace is not None:
             mode = stat.S_IMODE(os.lstat(dest).st_mode)
             trash_checked(self.root, self.rel, replace)
+        assert self.tmp_path is not None
         self.tmp_path.chmod(mode)
         make_parents(self.root, dest)
         try:
@@ -130,6 +172,14 @@ class DownloadTarget:
             raise LocalChanged(f"{self.rel!r} appeared on disk while it was being downloaded") from None
         fsync_dir(dest.parent)
         return row_from_stat(self.rel, os.lstat(dest), self.md5)
+
+    def _finish(self, expected_size: int | None, expected_md5: str | None, replace: LocalRow | None) -> LocalRow:
+        self._flush()
+        if expected_size is not None and self.size != expected_size:
+            raise DigestMismatch(f"{self.rel}: got {self.size} bytes, listing promised {expected_size}")
+        if expected_md5 is not None and self.md5 != expected_md5.strip().lower():
+            raise DigestMismatch(f"{self.rel}: md5 {self.md5} does not match listing {expected_md5}")
+        return self._place(replace)
 
     async def commit(self, expected_size: int | None, expected_md5: str | None, replace: LocalRow | None) -> LocalRow:
         """Verify and move into place; returns the new LocalRow (with its MD5).
@@ -141,12 +191,7 @@ class DownloadTarget:
         if self._done:
             raise RuntimeError("download target already committed or discarded")
         try:
-            await anyio.to_thread.run_sync(self._flush)
-            if expected_size is not None and self.size != expected_size:
-                raise DigestMismatch(f"{self.rel}: got {self.size} bytes, listing promised {expected_size}")
-            if expected_md5 is not None and self.md5 != expected_md5.strip().lower():
-                raise DigestMismatch(f"{self.rel}: md5 {self.md5} does not match listing {expected_md5}")
-            row = await anyio.to_thread.run_sync(self._place, replace)
+            row = await anyio.to_thread.run_sync(self._finish, expected_size, expected_md5, replace)
         except BaseException:
             self.discard()
             raise
