@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_sync.add_argument("--library", action="append", help="only this library (repeatable)")
     p_sync.add_argument("--dry-run", action="store_true", help="print the plan; change nothing anywhere")
     p_sync.add_argument("--confirm-deletes", action="store_true", help="let deletes held by a safety gate through")
+
+    p_run = sub.add_parser("run", help="the daemon: watch, poll and sync every library until stopped")
+    _add_config_arg(p_run, top=False)
 
     p_check = sub.add_parser("check-config", help="validate the config file and exit")
     _add_config_arg(p_check, top=False)
@@ -148,7 +152,27 @@ def _dispatch(args: argparse.Namespace) -> int:
         return anyio.run(_sync_once, config, args)
     if args.command == "status":
         return anyio.run(_status, config, args.json)
+    if args.command == "run":
+        return _run_daemon(config, args)
     raise AssertionError(args.command)
+
+
+def _run_daemon(config: Config, args: argparse.Namespace) -> int:
+    from daemon.service import run_service
+
+    if os.geteuid() == 0 and not config.allow_root:
+        print(
+            f"error: {config.path}: refusing to run as root; run as a dedicated user "
+            "(see deploy/README.md) or set allow_root = true",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+
+    def reconfigure(new: Config) -> None:
+        if not args.log_level:
+            configure_logging(args.log_format, new.log_level)
+
+    return anyio.run(lambda: run_service(config, on_reload=reconfigure))
 
 
 def _selected(config: Config, names: list[str] | None) -> list[Any] | None:
@@ -239,11 +263,35 @@ def _print_summary(results: list[tuple[str, Any, str]], *, dry_run: bool) -> Non
             print(f"  failed: {path}: {message}", file=out)
 
 
+def _age(stamp: str | None, now: datetime) -> str | None:
+    """``"3m ago"`` for an ISO timestamp written by this host (never compared with server clocks)."""
+    if not stamp:
+        return None
+    try:
+        seconds = max(0, int((now - datetime.fromisoformat(stamp)).total_seconds()))
+    except ValueError:
+        return None
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def _library_state(status: dict[str, str], pending: int) -> str:
+    if status.get("gate"):
+        return "halted"
+    daemon_state = status.get("daemon_state")
+    if daemon_state in ("syncing", "retrying", "starting"):
+        return daemon_state
+    return "pending" if pending else "idle"
+
+
 async def _status(config: Config, as_json: bool) -> int:
     from daemon.state.store import StateStore
 
     store = await StateStore.open(config.state_dir)
     rows: list[dict[str, Any]] = []
+    now = datetime.now().astimezone()
     try:
         for library in config.libraries:
             lib_id = await store.library_id(library.name)
@@ -251,16 +299,30 @@ async def _status(config: Config, as_json: bool) -> int:
             status = await store.get_status(lib_id)
             failures = await store.failures(lib_id)
             pending = len(await store.changed_states(lib_id))
+            state = _library_state(status, pending)
             rows.append(
                 {
                     "library": library.name,
                     "provider": library.provider,
-                    "state": "halted" if status.get("gate") else ("pending" if pending else "idle"),
+                    "state": state,
                     "halted_because": status.get("gate") or None,
+                    "error": (status.get("daemon_detail") or None) if state == "retrying" else None,
                     "files": counts["synced_files"],
                     "pending": pending,
+                    "conflicts": int(status.get("conflicts_total", "0") or 0),
+                    "last_poll": status.get("last_poll"),
+                    "last_poll_age": _age(status.get("last_poll"), now),
                     "last_pass": status.get("last_pass"),
-                    "backoff": [{"path": p, "attempts": a, "last_error": e} for p, a, _, e in failures],
+                    "last_pass_age": _age(status.get("last_pass"), now),
+                    "backoff": [
+                        {
+                            "path": p,
+                            "attempts": a,
+                            "next_attempt": datetime.fromtimestamp(n).astimezone().isoformat(timespec="seconds"),
+                            "last_error": e,
+                        }
+                        for p, a, n, e in failures
+                    ],
                 }
             )
     finally:
@@ -268,16 +330,38 @@ async def _status(config: Config, as_json: bool) -> int:
     if as_json:
         print(json.dumps({"libraries": rows}, indent=2))
     else:
-        for row in rows:
-            print(
-                f"{row['library']:20} {row['state']:8} files {row['files']:>7}  pending {row['pending']:>5}  "
-                f"last pass {row['last_pass'] or 'never'}"
-            )
-            if row["halted_because"]:
-                print(f"  halted: {row['halted_because']}")
-            for b in row["backoff"]:
-                print(f"  backoff: {b['path']} ({b['attempts']}x): {b['last_error']}")
+        _print_status_table(rows)
     return EXIT_OK
+
+
+def _print_status_table(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_edge=False)
+    for col in ("library", "state", "files", "pending", "conflicts", "last poll", "last pass", "backoff"):
+        table.add_column(col, justify="right" if col in ("files", "pending", "conflicts", "backoff") else "left")
+    for row in rows:
+        table.add_row(
+            row["library"],
+            row["state"],
+            str(row["files"]),
+            str(row["pending"]),
+            str(row["conflicts"]),
+            row["last_poll_age"] or "never",
+            row["last_pass_age"] or "never",
+            str(len(row["backoff"])),
+        )
+    console = Console(soft_wrap=True)
+    console.print(table)
+    for row in rows:
+        if row["halted_because"]:
+            console.print(f"{row['library']}: halted: {row['halted_because']}", markup=False)
+        if row["error"]:
+            console.print(f"{row['library']}: retrying: {row['error']}", markup=False)
+        for b in row["backoff"]:
+            line = f"{row['library']}: backoff {b['path']} ({b['attempts']}x, next {b['next_attempt']})"
+            console.print(f"{line}: {b['last_error']}", markup=False)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,32 @@ class CoreDataRemote(RemoteConfig):
 
 
 @dataclass(frozen=True)
+class CorePlusRemote(RemoteConfig):
+    """coreplus: server URL (no trailing slash), app credentials and JWT claims (push-only provider)."""
+
+    base_url: str
+    consumer_id: str
+    consumer_secret: Secret
+    access_token: Secret
+    issuer: str = ""
+    audience: str = ""
+    clock_skew: float = 0.0  # seconds subtracted from the JWT's nbf when our clock runs ahead
+
+
+@dataclass(frozen=True)
+class TimeTapRemote(RemoteConfig):
+    """TimeTap: API base (no trailing slash), API key + private key, the business, the uploading user,
+    and optionally one folder (``fileLibraryUUID``) as the library root instead of the whole library."""
+
+    api_key: Secret
+    private_key: Secret
+    business_id: int
+    user_name: str
+    base_url: str = "https://api.timetap.com/live"
+    root_folder: str | None = None
+
+
+@dataclass(frozen=True)
 class LibraryConfig:
     """One ``[[library]]``: a local folder mirrored with one remote container."""
 
@@ -488,11 +514,72 @@ def parse_coredata_remote(p: RemoteParser) -> CoreDataRemote:
     )
 
 
+def _claim(p: RemoteParser, name: str) -> str:
+    """An optional JWT claim value; unlike ``p.string`` an empty string is allowed (the vendor's
+    sample code sends empty ``iss``/``aud``)."""
+    value = p.raw(name)
+    if value is _MISSING:
+        return ""
+    if not isinstance(value, str):
+        p.error(name, f'expected a string, got {_type_name(value)}, e.g. {name} = "..."')
+        return ""
+    return value
+
+
+def parse_coreplus_remote(p: RemoteParser) -> CorePlusRemote:
+    """``[library.remote]`` for coreplus (``direction = "push"`` is checked by ``ALLOWED_DIRECTIONS``)."""
+    return CorePlusRemote(
+        base_url=p.url("base_url", hint='base_url = "https://<your server>" (without /API/...)'),
+        consumer_id=p.string("consumer_id", hint='consumer_id = "<consumerId of the app>"'),
+        consumer_secret=p.secret("consumer_secret"),
+        access_token=p.secret("access_token"),
+        issuer=_claim(p, "issuer"),
+        audience=_claim(p, "audience"),
+        clock_skew=p.number("clock_skew", 0.0, minimum=0, maximum=3600),
+    )
+
+
+def parse_timetap_remote(p: RemoteParser) -> TimeTapRemote:
+    """``[library.remote]`` for TimeTap. ``business_id`` may be written as a number or a digit string."""
+    raw_id = p.raw("business_id")
+    business_id = 0
+    if raw_id is _MISSING:
+        p.error("business_id", "required key is missing; add business_id = <your TimeTap business id>")
+    elif isinstance(raw_id, int) and not isinstance(raw_id, bool) and raw_id > 0:
+        business_id = raw_id
+    elif isinstance(raw_id, str) and raw_id.strip().isdigit() and int(raw_id) > 0:
+        business_id = int(raw_id)
+    else:
+        p.error("business_id", f"expected a positive whole number, got {raw_id!r}; e.g. business_id = 12345")
+    root_folder = None
+    if p.has("root_folder"):
+        root_folder = p.string("root_folder", hint='root_folder = "<fileLibraryUUID of a folder>"') or None
+    return TimeTapRemote(
+        api_key=p.secret("api_key"),
+        private_key=p.secret("private_key"),
+        business_id=business_id,
+        user_name=p.string("user_name", hint='user_name = "<TimeTap user the uploads are made as>"'),
+        base_url=(
+            p.url("base_url", hint='base_url = "https://api.timetap.com/live"')
+            if p.has("base_url")
+            else TimeTapRemote.base_url
+        ),
+        root_folder=root_folder,
+    )
+
+
 RemoteSchema = Callable[[RemoteParser], RemoteConfig]
 
 # provider name → reader of its [library.remote] table. Later providers add themselves here.
 REMOTE_SCHEMAS: dict[str, RemoteSchema] = {
     "coredata": parse_coredata_remote,
+    "timetap": parse_timetap_remote,
+    "coreplus": parse_coreplus_remote,
+}
+
+# provider → (the directions its API allows, why). Providers not listed allow every direction.
+ALLOWED_DIRECTIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "coreplus": (("push",), "the coreplus API documents only uploads (no listing, download, update or delete)"),
 }
 
 
@@ -590,6 +677,10 @@ def _parse_library(p: RemoteParser) -> LibraryConfig | None:
     provider = p.choice("provider", tuple(REMOTE_SCHEMAS))
     local_path = p.path("local_path", hint='local_path = "/srv/mirror/board"')
     direction = p.choice("direction", tuple(d.value for d in Direction), Direction.TWO_WAY.value)
+    allowed, why = ALLOWED_DIRECTIONS.get(provider, ((), ""))
+    if direction and allowed and direction not in allowed:
+        now = f'is "{direction}"' if p.has("direction") else f'is not set (default "{direction}")'
+        p.error("direction", f'{now}, but a {provider} library must set direction = "{allowed[0]}": {why}')
     max_delete_percent = p.number("max_delete_percent", 50.0, minimum=0, maximum=100)
     max_delete_count = p.integer("max_delete_count", 500, minimum=0)
     ignore = p.string_list("ignore")
@@ -673,15 +764,18 @@ def _check_paths(state_dir: Path, libraries: list[LibraryConfig], ctx: _Context)
 
 
 __all__ = [
+    "ALLOWED_DIRECTIONS",
     "REMOTE_SCHEMAS",
     "Config",
     "ConfigError",
     "ConfigIssue",
     "CoreDataRemote",
+    "CorePlusRemote",
     "LibraryConfig",
     "RemoteConfig",
     "RemoteParser",
     "RemoteSchema",
     "Secret",
+    "TimeTapRemote",
     "load_config",
 ]

@@ -8,6 +8,7 @@ mirror folder removes every trace.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -15,10 +16,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from daemon.config import load_config
+from daemon.config import LibraryConfig, load_config
 from daemon.logs import bind_library, configure_logging
+from daemon.state.store import StateStore
 from daemon.sync.library import PassSummary
 from daemon.sync.model import Action
+from daemon.sync.runner import LibraryRunner
 
 
 def _write_config(path: Path, mirror: Path, state: Path, remote: dict[str, str]) -> None:
@@ -62,6 +65,16 @@ def _summary_table(summary: PassSummary, title: str) -> Table:
     return table
 
 
+async def _live(library: LibraryConfig, store: StateStore, console: Console) -> None:
+    """The daemon's runner (watcher + poller) for the demo library; prints each pass that did something."""
+
+    def changed(summary: PassSummary) -> None:
+        if summary.pushed or summary.pulled or summary.deleted or summary.conflicts or summary.moved or summary.errors:
+            console.print(_summary_table(summary, "changes synced"))
+
+    await LibraryRunner(library, store, on_pass=changed).run()
+
+
 def run_demo(directory: Path, *, once: bool, seed: int, interval: float) -> int:
     return anyio.run(_demo, directory.resolve(), once, seed, interval)
 
@@ -69,7 +82,6 @@ def run_demo(directory: Path, *, once: bool, seed: int, interval: float) -> int:
 async def _demo(mirror: Path, once: bool, seed: int, interval: float) -> int:
     from daemon.providers import make_provider
     from daemon.sandbox.runner import start_sandbox
-    from daemon.state.store import StateStore
     from daemon.sync.library import LibrarySync
 
     console = Console(stderr=False)
@@ -114,20 +126,10 @@ async def _demo(mirror: Path, once: bool, seed: int, interval: float) -> int:
             f"    curl -H 'Authorization: apikey {remote['api_user']}:<key>' {sandbox.base_url}/api/v2/files/\n"
             f"    (the key is in {config_path});\n"
             f"  • deleted files end up in {mirror / '.libmirror' / 'trash'}.\n"
-            f"Syncing every {interval:g} s. Press Ctrl-C to stop."
+            f"Watching {mirror} and polling the sandbox every {interval:g} s. Press Ctrl-C to stop."
         )
-        while True:
-            await anyio.sleep(interval)
-            summary = await engine.run_pass(full_remote=True)
-            if (
-                summary.pushed
-                or summary.pulled
-                or summary.deleted
-                or summary.conflicts
-                or summary.moved
-                or summary.errors
-            ):
-                console.print(_summary_table(summary, "changes synced"))
+        await _live(replace(library, poll_interval=max(1.0, interval)), store, console)
+        return 0  # not reached: the runner runs until Ctrl-C
     finally:
         await provider.aclose()
         await store.close()

@@ -31,6 +31,7 @@ from daemon.local.marker import MARKER
 log = structlog.get_logger(__name__)
 
 MIN_DEBOUNCE_S = 10.0
+RUST_TIMEOUT_MS = 500
 WATCH_LIMIT_HINT = (
     "raise the inotify limit, e.g. `sysctl fs.inotify.max_user_watches=524288` (persist it in "
     "/etc/sysctl.d/), then restart libmirror; until then changes are found by periodic rescans"
@@ -81,7 +82,14 @@ async def watch_changes(
 
     step_ms = max(50, int(settle * 1000))
     debounce_ms = max(int(MIN_DEBOUNCE_S * 1000), step_ms * 10)
-    kwargs: dict[str, Any] = {"watch_filter": keep, "debounce": debounce_ms, "step": step_ms}
+    # the watch thread cannot be interrupted, only timed out: a short rust_timeout bounds how long a
+    # cancelled watcher (shutdown, reload) keeps the task group waiting
+    kwargs: dict[str, Any] = {
+        "watch_filter": keep,
+        "debounce": debounce_ms,
+        "step": step_ms,
+        "rust_timeout": RUST_TIMEOUT_MS,
+    }
     try:
         async for changes in awatch(root, **kwargs):
             batch = {rel for _, p in changes if (rel := relative_path(root, p)) is not None}

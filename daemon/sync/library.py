@@ -117,6 +117,7 @@ class LibrarySync:
             can_move_remote=caps.can_move,
             can_update_remote=caps.can_update,
             has_remote_dirs=caps.can_mkdir,
+            can_move_remote_dir=caps.can_move and caps.can_move_dir,
         )
 
     # -- observation -------------------------------------------------------------------------------
@@ -156,6 +157,12 @@ class LibrarySync:
             left=obs.left,
         )
         return obs
+
+    def _skip_detail(self, action: Action) -> dict[str, str]:
+        """Why a local delete stays local when the provider has no delete at all (e.g. coreplus)."""
+        if action.local is None and action.synced is not None and not self.provider.capabilities.can_delete:
+            return {"detail": "the remote API cannot delete files, so the uploaded copy stays"}
+        return {}
 
     # -- a pass ------------------------------------------------------------------------------------
     async def _prepare_root(self, dry_run: bool, confirm: bool) -> bool:
@@ -201,9 +208,7 @@ class LibrarySync:
         started = time.monotonic()
         summary = PassSummary()
         marker_present = await self._prepare_root(dry_run, confirm_deletes)
-        if poll_remote and (
-            self.options.direction is not Direction.PUSH or self.provider.capabilities.can_download
-        ):
+        if poll_remote and (self.options.direction is not Direction.PUSH or self.provider.capabilities.can_download):
             await self.observe_remote(full=full_remote)
         if self.root.exists() and scan_local is not False:
             await self.observe_local(None if scan_local is True else list(scan_local))
@@ -245,7 +250,7 @@ class LibrarySync:
                 summary.skipped += len(skips)
                 for a in skips:
                     if _skip_reported.first((self.lib, a.path, a.reason)):
-                        log.info("skipped", path=a.path, reason=a.reason)
+                        log.info("skipped", path=a.path, reason=a.reason, **self._skip_detail(a))
                 if on_plan is not None:
                     on_plan(work)
             if dry_run or not work:

@@ -91,17 +91,20 @@ class LibraryRunner:
         *,
         provider_factory: ProviderFactory = _default_factory,
         on_change: Callable[[], None] | None = None,
+        on_pass: Callable[[PassSummary], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.provider_factory = provider_factory
         self.on_change = on_change
+        self.on_pass = on_pass
         self.rng = rng or random.Random()
         self.state = RunnerState(config.name)
         self._pending = Work()
         self._wake = anyio.Event()
         self._stopping = False
+        self._root_ready = anyio.Event()
         self.passes = 0
 
     # -- control -----------------------------------------------------------------------------------
@@ -120,6 +123,16 @@ class LibraryRunner:
             if self.on_change is not None:
                 self.on_change()
 
+    async def _persist_state(self) -> None:
+        """Write the runner's state where ``libmirror status`` (another process) can read it."""
+        try:
+            lib_id = await self.store.library_id(self.config.name)
+            async with self.store.transaction(lib_id) as tx:
+                await tx.set_status("daemon_state", self.state.state)
+                await tx.set_status("daemon_detail", self.state.detail)
+        except Exception as exc:  # the status is informative; never fail the runner for it
+            log.warning("status_write_failed", error=str(exc))
+
     # -- the session loop --------------------------------------------------------------------------
     async def run(self) -> None:
         bind_library(self.config.name)
@@ -128,10 +141,11 @@ class LibraryRunner:
             started = time.monotonic()
             try:
                 await self._session()
-            except Exception as exc:  # noqa: BLE001 - any failure of one library must not stop the others
+            except Exception as exc:  # any failure of one library must not stop the others
                 if time.monotonic() - started > RETRY_CAP_S:
                     delay = RETRY_BASE_S  # it worked for a while: start the backoff over
                 self._set("retrying", f"{type(exc).__name__}: {exc}")
+                await self._persist_state()
                 log.error(
                     "library_failed",
                     error=f"{type(exc).__name__}: {exc}",
@@ -144,6 +158,8 @@ class LibraryRunner:
                         await self._wait_wake()
                 delay = min(RETRY_CAP_S, delay * RETRY_FACTOR)
         self._set("stopped")
+        with anyio.CancelScope(shield=True):
+            await self._persist_state()
 
     async def _wait_wake(self) -> None:
         await self._wake.wait()
@@ -186,6 +202,7 @@ class LibraryRunner:
 
     async def _pass(self, engine: LibrarySync, work: Work) -> PassSummary:
         self._set("syncing")
+        await self._persist_state()
         if work.full_local:
             scan_local: bool | list[str] = True
         elif work.paths:
@@ -199,6 +216,7 @@ class LibraryRunner:
             honour_backoff=True,
         )
         self.passes += 1
+        self._root_ready.set()
         counts = await self.store.counts(engine.lib)
         self.state.files = counts["synced_files"]
         self.state.errors = summary.errors
@@ -207,8 +225,11 @@ class LibraryRunner:
             self._set("halted", "; ".join(summary.gate_reasons))
         else:
             self._set("idle")
+        await self._persist_state()
         if self.on_change is not None:
             self.on_change()
+        if self.on_pass is not None:
+            self.on_pass(summary)
         return summary
 
     async def _every(self, interval: float, work: Work, jitter: bool) -> None:
@@ -219,8 +240,8 @@ class LibraryRunner:
 
     async def _watch(self) -> None:
         root = self.config.local_path
-        while not root.is_dir():  # the first pass creates it
-            await anyio.sleep(0.2)
+        if not root.is_dir():
+            await self._root_ready.wait()  # the first pass creates it
         try:
             self.state.watching = True
             async for paths in watch_changes(root, self.config.settle):
@@ -231,4 +252,3 @@ class LibraryRunner:
         interval = min(self.config.local_rescan_interval, max(FALLBACK_RESCAN_MIN_S, self.config.poll_interval))
         log.warning("watcher_fallback", rescan_every_s=interval)
         await self._every(interval, Work(full_local=True), False)
-
