@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import random
 import resource
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,14 +62,29 @@ def start_sandbox(data_dir: Path, *options: str) -> SandboxProcess:
     return SandboxProcess(proc, json.loads(proc.stdout.readline()))
 
 
-def write_config(workdir: Path, remote: dict[str, str], mirror: Path, concurrency: int = 8) -> Path:
+def write_config(
+    workdir: Path,
+    remote: dict[str, str],
+    mirror: Path,
+    concurrency: int = 8,
+    *,
+    library: dict[str, Any] | None = None,
+    top: dict[str, Any] | None = None,
+) -> Path:
+    """A one-library CoreData config; ``library``/``top`` add keys (e.g. poll_interval, allow_root)."""
+
+    def value(v: Any) -> str:
+        return str(v).lower() if isinstance(v, bool) else (f'"{v}"' if isinstance(v, str | Path) else str(v))
+
     lines = [
         f'state_dir = "{workdir / "state"}"',
+        *[f"{k} = {value(v)}" for k, v in (top or {}).items()],
         "[[library]]",
         'name = "bench"',
         'provider = "coredata"',
         f'local_path = "{mirror}"',
         f"concurrency = {concurrency}",
+        *[f"{k} = {value(v)}" for k, v in (library or {}).items()],
         "[library.remote]",
         *[f'{k} = "{v}"' for k, v in remote.items()],
     ]
@@ -90,3 +112,272 @@ def run_timed(args: list[str]) -> Timed:
 
 def children_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+# ---- trees on disk ---------------------------------------------------------------------------------
+
+
+def export_tree(data_dir: Path, dest: Path) -> tuple[int, int]:
+    """Copy every file of a sandbox state directory to ``dest`` at its library path: the same bytes.
+
+    The rclone references and the local floor run on this copy, so they move exactly what libmirror
+    moves. Returns (files, bytes).
+    """
+    from daemon.sandbox.coredata_backend import CoreDataBackend
+
+    backend = CoreDataBackend(data_dir)
+    files = size = 0
+    try:
+        prefix = backend.path_of(backend.nodes[backend.root_id]) + "/"
+        made: set[Path] = set()
+        for node in backend.files():
+            full = backend.path_of(node)
+            if not full.startswith(prefix):
+                continue
+            target = dest / full[len(prefix) :]
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
+            shutil.copyfile(backend.blobs.path(node.blob_name), target)
+            files += 1
+            size += node.size or 0
+    finally:
+        backend.close()
+    return files, size
+
+
+def tree_files(root: Path) -> list[Path]:
+    """The regular files under ``root``, leaving out libmirror's own ``.libmirror`` folder."""
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".libmirror"]
+        out.extend(Path(dirpath, f) for f in filenames)
+    return out
+
+
+def tree_stats(root: Path) -> tuple[int, int]:
+    files = tree_files(root)
+    return len(files), sum(f.stat().st_size for f in files)
+
+
+def floor_seconds(src: Path, scratch: Path) -> float:
+    """The local floor: `cp -r` of the tree plus `md5sum` of every copied file (wall seconds)."""
+    start = time.perf_counter()
+    subprocess.run(["cp", "-r", str(src), str(scratch)], check=True)
+    files = [str(p) for p in tree_files(scratch)]
+    for i in range(0, len(files), 1000):
+        subprocess.run(["md5sum", *files[i : i + 1000]], check=True, stdout=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(scratch)
+    return elapsed
+
+
+def drop_root_marker(mirror: Path) -> None:
+    shutil.rmtree(mirror / ".libmirror", ignore_errors=True)
+
+
+# ---- rclone ----------------------------------------------------------------------------------------
+
+RCLONE = shutil.which("rclone")
+
+
+def rclone_version() -> str | None:
+    if RCLONE is None:
+        return None
+    out = subprocess.run([RCLONE, "version"], capture_output=True, text=True, check=False).stdout
+    return out.splitlines()[0] if out else "rclone"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def rclone_serve(kind: str, root: Path) -> Iterator[str]:
+    """`rclone serve http|webdav ROOT` on a free loopback port; yields its URL."""
+    assert RCLONE is not None
+    port = free_port()
+    proc = subprocess.Popen(
+        [RCLONE, "serve", kind, str(root), "--addr", f"127.0.0.1:{port}", "--config", "/dev/null"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"rclone serve {kind} did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def rclone_args(*args: str) -> list[str]:
+    """An rclone command with the benchmarks' concurrency and no user config."""
+    assert RCLONE is not None
+    return [RCLONE, *args, "--transfers", "8", "--checkers", "8", "--config", "/dev/null"]
+
+
+# ---- processes -------------------------------------------------------------------------------------
+
+
+class CtlSandbox:
+    """``bench.sandbox_ctl`` in a child process: a CoreData sandbox we can question (see its docstring)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.sandbox_ctl", str(data_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the sandbox did not start")
+        self.info: dict[str, Any] = json.loads(line)
+
+    @property
+    def remote(self) -> dict[str, str]:
+        return dict(self.info["remote"])
+
+    def ask(self, command: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        reply: dict[str, Any] = json.loads(self.proc.stdout.readline())
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> CtlSandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process (from /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_mb(pid: int, key: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def last_json(result: dict[str, Any]) -> None:
+    """Print the benchmark's result as its last line (the contract of `make bench`)."""
+    print(json.dumps(result), flush=True)
+
+
+def rnd(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def build_local_tree(dest: Path, small: int, folders: int, large: int, large_size: int, seed: int = 1) -> None:
+    """The tree ``build_coredata_tree`` makes, written straight to disk: same names, same bytes."""
+    rng = random.Random(seed)
+    dirs = [dest / f"folder {i:03d}" for i in range(folders)]
+    dest.mkdir(parents=True, exist_ok=True)
+    for d in dirs:
+        d.mkdir()
+    for i in range(small):
+        size = rng.randint(1024, 8192)
+        (dirs[i % folders] / f"file {i:05d}.txt").write_bytes(rng.randbytes(size))
+    for i in range(large):
+        (dest / f"large {i:02d}.bin").write_bytes(rng.randbytes(large_size))
+
+
+def sync_once(config: Path) -> Timed:
+    """`libmirror --config CONFIG sync --once` in a child process: wall time and peak RSS."""
+    run = run_timed([LIBMIRROR, "--config", str(config), "sync", "--once"])
+    if run.returncode != 0:
+        raise RuntimeError(f"libmirror sync --once exited with {run.returncode}")
+    return run
+
+
+# ---- the daemon ------------------------------------------------------------------------------------
+
+
+class Daemon:
+    """`libmirror run` in a child process; its JSON log lines are parsed into a queue of events."""
+
+    def __init__(self, config: Path) -> None:
+        self.proc = subprocess.Popen(
+            [LIBMIRROR, "--config", str(config), "--log-format", "json", "run"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.pid = self.proc.pid
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            start = line.find("{")
+            if start < 0:
+                continue
+            try:
+                self.events.put(json.loads(line[start:]))
+            except ValueError:
+                continue
+
+    def wait_for(self, event: str, timeout: float, **fields: Any) -> dict[str, Any]:
+        """The next log event named ``event`` (with these field values); earlier ones are dropped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                raise TimeoutError(f"no {event} {fields} from the daemon within {timeout} s")
+            try:
+                item = self.events.get(timeout=min(left, 1.0))
+            except queue.Empty:
+                continue
+            if item.get("event") == event and all(item.get(k) == v for k, v in fields.items()):
+                return item
+
+    def drain(self) -> None:
+        while not self.events.empty():
+            self.events.get_nowait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

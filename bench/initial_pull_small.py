@@ -45,9 +45,11 @@ def main(count: int = 2000) -> dict[str, float]:
         "floor_files_per_s": round(count / floor, 1),
         "peak_rss_mb": round(run.peak_rss_mb, 1),
     }
-    print(f"initial pull of {count} small files: {result['files_per_s']} files/s "
-          f"({result['seconds']} s, peak RSS {result['peak_rss_mb']} MB); "
-          f"cp+md5sum floor {result['floor_files_per_s']} files/s")
+    print(
+        f"initial pull of {count} small files: {result['files_per_s']} files/s "
+        f"({result['seconds']} s, peak RSS {result['peak_rss_mb']} MB); "
+        f"cp+md5sum floor {result['floor_files_per_s']} files/s"
+    )
     print(json.dumps(result))
     return result
 

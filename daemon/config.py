@@ -14,6 +14,7 @@ import ipaddress
 import os
 import re
 import stat
+import string
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -105,6 +106,20 @@ class TimeTapRemote(RemoteConfig):
     user_name: str
     base_url: str = "https://api.timetap.com/live"
     root_folder: str | None = None
+
+
+@dataclass(frozen=True)
+class ClinikoRemote(RemoteConfig):
+    """Cliniko: API key, the User-Agent Cliniko requires, the API base (from the key's shard unless
+    given), optionally the patients to mirror, the folder name format and the request budget."""
+
+    api_key: Secret
+    user_agent: str
+    base_url: str
+    patients: tuple[str, ...] = ()
+    patient_folder: str = "{last_name}, {first_name} ({id})"
+    rate_limit: int = 200
+    rate_limit_window: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -551,6 +566,8 @@ def parse_timetap_remote(p: RemoteParser) -> TimeTapRemote:
         business_id = int(raw_id)
     else:
         p.error("business_id", f"expected a positive whole number, got {raw_id!r}; e.g. business_id = 12345")
+    for optional in ("base_url", "root_folder"):
+        p.raw(optional)  # known even when absent, so a typo gets a "did you mean"
     root_folder = None
     if p.has("root_folder"):
         root_folder = p.string("root_folder", hint='root_folder = "<fileLibraryUUID of a folder>"') or None
@@ -568,6 +585,73 @@ def parse_timetap_remote(p: RemoteParser) -> TimeTapRemote:
     )
 
 
+CLINIKO_FOLDER_FIELDS = ("id", "first_name", "last_name", "preferred_first_name", "title")
+_CLINIKO_USER_AGENT = re.compile(r"\S.*\([^()\s@]+@[^()\s@]+\.[^()\s@]+\)")
+_CLINIKO_SHARD = re.compile(r"-([a-z]{2,3}[0-9]+)$")
+
+
+def cliniko_base_url(api_key: str) -> str:
+    """``https://api.SHARD.cliniko.com/v1``; the shard is the key's ``-xx9`` suffix, au1 without one."""
+    match = _CLINIKO_SHARD.search(api_key)
+    return f"https://api.{match.group(1) if match else 'au1'}.cliniko.com/v1"
+
+
+def _cliniko_folder_format(p: RemoteParser) -> str:
+    fmt = p.string("patient_folder", ClinikoRemote.patient_folder)
+    try:
+        names = [field for _, field, _, _ in string.Formatter().parse(fmt) if field is not None]
+    except ValueError as exc:
+        p.error("patient_folder", f"is not a valid format ({exc}); e.g. patient_folder = \"{{last_name}} ({{id}})\"")
+        return ClinikoRemote.patient_folder
+    unknown = [n for n in names if n not in CLINIKO_FOLDER_FIELDS]
+    if unknown:
+        known = ", ".join("{" + f + "}" for f in CLINIKO_FOLDER_FIELDS)
+        p.error("patient_folder", f"unknown field {{{unknown[0]}}}; use {known}")
+    elif "id" not in names:
+        p.error("patient_folder", "must contain {id}: local folders are matched to patients by their id")
+    return fmt
+
+
+def parse_cliniko_remote(p: RemoteParser) -> ClinikoRemote:
+    """``[library.remote]`` for Cliniko."""
+    api_key = p.secret("api_key")
+    user_agent = p.string("user_agent", hint='user_agent = "Practice Mirror (it@practice.example)"')
+    if user_agent and not _CLINIKO_USER_AGENT.fullmatch(user_agent.strip()):
+        p.error(
+            "user_agent",
+            f"{user_agent!r} is not \"NAME (EMAIL)\"; Cliniko requires a name and a contact email, "
+            'e.g. user_agent = "Practice Mirror (it@practice.example)"',
+        )
+    if p.has("base_url"):
+        base_url = p.url("base_url", hint='base_url = "https://api.au1.cliniko.com/v1"')
+    else:
+        base_url = cliniko_base_url(api_key.reveal())
+    patients: list[str] = []
+    raw = p.raw("patients")
+    if raw is not _MISSING:
+        items = raw if isinstance(raw, list) else None
+        for item in items or []:
+            if isinstance(item, int) and not isinstance(item, bool) and item > 0:
+                patients.append(str(item))
+            elif isinstance(item, str) and item.strip().isdigit():
+                patients.append(item.strip())
+            else:
+                items = None
+                break
+        if items is None:
+            p.error("patients", f"expected an array of patient ids, got {raw!r}; e.g. patients = [1234, 5678]")
+            patients = []
+    return ClinikoRemote(
+        api_key=api_key,
+        user_agent=user_agent.strip(),
+        base_url=base_url,
+        patients=tuple(dict.fromkeys(patients)),
+        patient_folder=_cliniko_folder_format(p),
+        rate_limit=p.integer("rate_limit", 200, minimum=1),
+        rate_limit_window=p.number("rate_limit_window", 60.0, minimum=0.1),
+    )
+
+
 RemoteSchema = Callable[[RemoteParser], RemoteConfig]
 
 # provider name → reader of its [library.remote] table. Later providers add themselves here.
@@ -575,6 +659,7 @@ REMOTE_SCHEMAS: dict[str, RemoteSchema] = {
     "coredata": parse_coredata_remote,
     "timetap": parse_timetap_remote,
     "coreplus": parse_coreplus_remote,
+    "cliniko": parse_cliniko_remote,
 }
 
 # provider → (the directions its API allows, why). Providers not listed allow every direction.
@@ -766,6 +851,7 @@ def _check_paths(state_dir: Path, libraries: list[LibraryConfig], ctx: _Context)
 __all__ = [
     "ALLOWED_DIRECTIONS",
     "REMOTE_SCHEMAS",
+    "ClinikoRemote",
     "Config",
     "ConfigError",
     "ConfigIssue",

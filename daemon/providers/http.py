@@ -56,6 +56,10 @@ it afterwards. Streams cannot be replayed, so every retry calls the factory agai
 RetryAfterHook = Callable[[Mapping[str, str], float], float | None]
 """Provider hook: given the response headers and the current epoch time, seconds to wait or None."""
 
+HeadersFactory = Callable[[str, URL], Mapping[str, str]]
+"""Provider hook: headers for one attempt of ``method`` on the exact target URL (query included), called
+anew for every attempt, so per-request tokens (coreplus' JWT) are fresh on retries too."""
+
 
 def _user_agent() -> str:
     try:
@@ -277,6 +281,7 @@ class HttpClient:
         retry: bool = True,
         stream: bool = False,
         idempotent: bool | None = None,
+        headers_factory: HeadersFactory | None = None,
     ) -> Response:
         """Send one request, retrying transient failures, and return a response whose status is in
         ``expect``. Any other status raises the matching ``ProviderError`` subclass.
@@ -287,6 +292,9 @@ class HttpClient:
 
         ``idempotent`` (default: not POST/PATCH) decides what is retried: a non-idempotent request is
         retried only after 429/503 or a failed connect, so a create is never carried out twice.
+
+        ``headers_factory(method, url)`` is called once per attempt (after pacing) and its headers are
+        added to ``headers``: for auth schemes that sign each request with a short-lived token.
         """
         if idempotent is None:
             idempotent = method.upper() not in NON_IDEMPOTENT
@@ -302,12 +310,15 @@ class HttpClient:
             started = time.monotonic()
             wait: float | None = None
             try:
+                sent = dict(headers) if headers else {}
+                if headers_factory is not None:
+                    sent.update(headers_factory(method.upper(), target))
                 opener = body() if body is not None else nullcontext(data)
                 with opener as payload:
                     raw = await self._get_session().request(
                         method,
                         target,
-                        headers=dict(headers) if headers else None,
+                        headers=sent or None,
                         data=payload,
                         json=json,
                         allow_redirects=allow_redirects,

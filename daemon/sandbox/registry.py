@@ -49,7 +49,42 @@ def _coredata() -> SandboxKind:
     return SandboxKind("coredata", CoreDataBackend, build_app, seed)
 
 
-_KINDS: dict[str, Callable[[], SandboxKind]] = {"coredata": _coredata}
+def _coreplus() -> SandboxKind:
+    from daemon.sandbox.coreplus_app import build_app
+    from daemon.sandbox.coreplus_backend import CorePlusBackend
+
+    def seed(backend: CorePlusBackend, count: int, seed: int) -> None:
+        backend.seed(count, seed)  # N clients
+
+    return SandboxKind("coreplus", CorePlusBackend, build_app, seed)
+
+
+def _timetap() -> SandboxKind:
+    from daemon.sandbox.seed import seed_files
+    from daemon.sandbox.timetap_app import build_app
+    from daemon.sandbox.timetap_backend import TimeTapBackend
+
+    def seed(backend: TimeTapBackend, count: int, seed: int) -> None:
+        with backend.db.batch():
+            seed_files(backend, count, seed)  # files in nested folders, pictures public
+
+    return SandboxKind("timetap", TimeTapBackend, build_app, seed)
+
+
+def _cliniko() -> SandboxKind:
+    from daemon.sandbox.cliniko_app import build_app
+    from daemon.sandbox.cliniko_backend import ClinikoBackend
+    from daemon.sandbox.cliniko_seed import seed_account
+
+    return SandboxKind("cliniko", ClinikoBackend, build_app, seed_account)  # N attachments, a few patients
+
+
+_KINDS: dict[str, Callable[[], SandboxKind]] = {
+    "coredata": _coredata,
+    "coreplus": _coreplus,
+    "timetap": _timetap,
+    "cliniko": _cliniko,
+}
 
 
 def names() -> list[str]:

@@ -193,9 +193,18 @@ class Executor:
                     bytes=moved,
                     duration_ms=round((time.monotonic() - started) * 1000, 1),
                     reason=action.reason,
+                    **self._detail(action),
                 )
             if self.on_progress is not None:
                 self.on_progress(action, moved)
+
+    def _detail(self, action: Action) -> dict[str, str]:
+        """Extra words for the action line where the outcome is not what the reason suggests."""
+        caps = self.provider.capabilities
+        replaced = action.remote is not None and not action.remote.is_dir
+        if action.kind is ActionKind.UPLOAD and replaced and not caps.can_update and not caps.can_delete:
+            return {"detail": "uploaded as a new file; the remote API cannot replace or delete, so the old copy stays"}
+        return {}
 
     def _abs(self, rel: str) -> Path:
         return safe_local_path(self.root, rel)

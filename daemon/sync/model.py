@@ -80,6 +80,7 @@ class PlanOptions:
     can_move_remote: bool = True  # provider renames/moves files in one call
     can_update_remote: bool = True  # provider replaces content in place
     has_remote_dirs: bool = True  # provider has folders we can create
+    can_move_remote_dir: bool = False  # provider renames/moves a folder (with its contents) in one call
 
 
 class ActionKind(StrEnum):

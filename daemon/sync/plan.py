@@ -10,6 +10,9 @@ Conventions the executor relies on:
   target (``path``) and the remote and synced rows of the source (``src``); MOVE_LOCAL carries the
   local and synced rows of ``src`` and the remote row of ``path``; CONFLICT_COPY moves the local item
   at ``src`` (file or folder) to the new name ``path`` and carries the rows of ``src``.
+* A MOVE_REMOTE / MOVE_LOCAL of a folder moves its whole subtree in one call. Every path under the
+  old and the new name is left alone in that round (the executor rewrites their rows with the move);
+  changes inside the moved folder are planned in the next round, against the rows at the new place.
 * The conflict-copy name is free among the paths the planner saw; the executor must still check the
   disk and may pick another one with :func:`conflict_copy_name`.
 * Output order: MKDIR_* first (parents before children), then everything else by path, then
@@ -115,6 +118,8 @@ def plan(states: Sequence[PathState], options: PlanOptions, *, now_label: str) -
     planner = _Planner(options, name_copy)
     actions: list[Action] = []
     consumed: set[str] = set()
+    actions += planner.local_dir_moves(by_path, consumed)
+    actions += planner.remote_dir_moves(by_path, consumed)
     actions += planner.local_moves(by_path, consumed)
     actions += planner.remote_moves(by_path, consumed)
     for path in sorted(by_path):
@@ -179,6 +184,11 @@ def _ordered(actions: Iterable[Action]) -> list[Action]:
     rmdirs = sorted((a for a in items if a.kind in _RMDIRS), key=key, reverse=True)
     rest = sorted((a for a in items if a.kind not in _MKDIRS and a.kind not in _RMDIRS), key=key)
     return mkdirs + rest + rmdirs
+
+
+def _under(path: str, folder: str) -> bool:
+    """``path`` is ``folder`` itself or lies inside it."""
+    return path == folder or path.startswith(folder + "/")
 
 
 def _remote_same_content(remote: RemoteRow, base: SyncedRow) -> bool:
@@ -280,6 +290,98 @@ class _Planner:
 
     # -- moves ------------------------------------------------------------------------------------
 
+    def local_dir_moves(self, by_path: dict[str, PathState], consumed: set[str]) -> list[Action]:
+        """Synced folder gone locally at A, a new local folder B has A's inode, remote A unchanged:
+        rename the remote folder in one call instead of re-creating everything under it."""
+        if self.options.direction is Direction.PULL or not self.options.can_move_remote_dir:
+            return []
+        sources: dict[int, list[PathState]] = defaultdict(list)
+        targets: dict[int, list[PathState]] = defaultdict(list)
+        for s in by_path.values():
+            b, loc, rem = s.synced, s.local, s.remote
+            if (
+                b is not None
+                and b.is_dir
+                and b.local_inode
+                and loc is None
+                and rem is not None
+                and rem.is_dir
+                and rem.remote_id == b.remote_id
+            ):
+                sources[b.local_inode].append(s)
+            if b is None and rem is None and loc is not None and loc.is_dir and loc.inode:
+                targets[loc.inode].append(s)
+        pairs = [
+            (sources[inode][0], targets[inode][0])
+            for inode in sources
+            if len(sources[inode]) == 1 and len(targets.get(inode, [])) == 1
+        ]
+        actions: list[Action] = []
+        for src, dst in self._independent(pairs, by_path, consumed):
+            actions.append(
+                Action(
+                    kind=ActionKind.MOVE_REMOTE,
+                    path=dst.path,
+                    src=src.path,
+                    reason="folder moved locally, remote unchanged",
+                    local=dst.local,
+                    remote=src.remote,
+                    synced=src.synced,
+                )
+            )
+        return actions
+
+    def remote_dir_moves(self, by_path: dict[str, PathState], consumed: set[str]) -> list[Action]:
+        """Remote folder id gone from A and present at B, local folder A still there: one local rename."""
+        if self.options.direction is Direction.PUSH:
+            return []
+        sources: dict[str, list[PathState]] = defaultdict(list)
+        targets: dict[str, list[PathState]] = defaultdict(list)
+        for s in by_path.values():
+            b, loc, rem = s.synced, s.local, s.remote
+            local_dir_kept = loc is not None and loc.is_dir
+            if b is not None and b.is_dir and b.remote_id is not None and rem is None and local_dir_kept:
+                sources[b.remote_id].append(s)
+            if b is None and loc is None and rem is not None and rem.is_dir:
+                targets[rem.remote_id].append(s)
+        pairs = [
+            (sources[rid][0], targets[rid][0])
+            for rid in sources
+            if len(sources[rid]) == 1 and len(targets.get(rid, [])) == 1
+        ]
+        actions: list[Action] = []
+        for src, dst in self._independent(pairs, by_path, consumed):
+            actions.append(
+                Action(
+                    kind=ActionKind.MOVE_LOCAL,
+                    path=dst.path,
+                    src=src.path,
+                    reason="folder moved remotely, local unchanged",
+                    local=src.local,
+                    remote=dst.remote,
+                    synced=src.synced,
+                )
+            )
+        return actions
+
+    @staticmethod
+    def _independent(
+        pairs: list[tuple[PathState, PathState]], by_path: dict[str, PathState], consumed: set[str]
+    ) -> list[tuple[PathState, PathState]]:
+        """Folder moves that touch no other move's subtree, outermost first; their subtrees are consumed.
+
+        A folder inside a moved folder moves with it; if it was renamed as well, that rename is found
+        again in the next round, against the rows at the new place.
+        """
+        chosen: list[tuple[PathState, PathState]] = []
+        for src, dst in sorted(pairs, key=lambda p: (p[0].path.count("/"), p[0].path)):
+            roots = (src.path, dst.path)
+            if any(_under(c, r) or _under(r, c) for c in consumed for r in roots):
+                continue
+            chosen.append((src, dst))
+            consumed.update(p for p in by_path if _under(p, src.path) or _under(p, dst.path))
+        return chosen
+
     def local_moves(self, by_path: dict[str, PathState], consumed: set[str]) -> list[Action]:
         """Local file gone at A, same content new at B, remote A unchanged: rename remotely."""
         if self.options.direction is Direction.PULL or not self.options.can_move_remote:
@@ -287,6 +389,8 @@ class _Planner:
         sources: dict[str, list[PathState]] = defaultdict(list)
         targets: dict[str, list[PathState]] = defaultdict(list)
         for s in by_path.values():
+            if s.path in consumed:
+                continue
             b, loc, rem = s.synced, s.local, s.remote
             if (
                 b is not None
@@ -326,6 +430,8 @@ class _Planner:
         sources: dict[str, list[PathState]] = defaultdict(list)
         targets: dict[str, list[PathState]] = defaultdict(list)
         for s in by_path.values():
+            if s.path in consumed:
+                continue
             b, loc, rem = s.synced, s.local, s.remote
             if (
                 b is not None

@@ -29,9 +29,11 @@ class Sandbox:
         return dict(self.info["remote"])
 
 
-def start_sandbox_process(data: Path, seed: int, *extra: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def start_sandbox_process(
+    data: Path, seed: int, *extra: str, provider: str = "coredata"
+) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     proc = subprocess.Popen(
-        [LIBMIRROR, "sandbox", "coredata", "--port", "0", "--data", str(data), "--seed", str(seed), *extra],
+        [LIBMIRROR, "sandbox", provider, "--port", "0", "--data", str(data), "--seed", str(seed), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -95,14 +97,14 @@ class Mirror:
         return {p.relative_to(base).as_posix(): p.read_bytes() for p in base.rglob("*") if p.is_file()}
 
 
-def write_config(tmp_path: Path, remote: dict[str, str], **library: Any) -> Mirror:
+def write_config(tmp_path: Path, remote: dict[str, str], *, provider: str = "coredata", **library: Any) -> Mirror:
     root = tmp_path / "mirror"
     lines = [
         f'state_dir = "{tmp_path / "state"}"',
         "",
         "[[library]]",
         'name = "board"',
-        'provider = "coredata"',
+        f'provider = "{provider}"',
     ]
     lines.append(f'local_path = "{root}"')
     for key, value in library.items():

@@ -6,16 +6,19 @@ in ``test_contract.py`` then runs against it, skipping what its ``Capabilities``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from daemon.providers.base import Provider
+from daemon.providers.cliniko import ClinikoProvider
 from daemon.providers.coredata import CoreDataProvider
+from daemon.providers.coreplus import CorePlusProvider
 from daemon.providers.http import HttpClient, RetryPolicy
+from daemon.providers.timetap import TimeTapProvider
 from daemon.sandbox.middleware import FAULT_HOOKS, FaultHook
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
 
@@ -38,12 +41,18 @@ class ProviderFactory:
     ``build(remote, http, options)`` gets the sandbox's ready ``[library.remote]`` table;
     ``secret_field`` names the key in that table the auth-failure test spoils;
     ``presigned_marker`` is a path prefix of the provider's presigned content URLs.
+    ``upload_parent`` returns the folder the suite uploads into (default: the root; providers that
+    keep files per patient/client make one); ``probe`` is one authenticated request (default:
+    ``list_folders``; push-only providers list nothing).
     """
 
     build: Callable[[dict[str, Any], HttpClient, ContractOptions], Provider]
     secret_field: str
     presigned_marker: str
     sandbox_options: dict[str, Any] = field(default_factory=dict)
+    upload_parent: Callable[[Provider, RunningSandbox], Awaitable[str]] | None = None
+    probe: Callable[[Provider], Awaitable[object]] | None = None
+    pages: bool = True  # listings are paged (page_size applies); False: one request per listing
 
 
 def _coredata(remote: dict[str, Any], http: HttpClient, options: ContractOptions) -> Provider:
@@ -59,8 +68,83 @@ def _coredata(remote: dict[str, Any], http: HttpClient, options: ContractOptions
     )
 
 
+def _coreplus(remote: dict[str, Any], http: HttpClient, options: ContractOptions) -> Provider:
+    # the provider builds its own client: it carries the consumer's shared 10/s pacing limiter
+    return CorePlusProvider(
+        remote["base_url"],
+        remote["consumer_id"],
+        remote["consumer_secret"],
+        remote["access_token"],
+        issuer=remote["issuer"],
+        audience=remote["audience"],
+        retry=FAST_RETRY,
+        page_size=options.page_size,
+    )
+
+
+async def _coreplus_client_folder(provider: Provider, sandbox: RunningSandbox) -> str:
+    """Files live in client folders: make a client and resolve its folder as the engine would."""
+    client = sandbox.backend.add_client("Contract", "Suite")
+    folder = await cast(CorePlusProvider, provider).resolve_local_folder(provider.root_id, "Contract Suite")
+    assert folder is not None and folder.remote_id == client.id
+    return folder.remote_id
+
+
+async def _coreplus_probe(provider: Provider) -> object:
+    return await cast(CorePlusProvider, provider).clients(refresh=True)
+
+
+def _timetap(remote: dict[str, Any], http: HttpClient, options: ContractOptions) -> Provider:
+    return TimeTapProvider(
+        remote["base_url"],
+        remote["api_key"],
+        remote["private_key"],
+        business_id=int(remote["business_id"]),
+        user_name=remote["user_name"],
+        http=http,
+    )
+
+
+def _cliniko(remote: dict[str, Any], http: HttpClient, options: ContractOptions) -> Provider:
+    return ClinikoProvider(
+        remote["base_url"],
+        remote["api_key"],
+        remote["user_agent"],
+        http=http,
+        per_page=options.page_size,
+        overlap_seconds=options.overlap_seconds,
+    )
+
+
+async def _cliniko_patient_folder(provider: Provider, sandbox: RunningSandbox) -> str:
+    """Attachments belong to patients: make one and resolve its folder as the engine would."""
+    patient = sandbox.backend.add_patient("Contract", "Suite")
+    folder = await cast(ClinikoProvider, provider).resolve_local_folder(
+        provider.root_id, f"Suite, Contract ({patient.id})"
+    )
+    assert folder is not None and folder.remote_id == str(patient.id)
+    return folder.remote_id
+
+
 PROVIDER_FACTORIES: dict[str, ProviderFactory] = {
     "coredata": ProviderFactory(build=_coredata, secret_field="api_key", presigned_marker="/laika/"),
+    "cliniko": ProviderFactory(
+        build=_cliniko,
+        secret_field="api_key",
+        presigned_marker="/s3/cliniko-sandbox-files/",
+        sandbox_options={"processing_delay": 0},
+        upload_parent=_cliniko_patient_folder,
+    ),
+    "coreplus": ProviderFactory(
+        build=_coreplus,
+        secret_field="consumer_secret",
+        presigned_marker="",
+        upload_parent=_coreplus_client_folder,
+        probe=_coreplus_probe,
+    ),
+    "timetap": ProviderFactory(
+        build=_timetap, secret_field="private_key", presigned_marker="/s3/tt-client-private/", pages=False
+    ),
 }
 
 
@@ -77,6 +161,19 @@ class ProviderEnv:
 
     def build(self, remote: dict[str, Any], http: HttpClient | None = None) -> Provider:
         return self.factory.build(remote, http or self.http, self.options)
+
+    async def upload_parent(self) -> str:
+        """Where the suite uploads files (the root unless the provider keeps files per client)."""
+        if self.factory.upload_parent is None:
+            return self.provider.root_id
+        return await self.factory.upload_parent(self.provider, self.sandbox)
+
+    async def probe(self, provider: Provider | None = None) -> object:
+        """One authenticated request that every provider can make."""
+        target = provider or self.provider
+        if self.factory.probe is None:
+            return await target.list_folders()
+        return await self.factory.probe(target)
 
     def __iter__(self) -> Iterator[Any]:
         """``provider, sandbox = provider_env`` works too."""

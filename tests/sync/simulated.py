@@ -7,6 +7,8 @@ planned action exactly as the real executor is meant to:
 * local files that get replaced or deleted go to ``trash``;
 * every remote write (create, update, move) gets a fresh version token; digests are MD5 of content;
 * uploads and downloads create missing parent folders; RMDIR_* removes only empty folders;
+* local folders have inodes that stay with them when they are renamed (folder-move detection);
+  a MOVE_* of a folder moves its whole subtree, ids and rows included, as one call would;
 * after each successful action the synced row is written as the executor will write it.
 
 It also refuses unsafe actions outright (``UnsafeAction``): trashing or overwriting a local file, or
@@ -63,6 +65,7 @@ class World:
     remote_retired: list[bytes] = field(default_factory=list)  # remote content replaced or deleted
     dropped: list[Action] = field(default_factory=list)
     counter: int = 0
+    inodes: dict[str, int] = field(default_factory=dict)  # local folders only; given out on first sight
 
     # -- construction and user edits --------------------------------------------------------------
 
@@ -90,10 +93,21 @@ class World:
     def local_delete(self, path: str) -> None:
         for p in subtree(self.local, path):
             del self.local[p]
+            self.inodes.pop(p, None)
 
     def local_move(self, src: str, dst: str) -> None:
+        moved = {p: self.inodes.pop(p) for p in subtree(self.local, src) if p in self.inodes}
         for p in subtree(self.local, src):
             self.local_write(dst + p[len(src) :], self.local.pop(p))
+        for p, inode in moved.items():
+            self.inodes[dst + p[len(src) :]] = inode
+
+    def inode(self, path: str) -> int:
+        """The inode of the local folder at ``path`` (a new folder gets a new one)."""
+        if path not in self.inodes:
+            self.counter += 1
+            self.inodes[path] = 1000 + self.counter
+        return self.inodes[path]
 
     def remote_write(self, path: str, content: bytes | None) -> None:
         """A write by someone else on the server: same id when the path exists, new version always."""
@@ -123,7 +137,7 @@ class World:
             return None
         content = self.local[path]
         if content is None:
-            return LocalRow(path=path, is_dir=True)
+            return LocalRow(path=path, is_dir=True, inode=self.inode(path))
         return LocalRow(path=path, size=len(content), digest=md5(content))
 
     def remote_row(self, path: str) -> RemoteRow | None:
@@ -149,6 +163,7 @@ class World:
         """Write the synced row from what both sides hold now at ``path``."""
         obj = self.remote[path]
         content = obj.content
+        local_dir = path in self.local and self.local[path] is None
         self.synced[path] = SyncedRow(
             path=path,
             is_dir=content is None,
@@ -156,7 +171,13 @@ class World:
             size=0 if content is None else len(content),
             remote_id=obj.remote_id,
             remote_version=obj.version,
+            local_inode=self.inode(path) if content is None and local_dir else 0,
         )
+
+    def _move_synced(self, src: str, dst: str) -> None:
+        for p in subtree(self.synced, src):
+            row = self.synced.pop(p)
+            self.synced[dst + p[len(src) :]] = replace(row, path=dst + p[len(src) :])
 
     def current(self, action: Action) -> bool:
         """Check, then act: are the rows the action was planned on still what the world holds?"""
@@ -266,16 +287,29 @@ class World:
             obj = self.remote.get(a.src)
             if obj is None or path in self.remote or not self._remote_parents(path):
                 return False
-            del self.remote[a.src]
-            self.remote[path] = RObj(obj.remote_id, obj.content, self.fresh("v"))
-            del self.synced[a.src]
+            if obj.content is None:  # a folder: one call moves everything under it
+                if subtree(self.remote, path) or subtree(self.synced, path):
+                    return False
+                self.remote_move(a.src, path)
+                self.remote[path] = RObj(obj.remote_id, None, self.fresh("v"))
+                self._move_synced(a.src, path)
+            else:
+                del self.remote[a.src]
+                self.remote[path] = RObj(obj.remote_id, obj.content, self.fresh("v"))
+                del self.synced[a.src]
             self.record(path)
         elif k is ActionKind.MOVE_LOCAL:
             assert a.src is not None and a.remote is not None and a.synced is not None
             if a.src not in self.local or path in self.local or not self._local_parents(path):
                 return False
-            self.local[path] = self.local.pop(a.src)
-            del self.synced[a.src]
+            if self.local[a.src] is None:  # a folder: one rename moves everything under it
+                if subtree(self.synced, path):
+                    return False
+                self.local_move(a.src, path)
+                self._move_synced(a.src, path)
+            else:
+                self.local[path] = self.local.pop(a.src)
+                del self.synced[a.src]
             self.synced[path] = replace(
                 a.synced, path=path, remote_id=a.remote.remote_id, remote_version=a.remote.version
             )

@@ -17,7 +17,8 @@ from tests.sync.simulated import Tree, World, parents, run_until_stable
 
 DIRS = ["d1", "d2", "d1/d3"]
 NAMES = ["f1.txt", "f2.txt", "f3"]
-OPS = ["edit", "edit_same", "create", "create_same", "delete", "rmdir", "mkdir", "move"]
+OPS = ["edit", "edit_same", "create", "create_same", "delete", "rmdir", "mkdir", "move", "move_dir"]
+DIR_SLOTS = [*DIRS, "d4", "d2/d5"]  # where a moved folder may land
 SIDES = ["local", "remote"]
 MAX_ROUNDS = 6
 
@@ -30,8 +31,9 @@ class Scenario:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> Scenario:
-    dirs = {d for d in draw(st.sets(st.sampled_from(DIRS))) if all(p in DIRS for p in parents(d))}
+def scenarios(draw: st.DrawFn, *, dir_move_first: bool = False) -> Scenario:
+    drawn = draw(st.sets(st.sampled_from(DIRS), min_size=1 if dir_move_first else 0))
+    dirs = {d for d in drawn if all(p in DIRS for p in parents(d))}
     dirs = {d for d in dirs if all(p in dirs for p in parents(d))}
     slots = sorted([*NAMES, *(f"{d}/{n}" for d in dirs for n in NAMES)])
     files = draw(st.sets(st.sampled_from(slots), max_size=6))
@@ -45,6 +47,9 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             max_size=6,
         )
     )
+    if dir_move_first:
+        side = draw(st.sampled_from(SIDES))
+        ops.insert(0, ("move_dir", side, draw(st.integers(0, 63)), draw(st.integers(0, 63))))
     return Scenario(base, ops, draw(st.booleans()))
 
 
@@ -116,6 +121,20 @@ class Perturber:
             if files and free:
                 src, dst = files[i % len(files)], free[j % len(free)]
                 (w.local_move if side == "local" else w.remote_move)(src, dst)
+        elif op == "move_dir":
+            tree = self.tree(side)
+            dirs = sorted(p for p, c in tree.items() if c is None)
+            if dirs:
+                src = dirs[i % len(dirs)]
+                free = [
+                    d
+                    for d in DIR_SLOTS
+                    if d not in tree
+                    and not (d + "/").startswith(src + "/")
+                    and all(tree.get(p, b"") is None for p in parents(d))
+                ]
+                if free:
+                    (w.local_move if side == "local" else w.remote_move)(src, free[j % len(free)])
 
 
 def prepare(scenario: Scenario) -> tuple[World, Tree, Tree]:
@@ -148,9 +167,9 @@ def differing(world: World) -> set[str]:
 
 
 @settings(max_examples=500, deadline=None)
-@given(scenarios(), st.booleans(), st.booleans())
-def test_two_way_converges_without_loss(scenario: Scenario, can_move: bool, can_update: bool) -> None:
-    options = PlanOptions(can_move_remote=can_move, can_update_remote=can_update)
+@given(scenarios(), st.booleans(), st.booleans(), st.booleans())
+def test_two_way_converges_without_loss(scenario: Scenario, can_move: bool, can_update: bool, move_dirs: bool) -> None:
+    options = PlanOptions(can_move_remote=can_move, can_update_remote=can_update, can_move_remote_dir=move_dirs)
     world, start_local, start_remote = prepare(scenario)
 
     rounds = run_until_stable(world, options, max_rounds=MAX_ROUNDS + 1)
@@ -165,7 +184,7 @@ def test_two_way_converges_without_loss(scenario: Scenario, can_move: bool, can_
 @settings(max_examples=500, deadline=None)
 @given(scenarios())
 def test_pull_never_touches_the_remote(scenario: Scenario) -> None:
-    options = PlanOptions(direction=Direction.PULL)
+    options = PlanOptions(direction=Direction.PULL, can_move_remote_dir=True)
     world, start_local, start_remote = prepare(scenario)
     remote_before = {p: (o.remote_id, o.content, o.version) for p, o in world.remote.items()}
 
@@ -184,7 +203,7 @@ def test_pull_never_touches_the_remote(scenario: Scenario) -> None:
 @settings(max_examples=500, deadline=None)
 @given(scenarios())
 def test_push_never_touches_the_local_tree(scenario: Scenario) -> None:
-    options = PlanOptions(direction=Direction.PUSH)
+    options = PlanOptions(direction=Direction.PUSH, can_move_remote_dir=True)
     world, start_local, start_remote = prepare(scenario)
 
     rounds = run_until_stable(world, options, max_rounds=MAX_ROUNDS + 1)
@@ -197,3 +216,19 @@ def test_push_never_touches_the_local_tree(scenario: Scenario) -> None:
     assert all(a.kind is ActionKind.SKIP for a in final)
     skipped = {a.path for a in final}
     assert differing(world) <= skipped
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios(dir_move_first=True), st.booleans())
+def test_folder_moves_converge_without_loss(scenario: Scenario, move_dirs: bool) -> None:
+    """A folder renamed on one side (plus random edits) ends with both sides equal, nothing lost."""
+    options = PlanOptions(can_move_remote_dir=move_dirs)
+    world, start_local, start_remote = prepare(scenario)
+
+    rounds = run_until_stable(world, options, max_rounds=MAX_ROUNDS + 1)
+
+    assert rounds <= MAX_ROUNDS
+    local, remote = world.contents()
+    assert local == remote
+    assert_nothing_lost(world, start_local, start_remote, scenario.base)
+    assert plan(world.states(), options, now_label="2024-05-02 000000") == []

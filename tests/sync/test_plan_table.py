@@ -272,6 +272,106 @@ def test_remote_move_in_push_mode_is_skipped() -> None:
     assert {a.kind for a in actions} == {K.SKIP}
 
 
+# -- folder moves ----------------------------------------------------------------------------------
+
+MOVE_DIRS = PlanOptions(can_move_remote_dir=True)
+INODE = 4711
+
+
+def dir_base(path: str, rid: str) -> SyncedRow:
+    return SyncedRow(path=path, is_dir=True, remote_id=rid, remote_version="dv", local_inode=INODE)
+
+
+def local_dir_move_states(*, inode: int = INODE) -> list[PathState]:
+    """Folder "old" (with a file and a subfolder) renamed locally to "new"; the remote is unchanged."""
+    f_base = base("old/f.txt", "rf", "v1", b"f")
+    sub_base = SyncedRow(path="old/sub", is_dir=True, remote_id="rs", remote_version="dv", local_inode=99)
+    return [
+        PathState("old", None, rem("old", "rd", "dv"), dir_base("old", "rd")),
+        PathState("old/f.txt", None, rem("old/f.txt", "rf", "v1", b"f"), f_base),
+        PathState("old/sub", None, rem("old/sub", "rs", "dv"), sub_base),
+        PathState("new", LocalRow(path="new", is_dir=True, inode=inode)),
+        PathState("new/f.txt", loc("new/f.txt", b"f")),
+        PathState("new/sub", LocalRow(path="new/sub", is_dir=True, inode=99)),
+    ]
+
+
+def test_local_folder_rename_is_one_remote_move() -> None:
+    [action] = plan(local_dir_move_states(), MOVE_DIRS, now_label=NOW)
+    assert (action.kind, action.src, action.path) == (K.MOVE_REMOTE, "old", "new")
+    assert action.remote == rem("old", "rd", "dv") and action.synced == dir_base("old", "rd")
+    assert action.local == LocalRow(path="new", is_dir=True, inode=INODE)
+
+
+def test_local_folder_rename_with_an_edit_inside_leaves_the_edit_for_the_next_round() -> None:
+    states = local_dir_move_states()
+    states[4] = PathState("new/f.txt", loc("new/f.txt", b"edited"))
+    [action] = plan(states, MOVE_DIRS, now_label=NOW)
+    assert (action.kind, action.src, action.path) == (K.MOVE_REMOTE, "old", "new")
+
+
+def test_local_folder_rename_without_the_capability_is_per_path() -> None:
+    actions = plan(local_dir_move_states(), TWO_WAY, now_label=NOW)
+    kinds = sorted((a.kind.value, a.path) for a in actions)
+    assert ("move_remote", "new/f.txt") in kinds
+    assert ("mkdir_remote", "new") in kinds and ("rmdir_remote", "old") in kinds
+
+
+def test_local_folder_rename_needs_the_same_inode() -> None:
+    actions = plan(local_dir_move_states(inode=INODE + 1), MOVE_DIRS, now_label=NOW)
+    assert not any(a.kind is K.MOVE_REMOTE and a.src == "old" for a in actions)
+
+
+def test_local_folder_rename_with_remote_folder_replaced_is_not_a_move() -> None:
+    states = local_dir_move_states()
+    states[0] = PathState("old", None, rem("old", "other", "dv"), dir_base("old", "rd"))
+    actions = plan(states, MOVE_DIRS, now_label=NOW)
+    assert not any(a.kind is K.MOVE_REMOTE and a.src == "old" for a in actions)
+
+
+def test_local_folder_rename_in_pull_mode_moves_nothing_remotely() -> None:
+    options = PlanOptions(direction=Direction.PULL, can_move_remote_dir=True)
+    actions = plan(local_dir_move_states(), options, now_label=NOW)
+    assert not any(a.kind is K.MOVE_REMOTE for a in actions)
+
+
+def remote_dir_move_states() -> list[PathState]:
+    """Folder "old" moved remotely into "elsewhere/new" (same id); the local folder is unchanged."""
+    return [
+        PathState("old", LocalRow(path="old", is_dir=True, inode=INODE), None, dir_base("old", "rd")),
+        PathState("old/f.txt", loc("old/f.txt", b"f"), None, base("old/f.txt", "rf", "v1", b"f")),
+        PathState("elsewhere", None, rem("elsewhere", "re", "dv")),
+        PathState("elsewhere/new", None, rem("elsewhere/new", "rd", "dv2")),
+        PathState("elsewhere/new/f.txt", None, rem("elsewhere/new/f.txt", "rf", "v1", b"f")),
+    ]
+
+
+def test_remote_folder_move_is_one_local_rename() -> None:
+    actions = plan(remote_dir_move_states(), TWO_WAY, now_label=NOW)
+    assert [(a.kind, a.src, a.path) for a in actions] == [
+        (K.MKDIR_LOCAL, None, "elsewhere"),
+        (K.MOVE_LOCAL, "old", "elsewhere/new"),
+    ]
+    move = actions[1]
+    assert move.local == LocalRow(path="old", is_dir=True, inode=INODE)
+    assert move.remote == rem("elsewhere/new", "rd", "dv2")
+
+
+def test_remote_folder_move_in_push_mode_is_not_a_local_rename() -> None:
+    actions = plan(remote_dir_move_states(), PUSH, now_label=NOW)
+    assert not any(a.kind is K.MOVE_LOCAL for a in actions)
+
+
+def test_nested_folder_moves_take_the_outermost() -> None:
+    states = [
+        *local_dir_move_states(),
+        # "old/sub" was also renamed to "new/sub2" inside the renamed folder: found again next round
+    ]
+    states[5] = PathState("new/sub2", LocalRow(path="new/sub2", is_dir=True, inode=99))
+    [action] = plan(states, MOVE_DIRS, now_label=NOW)
+    assert (action.kind, action.src, action.path) == (K.MOVE_REMOTE, "old", "new")
+
+
 # -- folders ---------------------------------------------------------------------------------------
 
 D = "projects"

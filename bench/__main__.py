@@ -1,0 +1,112 @@
+"""`make bench`: the four benchmarks of issue 8 in order, each in its own process, then a summary.
+
+Each benchmark runs as `python -m bench.NAME` so that one failing (or a daemon left behind) cannot
+disturb the next, and so its last output line (one JSON object) is the contract we read back. The
+summary prints every figure next to its reference and target; the very last line is one JSON object
+holding all four results.
+Usage: python -m bench [NAME ...]   (default: initial_pull initial_push idle latency)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+BENCHMARKS = ("initial_pull", "initial_push", "idle", "latency")
+
+
+def run(name: str) -> dict[str, Any] | None:
+    print(f"== {name}", flush=True)
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", f"bench.{name}"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    last = ""
+    for line in proc.stdout:
+        print(line, end="", flush=True)
+        if line.strip():
+            last = line
+    code = proc.wait()
+    print(f"== {name}: exit {code} after {time.perf_counter() - start:.0f} s", flush=True)
+    if code != 0:
+        return None
+    try:
+        value = json.loads(last)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _ratio(a: Any, b: Any) -> str:
+    return f"{a / b:.2f}x" if isinstance(a, int | float) and isinstance(b, int | float) and b else "n/a"
+
+
+def _check(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "NOT met")
+
+
+def _lin(value: Any, factor: float, add: float = 0.0) -> float | None:
+    return value * factor + add if isinstance(value, int | float) else None
+
+
+def _cmp(a: Any, op: str, b: Any) -> bool | None:
+    if not isinstance(a, int | float) or not isinstance(b, int | float):
+        return None
+    return a >= b if op == ">=" else a <= b
+
+
+def summary(results: dict[str, dict[str, Any] | None]) -> list[str]:
+    """One line per target of the issue: figure, reference, target, met or not."""
+    pull = results.get("initial_pull") or {}
+    push = results.get("initial_push") or {}
+    idle = results.get("idle") or {}
+    lat = results.get("latency") or {}
+    floor = pull.get("floor_mb_per_s")
+    push_floor = push.get("push_floor_mb_per_s")
+    settle = lat.get("settle")
+    lines = [
+        f"files_per_s {pull.get('files_per_s')} vs rclone {pull.get('rclone_files_per_s')} "
+        f"({_ratio(pull.get('files_per_s'), pull.get('rclone_files_per_s'))}); target >= rclone: "
+        f"{_check(_cmp(pull.get('files_per_s'), '>=', pull.get('rclone_files_per_s')))}",
+        f"large_mb_per_s {pull.get('large_mb_per_s')} vs floor {floor} / rclone {pull.get('rclone_large_mb_per_s')}; "
+        f"target >= 0.8 x floor: "
+        f"{_check(_cmp(pull.get('large_mb_per_s'), '>=', _lin(floor, 0.8)))}",
+        f"peak_rss_mb {pull.get('peak_rss_mb')} (pull), {push.get('push_peak_rss_mb')} (push); target <= 150: "
+        f"{_check(_cmp(pull.get('peak_rss_mb'), '<=', 150))} / {_check(_cmp(push.get('push_peak_rss_mb'), '<=', 150))}",
+        f"push_files_per_s {push.get('push_files_per_s')} vs rclone {push.get('rclone_push_files_per_s')} "
+        f"({_ratio(push.get('push_files_per_s'), push.get('rclone_push_files_per_s'))}); target >= rclone: "
+        f"{_check(_cmp(push.get('push_files_per_s'), '>=', push.get('rclone_push_files_per_s')))}",
+        f"push_large_mb_per_s {push.get('push_large_mb_per_s')} vs floor {push_floor} / rclone "
+        f"{push.get('rclone_push_large_mb_per_s')}; target >= 0.8 x floor: "
+        f"{_check(_cmp(push.get('push_large_mb_per_s'), '>=', _lin(push_floor, 0.8)))}",
+        f"requests_per_idle_poll {idle.get('requests_per_idle_poll')}; target 1: "
+        f"{_check(None if idle.get('requests_per_idle_poll') is None else idle.get('requests_per_idle_poll') == 1)}",
+        f"cpu_ms_per_idle_poll {idle.get('cpu_ms_per_idle_poll')}; target <= 20: "
+        f"{_check(_cmp(idle.get('cpu_ms_per_idle_poll'), '<=', 20))}",
+        f"rescan_s {idle.get('rescan_s')} vs find_s {idle.get('find_s')} "
+        f"({_ratio(idle.get('rescan_s'), idle.get('find_s'))}); target <= 2 x find_s: "
+        f"{_check(_cmp(idle.get('rescan_s'), '<=', _lin(idle.get('find_s'), 2)))}",
+        f"rss_mb_100k {idle.get('rss_mb_100k')}; target <= 150: {_check(_cmp(idle.get('rss_mb_100k'), '<=', 150))}",
+        f"rclone_bisync_s {idle.get('rclone_bisync_s')} (reference: a full-listing pass over the same tree)",
+        f"local_to_remote_p95_s {lat.get('local_to_remote_p95_s')} (p50 {lat.get('local_to_remote_p50_s')}, "
+        f"settle {settle}); target <= settle + 1: "
+        f"{_check(_cmp(lat.get('local_to_remote_p95_s'), '<=', _lin(settle, 1, 1)))}",
+        f"remote_to_local_p50_s {lat.get('remote_to_local_p50_s')} (poll_interval {lat.get('poll_interval')})",
+    ]
+    return lines
+
+
+def main(names: list[str]) -> int:
+    started = time.perf_counter()
+    results = {name: run(name) for name in names}
+    print(f"== summary ({time.perf_counter() - started:.0f} s in all)")
+    for line in summary(results):
+        print("  " + line)
+    print(json.dumps(results))
+    return 0 if all(r is not None for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:] or list(BENCHMARKS)))

@@ -1,0 +1,199 @@
+"""Benchmark 3, idle: a 100,000-file library already in sync, with the daemon running.
+
+Set-up: the sandbox state is built directly (``build_coredata_tree``), its files are copied to the
+local folder byte for byte, and a first `libmirror sync --once` adopts the pair (both sides hold the
+same digest, so the planner only records them as synced: no transfer). That first pass is the
+engine's own path to "in sync", and its time and peak RSS are reported too (`adopt_s`, `adopt_rss_mb`).
+
+Measured, the sandbox in a separate process (``bench.sandbox_ctl``, which counts requests):
+- `libmirror run` with poll_interval = 1: after its start-up pass, N idle polls; requests the sandbox
+  answered per poll, and the daemon's CPU time (/proc/PID/stat) per poll; `rss_mb_100k` = its RSS.
+- in-process: `LibrarySync.observe_remote(full=False)` CPU time (`cpu_ms_per_observe_remote`) and
+  `LibrarySync.observe_local()` wall time on the unchanged tree (`rescan_s`).
+- `find DIR -printf '%s %T@\\n'` (`find_s`, the stat floor) and one `rclone bisync` between two local
+  copies of the tree after its `--resync` (`rclone_bisync_s`).
+Usage: python -m bench.idle [FILES] [POLLS]
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bench.common import (
+    RCLONE,
+    CtlSandbox,
+    Daemon,
+    build_coredata_tree,
+    export_tree,
+    last_json,
+    proc_cpu_s,
+    proc_rss_mb,
+    rnd,
+    run_timed,
+    sync_once,
+    write_config,
+)
+
+FILES, FOLDERS, POLLS = 100_000, 1000, 10
+
+
+async def in_process(config_path: Path, calls: int) -> dict[str, float]:
+    """CPU of incremental polls and wall time of a full local rescan, in this process."""
+    import structlog
+
+    from daemon.config import load_config
+    from daemon.logs import configure_logging
+    from daemon.providers import make_provider
+    from daemon.state.store import StateStore
+    from daemon.sync.library import LibrarySync
+
+    configure_logging("json", "warning")
+    structlog.contextvars.clear_contextvars()
+    config = load_config(config_path)
+    library = config.libraries[0]
+    store = await StateStore.open(config.state_dir)
+    provider = make_provider(library)
+    try:
+        engine = LibrarySync(library, store, await store.library_id(library.name), provider)
+        await engine.observe_remote(full=False)  # warm-up: connection, imports
+        cpu = time.process_time()
+        for _ in range(calls):
+            await engine.observe_remote(full=False)
+        poll_cpu = (time.process_time() - cpu) / calls
+        wall, cpu = time.perf_counter(), time.process_time()
+        changed = await engine.observe_local()
+        rescan_s, rescan_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        await provider.aclose()
+        await store.close()
+    return {"poll_cpu_s": poll_cpu, "rescan_s": rescan_s, "rescan_cpu_s": rescan_cpu, "rescan_changed": changed}
+
+
+def idle_daemon(config: Path, sandbox: CtlSandbox, polls: int) -> dict[str, Any]:
+    with Daemon(config) as daemon:
+        started = time.perf_counter()
+        first = daemon.wait_for("pass", timeout=600)
+        startup_s = time.perf_counter() - started
+        if first.get("pushed") or first.get("pulled") or first.get("errors"):
+            raise RuntimeError(f"the library was not in sync when the daemon started: {first}")
+        time.sleep(1.5)
+        daemon.drain()
+        sandbox.ask("clear")
+        cpu0, wall0 = proc_cpu_s(daemon.pid), time.perf_counter()
+        passes = []
+        for _ in range(polls):
+            passes.append(daemon.wait_for("pass", timeout=60))
+        cpu = proc_cpu_s(daemon.pid) - cpu0
+        wall = time.perf_counter() - wall0
+        counted = sandbox.ask("count")
+        rss, hwm = proc_rss_mb(daemon.pid), proc_rss_mb(daemon.pid, "VmHWM")
+    return {
+        "startup_pass_s": startup_s,
+        "startup_pass_ms_logged": first.get("duration_ms"),
+        "requests": counted["requests"],
+        "routes": counted["by_route"],
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "pass_ms": sorted(float(p.get("duration_ms") or 0) for p in passes),
+        "rss_mb": rss,
+        "hwm_mb": hwm,
+    }
+
+
+def bisync(work: Path, mirror: Path) -> dict[str, float | None]:
+    if RCLONE is None:
+        return {"resync_s": None, "bisync_s": None}
+    shutil.rmtree(mirror / ".libmirror", ignore_errors=True)
+    other = work / "bisync-copy"
+    subprocess.run(["cp", "-r", str(mirror), str(other)], check=True)
+    base = [RCLONE, "bisync", str(mirror), str(other), "--workdir", str(work / "bisync-work"), "--config", "/dev/null"]
+    resync = run_timed([*base, "--resync"])
+    again = run_timed(base)
+    if resync.returncode != 0 or again.returncode != 0:
+        raise RuntimeError(f"rclone bisync failed ({resync.returncode}, {again.returncode})")
+    return {"resync_s": resync.seconds, "bisync_s": again.seconds}
+
+
+def main(files: int = FILES, polls: int = POLLS) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="libmirror-bench-idle-") as tmp:
+        work = Path(tmp)
+        mirror = work / "mirror"
+        start = time.perf_counter()
+        build_coredata_tree(work / "sandbox", small=files, folders=FOLDERS, large=0, large_size=0)
+        exported = export_tree(work / "sandbox", mirror)
+        print(
+            f"set-up: {exported[0]} files ({exported[1] // 2**20} MiB) on both sides "
+            f"in {time.perf_counter() - start:.1f} s"
+        )
+        with CtlSandbox(work / "sandbox") as sandbox:
+            config = write_config(
+                work,
+                sandbox.remote,
+                mirror,
+                concurrency=8,
+                library={"poll_interval": 1, "full_scan_interval": 86400, "local_rescan_interval": 86400},
+                top={"allow_root": True},
+            )
+            adopt = sync_once(config)
+            print(
+                f"  adopt (first sync --once, nothing transferred): {adopt.seconds:.1f} s, "
+                f"peak RSS {adopt.peak_rss_mb:.0f} MB"
+            )
+            daemon = idle_daemon(config, sandbox, polls)
+            inproc = anyio.run(in_process, config, polls)
+        find = run_timed(["find", str(mirror), "-printf", "%s %T@\\n"])
+        rclone = bisync(work, mirror)
+
+    result: dict[str, Any] = {
+        "requests_per_idle_poll": rnd(daemon["requests"] / polls, 2),
+        "cpu_ms_per_idle_poll": rnd(1000 * daemon["cpu_s"] / polls),
+        "rescan_s": rnd(inproc["rescan_s"], 2),
+        "find_s": rnd(find.seconds, 2),
+        "rss_mb_100k": rnd(daemon["rss_mb"]),
+        "rclone_bisync_s": rnd(rclone["bisync_s"], 2),
+        "files": files,
+        "idle_polls": polls,
+        "poll_interval": 1,
+        "idle_pass_ms_median": rnd(daemon["pass_ms"][len(daemon["pass_ms"]) // 2]),
+        "cpu_ms_per_observe_remote": rnd(1000 * inproc["poll_cpu_s"]),
+        "rescan_cpu_s": rnd(inproc["rescan_cpu_s"], 2),
+        "rescan_changed_rows": inproc["rescan_changed"],
+        "daemon_startup_pass_s": rnd(daemon["startup_pass_s"], 1),
+        "daemon_peak_rss_mb": rnd(daemon["hwm_mb"]),
+        "adopt_s": rnd(adopt.seconds, 1),
+        "adopt_rss_mb": rnd(adopt.peak_rss_mb),
+        "rclone_resync_s": rnd(rclone["resync_s"], 2),
+    }
+    print(f"idle, {files} files in sync, libmirror run with poll_interval 1, {polls} idle polls:")
+    print(f"  requests per idle poll: {result['requests_per_idle_poll']} ({daemon['routes']})")
+    print(
+        f"  daemon CPU per idle poll: {result['cpu_ms_per_idle_poll']} ms (pass median "
+        f"{result['idle_pass_ms_median']} ms); in-process observe_remote(full=False): "
+        f"{result['cpu_ms_per_observe_remote']} ms CPU"
+    )
+    print(
+        f"  full local rescan, nothing changed: {result['rescan_s']} s ({result['rescan_cpu_s']} s CPU, "
+        f"{inproc['rescan_changed']} rows changed); find -printf: {result['find_s']} s"
+    )
+    print(
+        f"  daemon RSS while idle: {result['rss_mb_100k']} MB (peak {result['daemon_peak_rss_mb']} MB, "
+        f"start-up pass {result['daemon_startup_pass_s']} s)"
+    )
+    print(
+        f"  rclone bisync of two local copies: {result['rclone_bisync_s']} s "
+        f"(after --resync {result['rclone_resync_s']} s)"
+    )
+    last_json(result)
+    return result
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:3]))

@@ -1,0 +1,118 @@
+"""Benchmark 2, initial push: a folder on disk into an empty CoreData sandbox (separate process, loopback).
+
+The same two trees as the pull (10,000 files of 1-8 KiB in 100 folders; 10 files of 16 MiB), written
+straight to disk, pushed by `libmirror sync --once` (concurrency 8) into two empty sandboxes, timed
+separately. References in the same run: `rclone copy` to `rclone serve webdav` of an empty folder
+(loopback, --transfers 8 --checkers 8) and the local floor `cp -r` + `md5sum`.
+Usage: python -m bench.initial_push [SMALL_FILES]
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    RCLONE,
+    CtlSandbox,
+    build_local_tree,
+    floor_seconds,
+    last_json,
+    rclone_args,
+    rclone_serve,
+    rclone_version,
+    rnd,
+    run_timed,
+    sync_once,
+    tree_stats,
+    write_config,
+)
+from bench.initial_pull import FOLDERS, LARGE, LARGE_SIZE, MB, SMALL
+
+
+def push(work: Path, kind: str, expect: tuple[int, int]) -> dict[str, Any]:
+    """One tree pushed by libmirror into an empty sandbox; checks the sandbox then holds every byte."""
+    mirror = work / f"mirror-{kind}"
+    subprocess.run(["cp", "-r", str(work / "src" / kind), str(mirror)], check=True)
+    with CtlSandbox(work / f"sandbox-{kind}") as sandbox:
+        (work / f"lm-{kind}").mkdir()
+        config = write_config(work / f"lm-{kind}", sandbox.remote, mirror, concurrency=8)
+        run = sync_once(config)
+        requests = sandbox.ask("count")["requests"]
+        stats = sandbox.ask("stats")
+    if (stats["files"], stats["bytes"]) != expect:
+        raise RuntimeError(f"the sandbox holds {stats}, expected {expect} (files, bytes)")
+    shutil.rmtree(mirror)
+    shutil.rmtree(work / f"sandbox-{kind}")
+    return {"seconds": run.seconds, "rss": run.peak_rss_mb, "requests": requests}
+
+
+def rclone_push(work: Path, kind: str, expect: tuple[int, int]) -> float | None:
+    if RCLONE is None:
+        return None
+    dest = work / f"rclone-{kind}"
+    dest.mkdir()
+    with rclone_serve("webdav", dest) as url:
+        run = run_timed(rclone_args("copy", str(work / "src" / kind), ":webdav:", "--webdav-url", url))
+    if run.returncode != 0 or tree_stats(dest) != expect:
+        raise RuntimeError(f"rclone copy failed ({run.returncode}, {tree_stats(dest)})")
+    shutil.rmtree(dest)
+    return run.seconds
+
+
+def main(small: int = SMALL) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="libmirror-bench-push-") as tmp:
+        work = Path(tmp)
+        start = time.perf_counter()
+        build_local_tree(work / "src" / "small", small=small, folders=FOLDERS, large=0, large_size=0)
+        build_local_tree(work / "src" / "large", small=0, folders=0, large=LARGE, large_size=LARGE_SIZE, seed=2)
+        small_tree, large_tree = tree_stats(work / "src" / "small"), tree_stats(work / "src" / "large")
+        print(f"set-up: {small_tree[0]} small + {large_tree[0]} large files in {time.perf_counter() - start:.1f} s")
+
+        lm_small = push(work, "small", small_tree)
+        lm_large = push(work, "large", large_tree)
+        rc_small = rclone_push(work, "small", small_tree)
+        rc_large = rclone_push(work, "large", large_tree)
+        floor_large = floor_seconds(work / "src" / "large", work / "floor")
+
+    large_mb = large_tree[1] / MB
+    result: dict[str, Any] = {
+        "push_files_per_s": rnd(small / lm_small["seconds"]),
+        "rclone_push_files_per_s": rnd(small / rc_small) if rc_small else None,
+        "push_large_mb_per_s": rnd(large_mb / lm_large["seconds"]),
+        "rclone_push_large_mb_per_s": rnd(large_mb / rc_large) if rc_large else None,
+        "push_floor_mb_per_s": rnd(large_mb / floor_large),
+        "push_peak_rss_mb": rnd(max(lm_small["rss"], lm_large["rss"])),
+        "push_peak_rss_mb_small": rnd(lm_small["rss"]),
+        "push_peak_rss_mb_large": rnd(lm_large["rss"]),
+        "push_small_s": rnd(lm_small["seconds"], 2),
+        "push_large_s": rnd(lm_large["seconds"], 2),
+        "push_requests_small": lm_small["requests"],
+        "push_requests_large": lm_large["requests"],
+        "concurrency": 8,
+    }
+    print(f"initial push, libmirror sync --once (concurrency 8), rclone: {rclone_version() or 'not installed'}")
+    print(
+        f"  {small} small files: libmirror {result['push_files_per_s']} files/s ({result['push_small_s']} s, "
+        f"{lm_small['requests']} requests), rclone (webdav) {result['rclone_push_files_per_s']} files/s"
+    )
+    print(
+        f"  {LARGE} x 16 MiB: libmirror {result['push_large_mb_per_s']} MB/s ({result['push_large_s']} s), "
+        f"rclone (webdav) {result['rclone_push_large_mb_per_s']} MB/s, "
+        f"cp+md5sum floor {result['push_floor_mb_per_s']} MB/s"
+    )
+    print(
+        f"  peak RSS of libmirror: {result['push_peak_rss_mb_small']} MB (small), "
+        f"{result['push_peak_rss_mb_large']} MB (large)"
+    )
+    last_json(result)
+    return result
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else SMALL)
