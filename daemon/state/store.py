@@ -12,11 +12,13 @@ import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import anyio
 
 from sqlalchemy import String, and_, event, func, literal, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from daemon.providers.base import RemoteItem
 from daemon.state import schema
@@ -101,10 +103,68 @@ _CURSOR_UPSERT = _upsert(schema.cursors, ("lib", "name"), ("value",))
 _STATUS_UPSERT = _upsert(schema.status, ("lib", "key"), ("value",))
 
 
+class _Executes(Protocol):
+    async def execute(self, statement: Any, parameters: Any = None) -> Any: ...
+
+
+class _RecordingConn:
+    """Stands in for a connection: keeps the statements of a ``batched`` block for the group commit."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, Any]] = []
+
+    async def execute(self, statement: Any, parameters: Any = None) -> None:
+        self.calls.append((statement, parameters))
+
+
+class _GroupCommit:
+    """Commits the recorded writes of many finished actions in one transaction.
+
+    Whoever holds the lock writes everything queued so far; writers queued meanwhile are written by
+    the next holder. Under concurrency this turns N commits into a few, and each action's writes still
+    land together or not at all.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.lock = anyio.Lock()
+        self.pending: list[_Batch] = []
+
+    async def commit(self, calls: list[tuple[Any, Any]]) -> None:
+        batch = _Batch(calls)
+        self.pending.append(batch)
+        async with self.lock:
+            if not batch.done:
+                group, self.pending = self.pending, []
+                try:
+                    async with self.engine.begin() as conn:
+                        for entry in group:
+                            for statement, parameters in entry.calls:
+                                await conn.execute(statement, parameters)
+                except BaseException as exc:
+                    for entry in group:
+                        entry.error = exc
+                    raise
+                finally:
+                    for entry in group:
+                        entry.done = True
+        if batch.error is not None:
+            raise batch.error
+
+
+class _Batch:
+    __slots__ = ("calls", "done", "error")
+
+    def __init__(self, calls: list[tuple[Any, Any]]) -> None:
+        self.calls = calls
+        self.done = False
+        self.error: BaseException | None = None
+
+
 class Txn:
     """Writes of one transaction, scoped to one library."""
 
-    def __init__(self, conn: AsyncConnection, lib: int) -> None:
+    def __init__(self, conn: _Executes, lib: int) -> None:
         self.conn = conn
         self.lib = lib
 
@@ -293,6 +353,7 @@ class StateStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._group = _GroupCommit(engine)
 
     @classmethod
     async def open(cls, state_dir: Path | str, *, url: str | None = None) -> StateStore:
@@ -320,6 +381,17 @@ class StateStore:
     async def transaction(self, lib: int) -> AsyncIterator[Txn]:
         async with self.engine.begin() as conn:
             yield Txn(conn, lib)
+
+    @asynccontextmanager
+    async def batched(self, lib: int) -> AsyncIterator[Txn]:
+        """Like ``transaction`` for write-only blocks, committed together with other concurrent
+        ``batched`` blocks (group commit). Returns once the writes are durable; a block that raises
+        writes nothing. Methods that read results (``record_failure``, ``sweep_remote``) need
+        ``transaction``."""
+        recorder = _RecordingConn()
+        yield Txn(recorder, lib)
+        if recorder.calls:
+            await self._group.commit(recorder.calls)
 
     # -- libraries -------------------------------------------------------------------------------
     async def library_id(self, name: str) -> int:

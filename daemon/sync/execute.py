@@ -182,7 +182,7 @@ class Executor:
             elif action.kind is ActionKind.DOWNLOAD:
                 report.bytes_down += moved
             if action.path in self._in_backoff:
-                async with self.store.transaction(self.lib) as tx:
+                async with self.store.batched(self.lib) as tx:
                     await tx.clear_failure(action.path)
             if action.kind is not ActionKind.SKIP:
                 log.info(
@@ -251,7 +251,7 @@ class Executor:
 
     async def _record_remote_dir(self, path: str, item: RemoteItem) -> None:
         local = await self.store.local_at(self.lib, path)
-        async with self.store.transaction(self.lib) as tx:
+        async with self.store.batched(self.lib) as tx:
             await tx.put_remote(remote_row(item, path))
             if local is not None and local.is_dir:
                 await tx.put_synced(synced_row(path, local, item))
@@ -278,7 +278,7 @@ class Executor:
                     await self.provider.delete(remote_item(existing))
                 except NotFound:
                     pass
-        async with self.store.transaction(self.lib) as tx:
+        async with self.store.batched(self.lib) as tx:
             await tx.put_remote(remote_row(item, action.path))
             await tx.put_synced(synced_row(action.path, local, item))
         return local.size
@@ -294,7 +294,7 @@ class Executor:
             )
         finally:
             sink.target.discard()
-        async with self.store.transaction(self.lib) as tx:
+        async with self.store.batched(self.lib) as tx:
             await tx.put_local(new_local)
             await tx.put_synced(synced_row(action.path, new_local, remote))
         return new_local.size
@@ -302,7 +302,7 @@ class Executor:
     async def _do_record(self, action: Action) -> int:
         local, remote = action.local, action.remote
         assert local is not None and remote is not None
-        async with self.store.transaction(self.lib) as tx:
+        async with self.store.batched(self.lib) as tx:
             await tx.put_synced(synced_row(action.path, local, remote))
         return 0
 
@@ -321,7 +321,7 @@ class Executor:
             remote_id=remote.remote_id,
             permanent=self.provider.capabilities.delete_is_permanent,
         )
-        async with self.store.transaction(self.lib) as tx:
+        async with self.store.batched(self.lib) as tx:
             await tx.delete_remote(action.path)
             await tx.delete_synced(action.path)
         return 0
@@ -333,13 +333,13 @@ class Executor:
             return await self._do_rmdir_local(action)
         where = await anyio.to_thread.run_sync(ops.trash_file, self.root, action.path, local)
         log.info("moved_to_trash", path=action.path, trash=str(where.relative_to(self.root)))
-        async with self.store.transaction(self.lib) as tx:
+        async with self.store.batched(self.lib) as tx:
             await tx.delete_local(action.path)
             await tx.delete_synced(action.path)
         return 0
 
     async def _do_forget(self, action: Action) -> int:
-        async with self.store.transaction(self.lib) as tx:
+        async with self.store.batched(self.lib) as tx:
             await tx.delete_synced(action.path)
         return 0
 
@@ -348,7 +348,7 @@ class Executor:
         assert remote is not None and local is not None and action.src is not None
         parent_id = await self.remote_parent_id(action.path)
         item = await self.provider.move(remote_item(remote), parent_id, action.path.rpartition("/")[2])
-        async with self.store.transaction(self.lib) as tx:
+        async with self.store.batched(self.lib) as tx:
             if remote.is_dir:
                 # one call moved the whole folder: its remote and synced rows follow it
                 await tx.move_subtree(action.src, action.path)
@@ -363,7 +363,7 @@ class Executor:
         local, remote = action.local, action.remote
         assert local is not None and remote is not None and action.src is not None
         new_local = await anyio.to_thread.run_sync(ops.move_local, self.root, action.src, action.path, local)
-        async with self.store.transaction(self.lib) as tx:
+        async with self.store.batched(self.lib) as tx:
             if local.is_dir:
                 # one rename moved the whole folder: its local and synced rows follow it
                 await tx.move_subtree(action.src, action.path)
@@ -389,7 +389,7 @@ class Executor:
             conflict_copy=copy,
             detail="both sides changed; the remote version keeps the name, the local version is kept as a copy",
         )
-        async with self.store.transaction(self.lib) as tx:
+        async with self.store.batched(self.lib) as tx:
             await tx.delete_local(original, recursive=local.is_dir)
             await tx.put_local(new_local)
         if local.is_dir:
@@ -401,7 +401,7 @@ class Executor:
         remote = action.remote
         assert remote is not None
         new_local = await anyio.to_thread.run_sync(ops.make_dir, self.root, action.path)
-        async with self.store.transaction(self.lib) as tx:
+        async with self.store.batched(self.lib) as tx:
             await tx.put_local(new_local)
             await tx.put_synced(synced_row(action.path, new_local, remote))
         return 0
@@ -420,7 +420,7 @@ class Executor:
         removed = await anyio.to_thread.run_sync(ops.remove_empty_dir, self.root, action.path)
         if not removed:
             raise Replan("local folder is not empty")
-        async with self.store.transaction(self.lib) as tx:
+        async with self.store.batched(self.lib) as tx:
             await tx.delete_local(action.path)
             await tx.delete_synced(action.path)
         return 0
@@ -435,7 +435,7 @@ class Executor:
                 await self.provider.delete(remote_item(remote))
             except NotFound:
                 pass
-        async with self.store.transaction(self.lib) as tx:
+        async with self.store.batched(self.lib) as tx:
             await tx.delete_remote(action.path)
             await tx.delete_synced(action.path)
         return 0

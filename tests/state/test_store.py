@@ -100,3 +100,28 @@ async def test_failure_backoff_grows_and_caps(tmp_path: Path) -> None:
         await tx.clear_failure("g")
     assert (await store.failures(lib))[0][2] - 1000.0 == 86400
     await store.close()
+
+
+async def test_batched_blocks_commit_together_and_atomically(tmp_path: Path) -> None:
+    import anyio
+
+    store = await StateStore.open(tmp_path)
+    lib = await store.library_id("x")
+
+    async def write(i: int) -> None:
+        async with store.batched(lib) as tx:
+            await tx.put_local(LocalRow(f"f{i}", size=i, digest="d"))
+            await tx.put_synced(SyncedRow(f"f{i}", digest="d", size=i))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(50):
+            tg.start_soon(write, i)
+    assert len(await store.local_children(lib, "")) == 50
+    assert (await store.counts(lib))["synced"] == 50
+
+    with pytest.raises(RuntimeError):
+        async with store.batched(lib) as tx:
+            await tx.put_local(LocalRow("never", digest="d"))
+            raise RuntimeError("the action failed after recording a write")
+    assert await store.local_at(lib, "never") is None
+    await store.close()
