@@ -22,6 +22,7 @@ from daemon.config import Config, ConfigError, load_config
 from daemon.logs import bind_library, configure_logging
 from daemon.sandbox import registry as sandbox_registry
 from daemon.sandbox.__main__ import parse_option as sandbox_option
+from daemon.sandbox.faults import add_fault_arguments, plan_from_args
 
 log = structlog.get_logger(__name__)
 
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_sandbox.add_argument(
         "-o", "--option", type=sandbox_option, action="append", default=[], help="backend option KEY=VALUE"
     )
+    add_fault_arguments(p_sandbox)
     return parser
 
 
@@ -125,7 +127,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         options = dict(args.option)
         if args.presign_ttl is not None:
             options["presign_ttl"] = args.presign_ttl
-        return serve(args.provider, args.data, port=args.port, seed=args.seed, **options)
+        try:
+            faults = plan_from_args(args)
+        except ValueError as exc:
+            print(f"libmirror sandbox: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        return serve(args.provider, args.data, port=args.port, seed=args.seed, faults=faults, **options)
     if args.command == "demo":
         from daemon.demo import run_demo
 

@@ -1,4 +1,4 @@
-"""``python -m daemon.sandbox coredata --port 0 --data DIR [--seed N] [-o KEY=VALUE ...]``."""
+"""``python -m daemon.sandbox coredata --port 0 --data DIR [--seed N] [-o KEY=VALUE ...] [--fault KIND=RATE ...]``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.sandbox import registry
+from daemon.sandbox.faults import add_fault_arguments, plan_from_args
 from daemon.sandbox.runner import serve
 
 
@@ -33,8 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "-o", "--option", type=parse_option, action="append", default=[], help="backend option, e.g. presign_ttl=5"
     )
+    add_fault_arguments(parser)
     args = parser.parse_args(argv)
-    return serve(args.provider, args.data, port=args.port, seed=args.seed, **dict(args.option))
+    try:
+        faults = plan_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return serve(args.provider, args.data, port=args.port, seed=args.seed, faults=faults, **dict(args.option))
 
 
 if __name__ == "__main__":

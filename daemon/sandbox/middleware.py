@@ -1,13 +1,17 @@
 """The one request pipeline every sandbox shares: access log, fault hooks, error bodies.
 
-Every request passes through ``pipeline_middleware``; fault injection (later issues) registers
-hooks in ``app[FAULT_HOOKS]`` that may answer a request before the handler does. Handlers signal
-failures by raising ``ApiError``; each provider decides how an error body looks (``ERROR_RENDERER``).
+Every request passes through ``pipeline_middleware``. Seeded fault injection
+(``daemon.sandbox.faults``) sits in ``app[FAULT_INJECTOR]`` and wraps the whole answer, so it can act
+before the handler (an error status, a reset, a stall) or after it completed (a body cut short, a
+listing altered); tests add ad-hoc hooks in ``app[FAULT_HOOKS]`` that may answer a request before the
+handler does. Handlers signal failures by raising ``ApiError``; each provider decides how an error
+body looks (``ERROR_RENDERER``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import structlog
 from aiohttp import web
@@ -19,10 +23,21 @@ log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FaultHook = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 ErrorRenderer = Callable[[web.Request, int, str], web.StreamResponse]
+Answer = Callable[[], Awaitable[web.StreamResponse]]
+
+
+class FaultInjection(Protocol):
+    """What the pipeline needs of a fault injector (``daemon.sandbox.faults.FaultInjector``)."""
+
+    async def __call__(self, request: web.Request, answer: Answer) -> web.StreamResponse: ...
+
+    def close(self) -> None: ...
+
 
 REQUEST_LOG = web.AppKey("request_log", RequestLog)
 FAULT_HOOKS = web.AppKey("fault_hooks", list[FaultHook])
 ERROR_RENDERER: web.AppKey[ErrorRenderer] = web.AppKey("error_renderer")
+FAULT_INJECTOR: web.AppKey[FaultInjection] = web.AppKey("fault_injector")
 
 
 class ApiError(Exception):
@@ -60,7 +75,11 @@ async def pipeline_middleware(request: web.Request, handler: Handler) -> web.Str
     """Answer the request and record (method, path, query, status) in the app's request log."""
     status = 500
     try:
-        response = await _answer(request, handler)
+        injector = request.app.get(FAULT_INJECTOR)
+        if injector is None:
+            response = await _answer(request, handler)
+        else:
+            response = await injector(request, lambda: _answer(request, handler))
         status = response.status
         return response
     except web.HTTPException as exc:

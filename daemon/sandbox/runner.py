@@ -21,7 +21,8 @@ import structlog
 from aiohttp import web
 
 from daemon.sandbox import registry
-from daemon.sandbox.middleware import FAULT_HOOKS, FaultHook
+from daemon.sandbox.faults import FaultInjector, FaultPlan
+from daemon.sandbox.middleware import FAULT_HOOKS, FAULT_INJECTOR, FaultHook
 
 log = structlog.get_logger(__name__)
 
@@ -48,10 +49,20 @@ class RunningSandbox:
         """Hooks run before every handler; one returning a response answers the request instead."""
         return self.app[FAULT_HOOKS]
 
+    @property
+    def faults(self) -> FaultInjector:
+        """The seeded fault injector: ``faults.plan = FaultPlan(...)`` to change it, ``faults.counts``."""
+        injector = self.app[FAULT_INJECTOR]
+        assert isinstance(injector, FaultInjector)
+        return injector
+
     async def stop(self) -> None:
         """Stop serving and close the state files (idempotent)."""
         runner, self._runner = self._runner, None
         if runner is not None:
+            injector = runner.app.get(FAULT_INJECTOR)
+            if injector is not None:
+                injector.close()  # wake stalled 'slow' requests: cleanup waits for handlers
             await runner.cleanup()
             self.backend.close()
 
@@ -76,13 +87,20 @@ def _listening_socket(port: int) -> socket.socket:
 
 
 async def start_sandbox(
-    provider: str, data_dir: Path, *, port: int = 0, seed: int = 0, **options: Any
+    provider: str,
+    data_dir: Path,
+    *,
+    port: int = 0,
+    seed: int = 0,
+    faults: FaultPlan | None = None,
+    **options: Any,
 ) -> RunningSandbox:
     """Serve ``provider``'s sandbox on 127.0.0.1 (port 0 = a free one) with its state in ``data_dir``.
 
     ``seed`` = N fills a new ``data_dir`` with N sample files derived from N; an existing one is
-    left as it is. Returns once the server accepts connections. Unknown provider or option:
-    ``ValueError``; port in use: ``OSError``.
+    left as it is. ``faults`` is the seeded fault plan (``daemon.sandbox.faults``; none by default,
+    changeable later through ``RunningSandbox.faults``). Returns once the server accepts connections.
+    Unknown provider or option: ``ValueError``; port in use: ``OSError``.
     """
     kind = registry.get(provider)
     try:
@@ -93,7 +111,9 @@ async def start_sandbox(
     try:
         if seed > 0 and backend.is_new:
             kind.seed(backend, seed, seed)
-        runner = web.AppRunner(kind.build_app(backend), access_log=None, handle_signals=False)
+        app = kind.build_app(backend)
+        app[FAULT_INJECTOR] = FaultInjector(provider, faults)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         sock = _listening_socket(port)
         await web.SockSite(runner, sock).start()
@@ -116,9 +136,11 @@ def _log_to_stderr() -> None:
         )
 
 
-async def _serve(provider: str, data_dir: Path, port: int, seed: int, options: dict[str, Any]) -> int:
+async def _serve(
+    provider: str, data_dir: Path, port: int, seed: int, faults: FaultPlan | None, options: dict[str, Any]
+) -> int:
     try:
-        sandbox = await start_sandbox(provider, data_dir, port=port, seed=seed, **options)
+        sandbox = await start_sandbox(provider, data_dir, port=port, seed=seed, faults=faults, **options)
     except (ValueError, OSError) as exc:
         log.error("sandbox_start_failed", provider=provider, error=str(exc))
         print(f"libmirror sandbox: {exc}", file=sys.stderr)
@@ -140,7 +162,9 @@ async def _serve(provider: str, data_dir: Path, port: int, seed: int, options: d
     return 0
 
 
-def serve(provider: str, data_dir: Path, *, port: int, seed: int = 0, **options: Any) -> int:
+def serve(
+    provider: str, data_dir: Path, *, port: int, seed: int = 0, faults: FaultPlan | None = None, **options: Any
+) -> int:
     """Run the sandbox until SIGINT/SIGTERM; print the start-up JSON line first. Returns the exit code."""
     _log_to_stderr()
-    return asyncio.run(_serve(provider, Path(data_dir), port, seed, options))
+    return asyncio.run(_serve(provider, Path(data_dir), port, seed, faults, options))

@@ -170,7 +170,7 @@ def _busiest(hits: list[dict[str, Any]], window: float) -> int:
 
 
 def test_requests_stay_under_the_configured_rate_limit(tmp_path: Path) -> None:
-    limit, window = 10, 3
+    limit, window = 6, 2
     for clinic in start(tmp_path, 14, f"rate_limit={limit}", f"rate_window={window}"):
         mirror = mirror_for(tmp_path, clinic, rate_limit=limit, rate_limit_window=window)
         started = time.time()
