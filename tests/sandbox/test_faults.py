@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import time
 import urllib.request
@@ -407,7 +406,7 @@ def test_sync_once_converges_under_a_10_percent_fault_mix(tmp_path: Path) -> Non
     share = 0.1 / len(TRANSIENT_KINDS)
     fault_args = [arg for kind in TRANSIENT_KINDS for arg in ("--fault", f"{kind}={share}")]
     proc, info = start_sandbox_process(
-        tmp_path / "sbx", 40, *fault_args, "--fault-seed", os.environ.get("FSEED", "11"), "--fault-retry-after", "0"
+        tmp_path / "sbx", 40, *fault_args, "--fault-seed", "3", "--fault-retry-after", "0"
     )
     try:
         mirror = write_config(tmp_path, info["remote"])
@@ -440,3 +439,25 @@ def test_sync_once_converges_under_a_10_percent_fault_mix(tmp_path: Path) -> Non
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+async def test_coredata_provider_rides_out_slow_answers(tmp_path: Path, anyio_backend: str) -> None:
+    """`slow` past a short read timeout: the idempotent listing requests are retried and complete."""
+    from daemon.providers.coredata import CoreDataProvider
+    from daemon.providers.http import HttpClient, RetryPolicy
+
+    plan = FaultPlan(rates={"slow": 0.4, "503": 0.1}, seed=4, slow_seconds=1.0)
+    async with await start_sandbox("coredata", tmp_path / "s", seed=12, page_limit_max=5, faults=plan) as sb:
+        remote = sb.remote
+        http = HttpClient(read_timeout=0.25, retry=RetryPolicy(attempts=8, base=0.01, cap=0.05))
+        provider = CoreDataProvider(
+            remote["base_url"], remote["root"], remote["api_user"], remote["api_key"], http=http, page_size=5
+        )
+        try:
+            await provider.list_folders()
+            files = [item async for page in provider.list_files() for item in page]
+        finally:
+            await provider.aclose()
+            await http.aclose()
+        assert len({f.remote_id for f in files}) == 12
+        assert sb.faults.counts["slow"] >= 1
