@@ -13,8 +13,14 @@ from sqlalchemy import Connection, inspect, select
 
 from daemon.state import schema
 
-# version n -> function upgrading n to n + 1 (none yet: version 1 is the first release)
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+
+def _v1_to_v2(conn: Connection) -> None:
+    """Version 2 adds ``pending_replace`` (crash-safe upload-new-then-delete-old)."""
+    schema.pending_replace.create(conn, checkfirst=True)
+
+
+# version n -> function upgrading n to n + 1
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
 
 
 class SchemaTooNew(RuntimeError):

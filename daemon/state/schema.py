@@ -20,7 +20,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -117,6 +117,21 @@ failures = Table(
     Column("attempts", Integer, nullable=False, default=1),
     Column("next_at", Float, nullable=False),
     Column("last_error", Text, nullable=False, default=""),
+)
+
+# A replacement upload in flight on a provider that cannot update content in place (upload the new
+# file, then delete the old one). If the process dies between the two calls, the next pass finds this
+# row and finishes the job instead of leaving two remote files with one name. Added in version 2.
+pending_replace = Table(
+    "pending_replace",
+    metadata,
+    Column("lib", Integer, ForeignKey("libraries.id"), primary_key=True),
+    Column("path", Text, primary_key=True),
+    Column("old_remote_id", String, nullable=False),
+    Column("parent_id", String, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("digest", String, nullable=False),
+    Column("new_remote_id", String),  # set once the upload returned
 )
 
 status = Table(

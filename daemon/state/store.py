@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
-
 from sqlalchemy import String, and_, event, func, literal, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -159,6 +159,18 @@ class _Batch:
         self.calls = calls
         self.done = False
         self.error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class PendingReplace:
+    """A replacement upload that may have been cut short (see ``schema.pending_replace``)."""
+
+    path: str
+    old_remote_id: str
+    parent_id: str
+    size: int
+    digest: str
+    new_remote_id: str | None
 
 
 class Txn:
@@ -320,6 +332,33 @@ class Txn:
             await self.conn.execute(
                 table.update().prefix_with("OR REPLACE").where(table.c.lib == self.lib, table.c.path == src).values(top)
             )
+
+    # -- replacement uploads in flight -----------------------------------------------------------
+    async def begin_replace(self, path: str, old_remote_id: str, parent_id: str, size: int, digest: str) -> None:
+        t = schema.pending_replace
+        await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.path == path))
+        await self.conn.execute(
+            t.insert(),
+            {
+                "lib": self.lib,
+                "path": path,
+                "old_remote_id": old_remote_id,
+                "parent_id": parent_id,
+                "size": size,
+                "digest": digest,
+                "new_remote_id": None,
+            },
+        )
+
+    async def replace_uploaded(self, path: str, new_remote_id: str) -> None:
+        t = schema.pending_replace
+        await self.conn.execute(
+            t.update().where(t.c.lib == self.lib, t.c.path == path), {"new_remote_id": new_remote_id}
+        )
+
+    async def end_replace(self, path: str) -> None:
+        t = schema.pending_replace
+        await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.path == path))
 
     # -- misc ------------------------------------------------------------------------------------
     async def set_cursor(self, name: str, value: str) -> None:
@@ -508,6 +547,27 @@ class StateStore:
                 )
                 for r in rows
             ]
+
+    async def pending_replaces(self, lib: int) -> list[PendingReplace]:
+        t = schema.pending_replace
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(t).where(t.c.lib == lib).order_by(t.c.path))
+            return [
+                PendingReplace(r.path, r.old_remote_id, r.parent_id, r.size, r.digest, r.new_remote_id) for r in rows
+            ]
+
+    async def synced_remote_ids(self, lib: int, remote_ids: Iterable[str]) -> set[str]:
+        """Which of ``remote_ids`` the synced tree refers to."""
+        t = schema.synced
+        wanted = list(remote_ids)
+        out: set[str] = set()
+        async with self.engine.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                rows = await conn.execute(
+                    select(t.c.remote_id).where(t.c.lib == lib, t.c.remote_id.in_(wanted[i : i + 500]))
+                )
+                out.update(r.remote_id for r in rows)
+        return out
 
     async def changed_states(self, lib: int, *, limit: int | None = None) -> list[PathState]:
         """The three rows of every path whose trees disagree, ordered by path.

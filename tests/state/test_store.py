@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from daemon.state.migrations import SchemaTooNew
+from daemon.state.schema import SCHEMA_VERSION
 from daemon.state.store import STATE_FILE, StateStore
 from daemon.sync.model import LocalRow, RemoteRow, SyncedRow
 
@@ -25,7 +26,7 @@ async def test_file_mode_wal_and_schema_version(tmp_path: Path) -> None:
     async with store.engine.connect() as conn:
         assert (await conn.execute(text("PRAGMA journal_mode"))).scalar_one() == "wal"
         version = (await conn.execute(text("SELECT value FROM meta WHERE key='schema_version'"))).scalar_one()
-    assert version == "1"
+    assert version == str(SCHEMA_VERSION)
     await store.close()
     # reopening keeps the data and the library id
     store = await StateStore.open(tmp_path / "state")
@@ -124,4 +125,22 @@ async def test_batched_blocks_commit_together_and_atomically(tmp_path: Path) -> 
             await tx.put_local(LocalRow("never", digest="d"))
             raise RuntimeError("the action failed after recording a write")
     assert await store.local_at(lib, "never") is None
+    await store.close()
+
+
+async def test_version_1_file_is_migrated(tmp_path: Path) -> None:
+    store = await StateStore.open(tmp_path)
+    lib = await store.library_id("kept")
+    async with store.engine.begin() as conn:  # make it look like a file written by version 1
+        await conn.execute(text("DROP TABLE pending_replace"))
+        await conn.execute(text("UPDATE meta SET value='1' WHERE key='schema_version'"))
+    await store.close()
+    store = await StateStore.open(tmp_path)
+    async with store.engine.connect() as conn:
+        version = (await conn.execute(text("SELECT value FROM meta WHERE key='schema_version'"))).scalar_one()
+    assert version == str(SCHEMA_VERSION)
+    assert await store.library_id("kept") == lib
+    async with store.transaction(lib) as tx:
+        await tx.begin_replace("a.txt", "old", "parent", 3, "d")
+    assert [p.path for p in await store.pending_replaces(lib)] == ["a.txt"]
     await store.close()
