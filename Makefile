@@ -34,6 +34,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)
+	sh bench/setup.sh
 	$(VENV)/bin/python -m bench
 
 clean:

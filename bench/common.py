@@ -23,12 +23,18 @@ from typing import Any
 LIBMIRROR = str(Path(sys.executable).with_name("libmirror"))
 
 
-def build_coredata_tree(data_dir: Path, small: int, folders: int, large: int, large_size: int, seed: int = 1) -> None:
-    """Fill a new CoreData sandbox state directory directly (much faster than uploading)."""
+def build_coredata_tree(
+    data_dir: Path, small: int, folders: int, large: int, large_size: int, seed: int = 1, age_s: float = 0.0
+) -> None:
+    """Fill a new CoreData sandbox state directory directly (much faster than uploading).
+
+    ``age_s`` > 0 dates every node that many seconds in the past (the server clock's skew), as in a
+    library that has been still for a while.
+    """
     from daemon.sandbox.coredata_backend import CoreDataBackend
 
     rng = random.Random(seed)
-    backend = CoreDataBackend(data_dir)
+    backend = CoreDataBackend(data_dir, clock_skew_s=-age_s)
     try:
         with backend.db.batch():
             parents = [backend.add_folder(None, f"folder {i:03d}").id for i in range(folders)]

@@ -1,6 +1,7 @@
 """Benchmark 3, idle: a 100,000-file library already in sync, with the daemon running.
 
-Set-up ("adopt"): the sandbox state is built directly (``build_coredata_tree``) and its files are
+Set-up ("adopt"): the sandbox state is built directly (``build_coredata_tree``, dated an hour back, then
+one file edited now: see ``touch_one``) and its files are
 copied to the local folder byte for byte. The engine then adopts the pair in this process with its
 own code: ``observe_remote(full=True)``, ``observe_local()`` (hashes every file), ``plan`` (every path
 must come out as RECORD: same digest on both sides) and the executor's ``synced_row`` for each, only
@@ -21,6 +22,7 @@ Usage: python -m bench.idle [FILES] [POLLS]
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -51,6 +53,24 @@ if TYPE_CHECKING:
     from daemon.sync.library import LibrarySync
 
 FILES, FOLDERS, POLLS = 100_000, 1000, 10
+AGE_S = 3600.0
+
+
+def touch_one(data_dir: Path) -> None:
+    """One file edited now on a library built an hour ago: the server's newest change is recent.
+
+    A changed-since poll asks for ``modified >= newest - overlap`` (120 s for CoreData). Were all
+    100k files as new as the newest, every idle poll would fetch all of them again (see the report
+    of issue 8); a library at rest has its bulk well before its newest change.
+    """
+    from daemon.sandbox.coredata_backend import CoreDataBackend
+
+    backend = CoreDataBackend(data_dir)
+    try:
+        first = next(backend.files())
+        backend.set_content(first.id, os.urandom(first.size or 1024))
+    finally:
+        backend.close()
 
 
 async def adopt(config_path: Path) -> dict[str, float]:
@@ -168,7 +188,8 @@ def main(files: int = FILES, polls: int = POLLS) -> dict[str, Any]:
         work = Path(tmp)
         mirror = work / "mirror"
         start = time.perf_counter()
-        build_coredata_tree(work / "sandbox", small=files, folders=FOLDERS, large=0, large_size=0)
+        build_coredata_tree(work / "sandbox", small=files, folders=FOLDERS, large=0, large_size=0, age_s=AGE_S)
+        touch_one(work / "sandbox")
         exported = export_tree(work / "sandbox", mirror)
         print(
             f"set-up: {exported[0]} files ({exported[1] // 2**20} MiB) on both sides "

@@ -17,7 +17,7 @@ import structlog
 
 from daemon.local.ignore import IgnoreMatcher
 from daemon.local.names import NameRequest, assign_local_names, join
-from daemon.providers.base import Provider, RemoteItem
+from daemon.providers.base import InvalidResponse, Provider, RemoteItem
 from daemon.state.store import StateStore
 from daemon.sync.model import RemoteRow
 
@@ -50,6 +50,20 @@ def _row(item: RemoteItem, path: str) -> RemoteRow:
         version=item.version,
         modified=item.modified,
     )
+
+
+MAX_SIZE = 2**63 - 1  # what the state store (SQLite INTEGER) can hold; no real file comes close
+
+
+def _checked(items: list[RemoteItem]) -> list[RemoteItem]:
+    """Refuse a listing with an impossible size: the whole poll fails (nothing is swept or pulled on
+    the strength of it) instead of one garbage row crashing the store or passing for a real file."""
+    for item in items:
+        if item.size is not None and not 0 <= item.size <= MAX_SIZE:
+            raise InvalidResponse(
+                f"the server listed {item.name!r} ({item.remote_id}) with an impossible size {item.size}"
+            )
+    return items
 
 
 def _later(a: str | None, b: str | None) -> str | None:
@@ -86,7 +100,7 @@ class RemoteObserver:
             newest = _later(newest, f.modified)
         async for page in self.provider.list_files():
             async with self.store.transaction(self.lib) as tx:
-                await tx.add_listing(page)
+                await tx.add_listing(_checked(page))
             for item in page:
                 newest = _later(newest, item.modified)
         generation = await self._generation() + 1
@@ -136,7 +150,7 @@ class RemoteObserver:
         newest: str | None = since
         outside: set[str] = set()
         async for page in self.provider.list_changed(since):
-            for item in page:
+            for item in _checked(page):
                 newest = _later(newest, item.modified)
                 await self._apply_change(item, generation, outside, obs)
         if newest is not None and newest != since:
