@@ -418,8 +418,21 @@ class StateStore:
 
     @asynccontextmanager
     async def transaction(self, lib: int) -> AsyncIterator[Txn]:
-        async with self.engine.begin() as conn:
+        """One SQL transaction. Its begin and its end (commit or rollback) are shielded from cancellation:
+        a pass cancelled mid-transaction otherwise left the aiosqlite connection un-rolled-back and
+        holding SQLite's write lock, and every later writer (a restarted pass, the other libraries of
+        the daemon) failed with "database is locked" (found by the simulation's in-process crashes)."""
+        begin = self.engine.begin()
+        with anyio.CancelScope(shield=True):
+            conn = await begin.__aenter__()
+        try:
             yield Txn(conn, lib)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await begin.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        with anyio.CancelScope(shield=True):
+            await begin.__aexit__(None, None, None)
 
     @asynccontextmanager
     async def batched(self, lib: int) -> AsyncIterator[Txn]:
@@ -473,6 +486,15 @@ class StateStore:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(t).where(t.c.lib == lib, t.c.remote_id == remote_id))).first()
             return _remote_from(row) if row else None
+
+    async def remote_by_ids(self, lib: int, remote_ids: Sequence[str]) -> dict[str, RemoteRow]:
+        t = schema.remote
+        out: dict[str, RemoteRow] = {}
+        async with self.engine.connect() as conn:
+            for i in range(0, len(remote_ids), 500):
+                rows = await conn.execute(select(t).where(t.c.lib == lib, t.c.remote_id.in_(remote_ids[i : i + 500])))
+                out.update({r.remote_id: _remote_from(r) for r in rows})
+        return out
 
     async def remote_children(self, lib: int, parent_id: str) -> list[RemoteRow]:
         t = schema.remote

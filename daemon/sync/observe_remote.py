@@ -83,6 +83,7 @@ class RemoteObserver:
         self.lib = lib
         self.provider = provider
         self.ignore = ignore
+        self._outside: set[str] = set()
 
     async def _generation(self) -> int:
         value = await self.store.get_cursor(self.lib, CURSOR_GENERATION)
@@ -91,6 +92,7 @@ class RemoteObserver:
     async def full(self) -> RemoteObservation:
         """List everything under the root and replace the remote tree with it."""
         obs = RemoteObservation(kind="full")
+        self._outside.clear()
         newest: str | None = None
         folders = await self.provider.list_folders()
         async with self.store.transaction(self.lib) as tx:
@@ -148,10 +150,19 @@ class RemoteObserver:
         obs = RemoteObservation(kind="incremental")
         generation = await self._generation()
         newest: str | None = since
-        outside: set[str] = set()
+        outside = self._outside  # folders known to be outside the library (the trash), until a full listing
         async for page in self.provider.list_changed(since):
+            known = await self.store.remote_by_ids(self.lib, [item.remote_id for item in page])
             for item in _checked(page):
                 newest = _later(newest, item.modified)
+                seen = known.get(item.remote_id)
+                if (
+                    seen is not None
+                    and seen.modified == item.modified
+                    and seen.version == item.version
+                    and seen.parent_id == item.parent_id
+                ):
+                    continue  # inside the overlap window again, unchanged since we applied it
                 await self._apply_change(item, generation, outside, obs)
         if newest is not None and newest != since:
             async with self.store.transaction(self.lib) as tx:
