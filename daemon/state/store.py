@@ -514,6 +514,11 @@ class StateStore:
             row = (await conn.execute(select(t).where(t.c.lib == lib, t.c.path == path))).first()
             return _synced_from(row) if row else None
 
+    async def has_synced(self, lib: int) -> bool:
+        t = schema.synced
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(t.c.path).where(t.c.lib == lib).limit(1))).first() is not None
+
     async def counts(self, lib: int) -> dict[str, int]:
         out: dict[str, int] = {}
         async with self.engine.connect() as conn:

@@ -52,6 +52,7 @@ class PassSummary:
     gate_reasons: list[str] = field(default_factory=list)
     planned: list[Action] = field(default_factory=list)  # the first round's plan (dry runs print it)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    quiet: bool = False  # an idle poll that found nothing to plan: no pass was run
 
     @property
     def exit_code(self) -> int:
@@ -146,8 +147,8 @@ class LibrarySync:
         obs = await (self.remote.full() if full else self.remote.incremental())
         async with self.store.transaction(self.lib) as tx:
             await tx.set_status("last_poll", datetime.now().astimezone().isoformat(timespec="seconds"))
-        for name in obs.skipped:
-            log.warning("remote_name_skipped", path=name, detail="the name cannot be used on disk")
+        for name in obs.skipped:  # the sanitiser already warned once per entry (remote id, raw name)
+            log.debug("remote_name_skipped", path=name, detail="the name cannot be used on disk")
         log.info(
             "poll",
             kind=obs.kind,
@@ -167,12 +168,11 @@ class LibrarySync:
     # -- a pass ------------------------------------------------------------------------------------
     async def _prepare_root(self, dry_run: bool, confirm: bool) -> bool:
         """Make sure the root exists; returns whether the marker is present (or was just made)."""
-        counts = await self.store.counts(self.lib)
-        first_sync = counts["synced"] == 0
+        first_sync = not await self.store.has_synced(self.lib)
         if not self.root.exists():
             if not first_sync and not confirm:
                 raise LocalRootMissing(
-                    f"{self.root} does not exist but {counts['synced']} paths were synced: is the disk mounted? "
+                    f"{self.root} does not exist but files were synced into it: is the disk mounted? "
                     "Restore the folder, or run `sync --once --confirm-deletes` to start over"
                 )
             if dry_run:
@@ -185,6 +185,22 @@ class LibrarySync:
         if present and not dry_run:
             atomic.cleanup_tmp(self.root)
         return present
+
+    async def _quiet(self, observed: RemoteObservation, scan_local: bool | Sequence[str], marker_present: bool) -> bool:
+        """Whether an incremental poll found nothing that could need planning."""
+        if observed.kind != "incremental" or observed.changed or observed.left or not marker_present:
+            return False
+        if scan_local is True or (scan_local is not False and len(scan_local) > 0):
+            return False
+        if await self.store.failures(self.lib):
+            return False
+        return not (await self.store.get_status(self.lib)).get("gate")
+
+    async def _gate_counts(self, actions: list[Action]) -> dict[str, int]:
+        """Tree sizes for the safety gates; counting is skipped when no action deletes anything."""
+        if any(a.is_destructive for a in actions):
+            return await self.store.counts(self.lib)
+        return {"synced_files": 1, "remote_files": 1, "local_files": 1}
 
     async def run_pass(
         self,
@@ -208,10 +224,15 @@ class LibrarySync:
         started = time.monotonic()
         summary = PassSummary()
         marker_present = await self._prepare_root(dry_run, confirm_deletes)
+        observed = None
         if poll_remote and (self.options.direction is not Direction.PUSH or self.provider.capabilities.can_download):
-            await self.observe_remote(full=full_remote)
+            observed = await self.observe_remote(full=full_remote)
         if self.root.exists() and scan_local is not False:
             await self.observe_local(None if scan_local is True else list(scan_local))
+        if observed is not None and await self._quiet(observed, scan_local, marker_present):
+            # an idle poll: nothing new on either side, nothing waiting, no gate to re-evaluate
+            summary.quiet = True
+            return summary
         failed_paths: set[str] = set()
         if honour_backoff:
             now = time.time()
@@ -225,7 +246,7 @@ class LibrarySync:
                 for a in plan(states, self.options, now_label=now_label)
                 if a.path not in failed_paths and (a.src is None or a.src not in failed_paths)
             ]
-            counts = await self.store.counts(self.lib)
+            counts = await self._gate_counts(actions)
             gate = apply_gates(
                 actions,
                 GateFacts(

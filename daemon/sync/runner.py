@@ -201,8 +201,10 @@ class LibraryRunner:
         scope.cancel()
 
     async def _pass(self, engine: LibrarySync, work: Work) -> PassSummary:
+        idle_poll = work.incremental and not (work.full_remote or work.full_local or work.paths)
         self._set("syncing")
-        await self._persist_state()
+        if not idle_poll:
+            await self._persist_state()
         if work.full_local:
             scan_local: bool | list[str] = True
         elif work.paths:
@@ -217,6 +219,9 @@ class LibraryRunner:
         )
         self.passes += 1
         self._root_ready.set()
+        if summary.quiet:
+            self._set("idle")  # nothing changed anywhere: no counting, no writes
+            return summary
         counts = await self.store.counts(engine.lib)
         self.state.files = counts["synced_files"]
         self.state.errors = summary.errors
