@@ -469,6 +469,22 @@ class StateStore:
             rows = await conn.execute(select(t).where(t.c.lib == lib, t.c.parent == parent))
             return {r.path.rpartition("/")[2]: _local_from(r) for r in rows}
 
+    async def local_tree(self, lib: int) -> dict[str, dict[str, LocalRow]]:
+        """The whole local tree as {parent folder: {name: row}}, in one query (for full rescans)."""
+        t = schema.local
+        out: dict[str, dict[str, LocalRow]] = {}
+        async with self.engine.connect() as conn:
+            result = await conn.stream(
+                select(t.c.path, t.c.parent, t.c.is_dir, t.c.size, t.c.mtime_ns, t.c.inode, t.c.digest).where(
+                    t.c.lib == lib
+                )
+            )
+            async for path, parent, is_dir, size, mtime_ns, inode, digest in result:
+                out.setdefault(parent, {})[path.rpartition("/")[2]] = LocalRow(
+                    path, bool(is_dir), size, mtime_ns, inode, digest
+                )
+        return out
+
     async def local_at(self, lib: int, path: str) -> LocalRow | None:
         t = schema.local
         async with self.engine.connect() as conn:
