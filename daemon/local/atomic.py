@@ -99,16 +99,18 @@ class DownloadTarget:
         return self._fh
 
     def _write_pending(self) -> None:
+        """Write and hash what is buffered (in a worker thread: hashlib and file writes release the
+        GIL, so large downloads hash in parallel with the event loop receiving the next bytes)."""
         fh = self._open()
         pending, self._pending, self._pending_size = self._pending, [], 0
         for chunk in pending:
             fh.write(chunk)
+            self._md5.update(chunk)
 
     async def write(self, chunk: bytes) -> None:
         """Append ``chunk``; file writes run in a worker thread (a slow disk never stalls the loop)."""
         if not chunk:
             return
-        self._md5.update(chunk)
         self.size += len(chunk)
         self._pending.append(chunk)
         self._pending_size += len(chunk)
