@@ -601,7 +601,7 @@ def _cliniko_folder_format(p: RemoteParser) -> str:
     try:
         names = [field for _, field, _, _ in string.Formatter().parse(fmt) if field is not None]
     except ValueError as exc:
-        p.error("patient_folder", f"is not a valid format ({exc}); e.g. patient_folder = \"{{last_name}} ({{id}})\"")
+        p.error("patient_folder", f'is not a valid format ({exc}); e.g. patient_folder = "{{last_name}} ({{id}})"')
         return ClinikoRemote.patient_folder
     unknown = [n for n in names if n not in CLINIKO_FOLDER_FIELDS]
     if unknown:
@@ -619,7 +619,7 @@ def parse_cliniko_remote(p: RemoteParser) -> ClinikoRemote:
     if user_agent and not _CLINIKO_USER_AGENT.fullmatch(user_agent.strip()):
         p.error(
             "user_agent",
-            f"{user_agent!r} is not \"NAME (EMAIL)\"; Cliniko requires a name and a contact email, "
+            f'{user_agent!r} is not "NAME (EMAIL)"; Cliniko requires a name and a contact email, '
             'e.g. user_agent = "Practice Mirror (it@practice.example)"',
         )
     if p.has("base_url"):

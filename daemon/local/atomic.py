@@ -9,6 +9,7 @@ either the old complete file or the new complete file, never a partial one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -28,7 +29,7 @@ from daemon.local.trash import trash_checked
 from daemon.providers.base import DigestMismatch
 from daemon.sync.model import LocalRow
 
-__all__ = ["DownloadTarget", "LocalChanged", "cleanup_tmp", "open_download", "stat_matches"]
+__all__ = ["DownloadTarget", "LocalChanged", "check_space", "cleanup_tmp", "open_download", "stat_matches"]
 
 log = structlog.get_logger(__name__)
 
@@ -200,6 +201,24 @@ class DownloadTarget:
         self._done = True
         log.debug("download_committed", path=self.rel, bytes=row.size, replaced=replace is not None)
         return row
+
+
+def check_space(root: Path, size: int | None) -> None:
+    """Refuse a download that cannot fit before writing any of it: a file the disk cannot hold fails
+    at once (ENOSPC) instead of filling the disk and failing every other download beside it."""
+    if not size:
+        return
+    try:
+        st = os.statvfs(root)
+    except OSError:
+        return  # nothing to measure: the write itself will tell
+    free = st.f_bavail * st.f_frsize
+    if size > free:
+        raise OSError(
+            errno.ENOSPC,
+            f"No space left on device: the file needs {size} bytes, {free} are free under {root}; "
+            "free some space, the download is retried on the next pass",
+        )
 
 
 def open_download(root: Path, rel: str) -> DownloadTarget:

@@ -3,7 +3,7 @@
 The API lists files and folders tenant-wide, so the library's subtree is computed here from the folder
 listing (parent chains that reach the root). Content moves through presigned URLs that must be fetched
 without our ``Authorization`` header. Everything that is a sandbox *decision* rather than vendor
-documentation (folder create/rename/delete, the 409 on a stale ``snapshot_id``, ``modified__gte``,
+documentation (folder create/rename/delete, the 409 on a stale ``snapshot_id``, ``modified__gt``,
 ``order_by``) is marked where it is used, and folder capabilities live in ``CAPABILITIES`` only.
 """
 
@@ -283,7 +283,7 @@ class CoreDataProvider:
         cursor = shift_timestamp(since, self.overlap_seconds)
         first = str(
             URL("/api/v2/files/").with_query(
-                {"modified__gte": cursor, "order_by": "modified", "limit": str(self.page_size)}
+                {"modified__gt": cursor, "order_by": "modified", "limit": str(self.page_size)}
             )
         )
         try:

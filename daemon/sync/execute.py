@@ -8,6 +8,7 @@ saw (DESIGN rule 2); a mismatch drops the action ("replan"), it is never forced.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,6 +113,22 @@ class _RestartableSink:
         self.target = atomic.open_download(self.root, self.rel)
 
 
+class _HashingSink:
+    """A download sink that only hashes (restartable, like the download sink)."""
+
+    def __init__(self) -> None:
+        self.md5 = hashlib.md5()
+        self.size = 0
+
+    async def __call__(self, chunk: bytes) -> None:
+        self.md5.update(chunk)
+        self.size += len(chunk)
+
+    async def reset(self) -> None:
+        self.md5 = hashlib.md5()
+        self.size = 0
+
+
 class Executor:
     """Runs one round of actions for one library with bounded concurrency."""
 
@@ -141,9 +158,16 @@ class Executor:
     async def run(self, actions: list[Action]) -> ExecutionReport:
         report = ExecutionReport()
         self._in_backoff = {path for path, _attempts, _next, _error in await self.store.failures(self.lib)}
+        queue = iter(actions)
+
+        async def worker() -> None:
+            # a fixed pool pulling from one iterator: memory stays flat for 100,000 actions
+            for action in queue:
+                await self._run_one(action, report)
+
         async with anyio.create_task_group() as tg:
-            for action in actions:
-                tg.start_soon(self._run_one, action, report)
+            for _ in range(min(int(self.limiter.total_tokens), len(actions))):
+                tg.start_soon(worker)
         return report
 
     async def _run_one(self, action: Action, report: ExecutionReport) -> None:
@@ -185,7 +209,10 @@ class Executor:
                 async with self.store.batched(self.lib) as tx:
                     await tx.clear_failure(action.path)
             if action.kind is not ActionKind.SKIP:
-                log.info(
+                # RECORD transfers nothing (both sides already agree): kept out of the info log, so
+                # adopting an existing copy of a large library does not print a line per file
+                emit = log.debug if action.kind is ActionKind.RECORD else log.info
+                emit(
                     "action",
                     action=action.kind.value,
                     path=action.path,
@@ -265,27 +292,47 @@ class Executor:
         if not atomic.stat_matches(source, local):
             raise Replan("local file changed since it was scanned")
         existing = action.remote
+        replacing = False
         if existing is not None and not existing.is_dir and self.provider.capabilities.can_update:
             item = await self.provider.update(remote_item(existing), source, local.size, local.digest)
         else:
             parent_id = await self.remote_parent_id(action.path)
-            item = await self.provider.upload(
-                parent_id, action.path.rpartition("/")[2], source, local.size, local.digest
-            )
+            name = action.path.rpartition("/")[2]
             if existing is not None and not existing.is_dir and self.provider.capabilities.can_delete:
-                # no in-place update: the new file exists now, the old one may go (never delete first)
-                try:
-                    await self.provider.delete(remote_item(existing))
-                except NotFound:
-                    pass
+                item = await self._replace(action.path, existing, parent_id, name, source, local)
+                replacing = True
+            else:
+                item = await self.provider.upload(parent_id, name, source, local.size, local.digest)
         async with self.store.batched(self.lib) as tx:
+            if replacing:
+                await tx.end_replace(action.path)
             await tx.put_remote(remote_row(item, action.path))
             await tx.put_synced(synced_row(action.path, local, item))
         return local.size
 
+    async def _replace(
+        self, path: str, old: RemoteRow, parent_id: str, name: str, source: Path, local: LocalRow
+    ) -> RemoteItem:
+        """Upload the new version, then delete the old one: never delete first, so the remote always
+        holds a complete version. The intent is committed before the upload and the new id right after
+        it, so a stop between the calls is finished by ``recover.finish_replacements`` on the next pass
+        instead of leaving two remote files with one name (or uploading the content twice)."""
+        assert local.digest is not None
+        async with self.store.transaction(self.lib) as tx:
+            await tx.begin_replace(path, old.remote_id, parent_id, local.size, local.digest)
+        item = await self.provider.upload(parent_id, name, source, local.size, local.digest)
+        async with self.store.transaction(self.lib) as tx:
+            await tx.replace_uploaded(path, item.remote_id)
+        try:
+            await self.provider.delete(remote_item(old))
+        except NotFound:
+            pass
+        return item  # the caller ends the replacement in the transaction that records the new version
+
     async def _do_download(self, action: Action) -> int:
         remote = action.remote
         assert remote is not None
+        atomic.check_space(self.root, remote.size)
         sink = _RestartableSink(self.root, action.path)
         try:
             await self.provider.download(remote_item(remote), sink)
@@ -371,14 +418,39 @@ class Executor:
                 await tx.delete_local(action.src)
                 await tx.delete_synced(action.src)
             await tx.put_local(new_local)
-            await tx.put_synced(synced_row(action.path, new_local, remote))
+            # the base digest stays: a local edit made before the move is still to be pushed
+            base_digest = action.synced.digest if action.synced is not None and not local.is_dir else None
+            await tx.put_synced(synced_row(action.path, new_local, remote, digest=base_digest))
         return 0
+
+    async def _same_content(self, local: LocalRow, remote: RemoteRow) -> bool:
+        """Whether the remote file holds exactly the local content, for providers without digests:
+        streams the remote content through MD5 (nothing is written). This is how an upload whose commit
+        was lost in a crash is recognised on a provider that lists no digest (found by the simulation:
+        it was taken for a conflict and the content was uploaded a second time as a conflict copy)."""
+        if local.is_dir or remote.is_dir or local.digest is None or remote.digest is not None:
+            return False
+        if not self.provider.capabilities.can_download or (remote.size is not None and remote.size != local.size):
+            return False
+        hasher = _HashingSink()
+        try:
+            await self.provider.download(remote_item(remote), hasher)
+        except (ProviderError, OSError):
+            return False
+        return hasher.size == local.size and hasher.md5.hexdigest() == local.digest
 
     async def _do_conflict_copy(self, action: Action) -> int:
         """Rename the local item at ``src`` to the conflict-copy name ``path`` (re-picked if taken)."""
         local = action.local
         assert local is not None
         original = action.src or action.path
+        if action.remote is not None and await self._same_content(local, action.remote):
+            if not atomic.stat_matches(self._abs(original), local):
+                raise Replan("local file changed since it was scanned")
+            async with self.store.transaction(self.lib) as tx:
+                await tx.put_synced(synced_row(original, local, action.remote))
+            log.info("same_content_recorded", path=original, remote_id=action.remote.remote_id)
+            return 0
         copy = action.path if action.src else ""
         if not copy or self._abs(copy).exists():
             copy = conflict_copy_name(original, self.now_label, lambda p: self._abs(p).exists())

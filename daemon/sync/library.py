@@ -23,6 +23,7 @@ from daemon.sync.guard import GateFacts, apply_gates
 from daemon.sync.model import Action, ActionKind, Direction, LocalRow, PlanOptions
 from daemon.sync.observe_remote import RemoteObservation, RemoteObserver
 from daemon.sync.plan import plan
+from daemon.sync.recover import finish_replacements
 
 log = structlog.get_logger(__name__)
 
@@ -204,7 +205,7 @@ class LibrarySync:
             return False
         if scan_local is True or (scan_local is not False and len(scan_local) > 0):
             return False
-        if await self.store.failures(self.lib):
+        if await self.store.failures(self.lib) or await self.store.pending_replaces(self.lib):
             return False
         return not (await self.store.get_status(self.lib)).get("gate")
 
@@ -246,6 +247,10 @@ class LibrarySync:
             summary.quiet = True
             return summary
         failed_paths: set[str] = set()
+        if observed is not None and not dry_run:
+            failed_paths |= await finish_replacements(
+                self.store, self.lib, self.provider, full_listing=observed.kind != "incremental"
+            )
         if honour_backoff:
             now = time.time()
             failed_paths.update(path for path, _, next_at, _ in await self.store.failures(self.lib) if next_at > now)

@@ -440,8 +440,11 @@ class _Planner:
                 and rem is None
                 and loc is not None
                 and not loc.is_dir
-                and loc.digest == b.digest
             ):
+                # local unchanged: a plain rename. Local changed: follow the rename first and push the
+                # change at the new path next round. (Pushing it as a new file at the old path left two
+                # remote files with one name when the engine itself renamed the remote entry, e.g. a
+                # case-insensitive name clash; found by the simulation.)
                 sources[b.remote_id].append(s)
             if b is None and loc is None and rem is not None and not rem.is_dir:
                 targets[rem.remote_id].append(s)
@@ -454,12 +457,16 @@ class _Planner:
             if not _remote_same_content(dst.remote, src.synced):
                 continue  # moved and edited: download B, trash A
             consumed.update((src.path, dst.path))
+            assert src.local is not None
+            changed = src.local.digest != src.synced.digest
             actions.append(
                 Action(
                     kind=ActionKind.MOVE_LOCAL,
                     path=dst.path,
                     src=src.path,
-                    reason="moved remotely, local unchanged",
+                    reason="moved remotely, local changed: follow the move, push the change next"
+                    if changed
+                    else "moved remotely, local unchanged",
                     local=src.local,
                     remote=dst.remote,
                     synced=src.synced,

@@ -36,19 +36,26 @@ async def _orphan_upload(store: StateStore, lib: int, pending: PendingReplace) -
     return candidates[0] if len(candidates) == 1 else None
 
 
-async def finish_replacements(store: StateStore, lib: int, provider: Provider) -> int:
-    """Complete every replacement left half-done; returns how many were finished."""
-    finished = 0
+async def finish_replacements(store: StateStore, lib: int, provider: Provider, *, full_listing: bool) -> set[str]:
+    """Complete every replacement left half-done. Returns the paths still waiting (to be left out of
+    this pass's plan): an upload the server acknowledged but whose file no incremental listing has
+    shown yet."""
+    waiting: set[str] = set()
     for pending in await store.pending_replaces(lib):
         if pending.new_remote_id is not None:
             new = await store.remote_by_id(lib, pending.new_remote_id)
+            if new is None and not full_listing:
+                waiting.add(pending.path)
+                continue
         else:
             new = await _orphan_upload(store, lib, pending)
         if new is None:
             # the upload never reached the server: the plan pushes the file again
             async with store.transaction(lib) as tx:
                 await tx.end_replace(pending.path)
-            log.info("replace_abandoned", path=pending.path, detail="the upload had not arrived; it is retried")
+            log.info(
+                "replace_abandoned", path=pending.path, detail="the new upload is not on the server; it is pushed again"
+            )
             continue
         old = await store.remote_by_id(lib, pending.old_remote_id)
         try:
@@ -87,7 +94,6 @@ async def finish_replacements(store: StateStore, lib: int, provider: Provider) -
                 )
             )
             await tx.end_replace(pending.path)
-        finished += 1
         log.warning(
             "replace_finished",
             path=pending.path,
@@ -95,4 +101,4 @@ async def finish_replacements(store: StateStore, lib: int, provider: Provider) -
             old_remote_id=pending.old_remote_id,
             detail="an upload-new-then-delete-old cut short by a stop was completed",
         )
-    return finished
+    return waiting

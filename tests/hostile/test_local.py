@@ -97,7 +97,9 @@ def tiny_root(mirror: Mirror) -> Any:
         subprocess.run(["umount", "-l", str(mirror.root)], check=False)
 
 
-async def test_disk_full_during_a_download(coredata: RunningSandbox, mirror: Mirror, tiny_root: Path) -> None:
+async def test_a_download_the_disk_cannot_hold_is_refused_up_front(
+    coredata: RunningSandbox, mirror: Mirror, tiny_root: Path
+) -> None:
     coredata.backend.add_file(None, "huge.bin", os.urandom(3 * 1024 * 1024))
     coredata.backend.add_file(None, "small.txt", b"small")
     run = await sync_once(mirror)
@@ -185,3 +187,18 @@ async def test_symlinks_out_of_the_root_are_never_followed(
     assert run.code in (0, 1)
     skipped = [e for e in run.events if e.get("event") == "symlink_skipped"]
     assert {e["path"] for e in skipped} == {"escape", "secret-link.txt"}
+
+
+async def test_disk_full_during_a_download(
+    coredata: RunningSandbox, mirror: Mirror, tiny_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills while the bytes arrive (the free-space check passed, someone else filled it)."""
+    from daemon.local import atomic
+
+    monkeypatch.setattr(atomic, "check_space", lambda root, size: None)
+    coredata.backend.add_file(None, "huge.bin", os.urandom(3 * 1024 * 1024))
+    summary = await run_pass(mirror)
+    assert summary.errors == 1
+    assert any("huge.bin" in path and "No space left" in message for path, message in summary.failures)
+    assert mirror.files() == {}  # no partial huge.bin in place
+    assert not any((tiny_root / ".libmirror" / "tmp").glob("*"))  # the partial download was removed

@@ -183,7 +183,7 @@ async def test_changed_since_query_and_overlap(stub: tuple[Stub, Callable[..., C
     items = await collect(build(overlap_seconds=120).list_changed("2024-01-02T10:00:00.500000"))
     assert [i.remote_id for i in items] == ["file1"]  # outside the root, still reported
     assert len(s.requests) == 1
-    assert s.requests[0].query["modified__gte"] == "2024-01-02T09:58:00.500000"
+    assert s.requests[0].query["modified__gt"] == "2024-01-02T09:58:00.500000"
     assert s.requests[0].query["order_by"] == "modified"
 
 
@@ -194,7 +194,7 @@ async def test_changed_since_rejected_falls_back_to_full_listing(
     full = s.paged_files([file_obj(1, ROOT), file_obj(2, "elsewhere")])
 
     def picky(request: web.Request) -> web.StreamResponse:
-        if "modified__gte" in request.query:
+        if "modified__gt" in request.query:
             return web.json_response({"error_message": "no filtering on modified"}, status=400)
         return full(request)
 
@@ -205,7 +205,7 @@ async def test_changed_since_rejected_falls_back_to_full_listing(
         second = await collect(provider.list_changed("2024-01-01T00:00:00"))
     assert [i.remote_id for i in first] == [i.remote_id for i in second] == ["file1"]
     assert [e["event"] for e in logs].count("changed_since_unsupported") == 1
-    assert sum("modified__gte" in r.query for r in s.requests) == 1
+    assert sum("modified__gt" in r.query for r in s.requests) == 1
 
 
 def test_shift_timestamp_keeps_the_server_shape() -> None:

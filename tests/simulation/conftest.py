@@ -12,3 +12,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--seed", type=int, default=None, help="replay one simulation seed")
     group.addoption("--sim-seeds", type=int, default=None, help="simulation seeds per provider")
     group.addoption("--sim-steps", type=int, default=None, help="simulation steps per seed")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: kills real processes; CI runs only a few seeds")

@@ -59,7 +59,9 @@ async def check(sim: Simulation) -> list[str]:
     else:
         work = [a for a in summary.planned if a.kind is not ActionKind.SKIP]
         if work:
-            problems.append("quiescence: one more pass still plans " + ", ".join(f"{a.kind.value} {a.path!r}" for a in work[:8]))
+            problems.append(
+                "quiescence: one more pass still plans " + ", ".join(f"{a.kind.value} {a.path!r}" for a in work[:8])
+            )
         if summary.errors:
             problems.append(f"quiescence: the last pass had errors: {summary.failures[:5]}")
         local = local_files(sim.root)
@@ -92,8 +94,10 @@ async def check(sim: Simulation) -> list[str]:
     else:
         assert isinstance(adapter, CorePlusRemote)
         held = {(nfc(p), c) for p, c in adapter.all_paths()}
+        # a remote folder cannot be removed on coreplus: a local file that took its name cannot go there
+        folders = {nfc(p) for p, e in adapter.paths().items() if e.is_dir}
         for path, data in sorted(local.items()):
-            if (path, data) not in held:
+            if (path, data) not in held and path not in folders:
                 problems.append(f"convergence (push-only): {path!r} (md5 {md5(data)[:8]}) is not on the server")
 
     # no lost version
@@ -107,7 +111,9 @@ async def check(sim: Simulation) -> list[str]:
     # no duplicates
     dups = 0
     if adapter.two_way:
-        names = Counter((e.parent, nfc(e.name)) for e in live)
+        # entries the engine maps to distinct local names (a case clash gets " (~hash)") are distinct paths
+        renamed = {rid for path, rid, _ in await _remote_rows(sim) if " (~" in path.rpartition("/")[2]}
+        names = Counter((e.parent, nfc(e.name)) for e in live if e.id not in renamed)
         for (parent, name), n in names.items():
             if n > 1:
                 problems.append(f"duplicate: {n} live remote entries named {name!r} in {parent}")
@@ -116,7 +122,9 @@ async def check(sim: Simulation) -> list[str]:
         items = Counter((p, c) for p, c in adapter.all_paths() if c)  # type: ignore[attr-defined]
         for (path, content), n in items.items():
             if n > 1:
-                problems.append(f"duplicate: {path!r} uploaded {n} times with the same content (md5 {md5(content)[:8]})")
+                problems.append(
+                    f"duplicate: {path!r} uploaded {n} times with the same content (md5 {md5(content)[:8]})"
+                )
                 dups += n - 1
     for line in sim.dup_uploads:
         problems.append(f"duplicate: {line}")

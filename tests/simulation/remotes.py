@@ -243,7 +243,7 @@ class ClinikoRemote(SimRemote):
             http=http,
             per_page=4,
             overlap_seconds=0,
-            processing_wait=5.0,
+            processing_wait=0.0,  # do not sleep-poll: exercises the "still processing" path instead
         )
 
     def live(self) -> list[Entry]:
@@ -306,7 +306,9 @@ class CorePlusRemote(SimRemote):
         for cid in self.client_ids:
             for item in b.items_of(cid):
                 parent = item.parent or cid
-                out.append(Entry(item.id, parent, item.name, item.is_folder, None if item.is_folder else b.content(item)))
+                out.append(
+                    Entry(item.id, parent, item.name, item.is_folder, None if item.is_folder else b.content(item))
+                )
         return out
 
     def all_paths(self) -> list[tuple[str, bytes]]:

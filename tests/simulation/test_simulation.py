@@ -12,7 +12,7 @@ import pytest
 
 from tests.simulation.driver import PROVIDERS, run_seed
 
-DEFAULT_SEEDS = 52
+DEFAULT_SEEDS = 50
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -27,5 +27,5 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.anyio
 async def test_simulation(provider: str, sim_seed: int, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    steps = request.config.getoption("--sim-steps", default=None) or 24
+    steps = request.config.getoption("--sim-steps", default=None) or 12
     await run_seed(provider, sim_seed, tmp_path / "sim", steps=steps)

@@ -262,6 +262,14 @@ def test_remote_move_becomes_a_local_move() -> None:
     assert action.remote == rem(B, "r1", "v1", b"pdf")
 
 
+def test_remote_move_with_local_edit_follows_the_move_first() -> None:
+    """Moved remotely, edited locally: the local file follows the move (edit kept), the push comes next."""
+    states = [PathState(A, loc(A, b"edited here"), None, MOVE_BASE), PathState(B, None, rem(B, "r1", "v1", b"pdf"))]
+    [action] = plan(states, TWO_WAY, now_label=NOW)
+    assert (action.kind, action.src, action.path) == (K.MOVE_LOCAL, A, B)
+    assert "local changed" in action.reason
+
+
 def test_remote_move_with_edit_downloads_and_trashes() -> None:
     actions = plan(remote_move_states(rem(B, "r1", "v2", b"edited")), TWO_WAY, now_label=NOW)
     assert [(a.kind, a.path) for a in actions] == [(K.TRASH_LOCAL, A), (K.DOWNLOAD, B)]

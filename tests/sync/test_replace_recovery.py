@@ -1,0 +1,131 @@
+"""A changed file on a provider without in-place update is "upload the new, then delete the old".
+
+A stop between the two calls must neither lose the old version first (never delete first) nor leave
+two remote files with one name, nor upload the content a second time on the next pass. These tests cut
+a real TimeTap sandbox run at each point and restart the engine on the same state store and disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.config import LibraryConfig, RemoteConfig
+from daemon.providers.base import Provider, ProviderError
+from daemon.providers.http import HttpClient, RetryPolicy
+from daemon.sandbox.runner import RunningSandbox, start_sandbox
+from daemon.state.store import StateStore
+from daemon.sync.library import LibrarySync
+from daemon.sync.model import Direction
+from tests.simulation.remotes import TimeTapRemote
+
+pytestmark = pytest.mark.anyio
+
+FAST = RetryPolicy(attempts=2, base=0.005, cap=0.01)
+
+
+class Stop(BaseException):
+    """The process dies here (not an error the executor may catch)."""
+
+
+class Cut:
+    """Wraps the real provider; ``after_upload`` / ``on_delete`` decide where the run is cut."""
+
+    def __init__(self, real: Provider, *, after_upload: bool = False, on_delete: str = "") -> None:
+        self.real = real
+        self.after_upload = after_upload
+        self.on_delete = on_delete  # "stop" | "error" | ""
+        self.uploads = 0
+        self.deletes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def upload(self, *args: Any) -> Any:
+        self.uploads += 1
+        item = await self.real.upload(*args)
+        if self.after_upload:
+            raise Stop
+        return item
+
+    async def delete(self, item: Any) -> None:
+        self.deletes += 1
+        if self.on_delete == "stop":
+            raise Stop
+        if self.on_delete == "error":
+            raise ProviderError("503 Service Unavailable (injected)")
+        await self.real.delete(item)
+
+
+def config(root: Path) -> LibraryConfig:
+    return LibraryConfig(
+        name="lib",
+        provider="timetap",
+        local_path=root,
+        remote=RemoteConfig(),
+        direction=Direction.TWO_WAY,
+        max_delete_percent=100.0,
+        max_delete_count=1000,
+        concurrency=1,
+    )
+
+
+async def one_pass(sandbox: RunningSandbox, state: Path, root: Path, **cut: Any) -> Cut:
+    store = await StateStore.open(state)
+    http = HttpClient(retry=FAST)
+    real = TimeTapRemote(sandbox).build(http)
+    provider = Cut(real, **cut)
+    engine = LibrarySync(config(root), store, await store.library_id("lib"), provider)  # type: ignore[arg-type]
+    try:
+        await engine.run_pass()
+    except* Stop:
+        pass
+    finally:
+        await real.aclose()
+        await http.aclose()
+        await store.close()
+    return provider
+
+
+def live_files(sandbox: RunningSandbox) -> list[tuple[str, bytes]]:
+    b = sandbox.backend
+    return sorted(
+        (o.fileName, b.read_content(o.id)) for o in list(b.objects.values()) if not o.deleted and not o.is_folder
+    )
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        {"after_upload": True},  # the upload landed, its answer was never recorded
+        {"on_delete": "stop"},  # the new id was recorded, the old file not yet deleted
+        {"on_delete": "error"},  # the delete failed (server error): the action fails, the next pass ends it
+    ],
+    ids=["after-upload", "before-delete", "delete-fails"],
+)
+async def test_interrupted_replacement_is_finished_not_repeated(tmp_path: Path, cut: dict[str, Any]) -> None:
+    sandbox = await start_sandbox("timetap", tmp_path / "sandbox")
+    try:
+        sandbox.backend.add_file(None, "report.txt", b"version one")
+        root, state = tmp_path / "mirror", tmp_path / "state"
+        await one_pass(sandbox, state, root)
+        assert (root / "report.txt").read_bytes() == b"version one"
+
+        (root / "report.txt").write_bytes(b"version two, longer")
+        first = await one_pass(sandbox, state, root, **cut)
+        assert first.uploads == 1
+        # never delete first: at the cut, the server still holds the old version next to the new one
+        assert (b"report.txt", b"version one") in [(n.encode(), c) for n, c in live_files(sandbox)]
+
+        second = await one_pass(sandbox, state, root)
+        assert second.uploads == 0, "the new version was uploaded a second time"
+        assert live_files(sandbox) == [("report.txt", b"version two, longer")]
+        assert sorted(p.name for p in root.iterdir() if p.name != ".libmirror") == ["report.txt"]
+        assert (root / "report.txt").read_bytes() == b"version two, longer"
+
+        quiet = await one_pass(sandbox, state, root)
+        assert quiet.uploads == 0 and quiet.deletes == 0
+    finally:
+        await sandbox.stop()
