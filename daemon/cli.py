@@ -148,6 +148,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"  {lib.name}: {lib.provider} {lib.direction.value} {lib.local_path}")
         return EXIT_OK
 
+    _setup_logging(args, None)  # warnings raised while loading (e.g. a readable secret) use the chosen format
     config = _load(args)
     if config is None:
         return EXIT_CONFIG
@@ -259,7 +260,8 @@ def _print_summary(results: list[tuple[str, Any, str]], *, dry_run: bool) -> Non
             continue
         line = (
             f"[{name}] pushed {summary.pushed}, pulled {summary.pulled}, conflicts {summary.conflicts}, "
-            f"deleted {summary.deleted}, moved {summary.moved}, skipped {summary.skipped}, errors {summary.errors}"
+            f"deleted {summary.deleted}, moved {summary.moved}, folders {summary.folders}, "
+            f"skipped {summary.skipped}, errors {summary.errors}"
         )
         if summary.held:
             line += f", held back {summary.held}"

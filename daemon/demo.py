@@ -53,6 +53,7 @@ def _summary_table(summary: PassSummary, title: str) -> Table:
         ("pulled", str(summary.pulled)),
         ("pushed", str(summary.pushed)),
         ("moved", str(summary.moved)),
+        ("folders created / removed", str(summary.folders)),
         ("deleted (to trash on disk)", str(summary.deleted)),
         ("conflicts", str(summary.conflicts)),
         ("skipped", str(summary.skipped)),
@@ -69,7 +70,8 @@ async def _live(library: LibraryConfig, store: StateStore, console: Console) -> 
     """The daemon's runner (watcher + poller) for the demo library; prints each pass that did something."""
 
     def changed(summary: PassSummary) -> None:
-        if summary.pushed or summary.pulled or summary.deleted or summary.conflicts or summary.moved or summary.errors:
+        counts = (summary.pushed, summary.pulled, summary.deleted, summary.conflicts, summary.moved, summary.folders)
+        if any(counts) or summary.errors:
             console.print(_summary_table(summary, "changes synced"))
 
     await LibraryRunner(library, store, on_pass=changed).run()

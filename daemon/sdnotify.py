@@ -63,7 +63,12 @@ class Notifier:
         return True
 
     def ready(self, status: str | None = None) -> bool:
-        return self.send("READY=1", *([f"STATUS={status}"] if status else []))
+        """``READY=1`` as a datagram of its own (a listener matching whole messages sees it), then STATUS."""
+        sent = self.send("READY=1")
+        if status:
+            self._last_status = None
+            self.status(status)
+        return sent
 
     def status(self, text: str) -> bool:
         """Send ``STATUS=`` only when it changed since the last one (systemd keeps the last value)."""

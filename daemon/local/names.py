@@ -38,6 +38,7 @@ _RESERVED_STEMS = frozenset(
 _MAX_EXT_CHARS = 32  # a longer "extension" is not one worth keeping when truncating
 _HASH_CHARS = 8
 _skipped_once = Once()
+_renamed_once = Once()
 
 
 def is_nfc(s: str) -> bool:
@@ -187,6 +188,19 @@ def assign_local_names(siblings: Sequence[NameRequest]) -> dict[str, str]:
             continue
         result[rid] = candidate
         taken.add(_fold(candidate))
+    for rid, local in result.items():
+        raw = by_id[rid].raw_name
+        if local != raw and _renamed_once.first((rid, raw, local)):
+            log.info(
+                "remote_name_sanitised",
+                remote_id=rid,
+                raw_name=raw,
+                local_name=local,
+                reason="another entry of the folder has the same name (or differs only in case)"
+                if local != wanted[rid]
+                else "the name cannot be used on disk as it is (separators, control characters, reserved or "
+                "over-long names, trailing dots or spaces, Unicode normalisation)",
+            )
     return result
 
 

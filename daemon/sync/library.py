@@ -43,6 +43,7 @@ class PassSummary:
     conflicts: int = 0
     deleted: int = 0
     moved: int = 0
+    folders: int = 0  # folders created or removed (pushed/pulled/deleted count files only)
     skipped: int = 0
     errors: int = 0
     held: int = 0
@@ -66,14 +67,14 @@ class PassSummary:
 
 _COUNTS: dict[ActionKind, str] = {
     ActionKind.UPLOAD: "pushed",
-    ActionKind.MKDIR_REMOTE: "pushed",
+    ActionKind.MKDIR_REMOTE: "folders",
     ActionKind.DOWNLOAD: "pulled",
-    ActionKind.MKDIR_LOCAL: "pulled",
+    ActionKind.MKDIR_LOCAL: "folders",
     ActionKind.CONFLICT_COPY: "conflicts",
     ActionKind.DELETE_REMOTE: "deleted",
     ActionKind.TRASH_LOCAL: "deleted",
-    ActionKind.RMDIR_LOCAL: "deleted",
-    ActionKind.RMDIR_REMOTE: "deleted",
+    ActionKind.RMDIR_LOCAL: "folders",
+    ActionKind.RMDIR_REMOTE: "folders",
     ActionKind.MOVE_LOCAL: "moved",
     ActionKind.MOVE_REMOTE: "moved",
     ActionKind.SKIP: "skipped",
@@ -329,6 +330,7 @@ class LibrarySync:
         summary.conflicts = counted["conflicts"]
         summary.deleted = counted["deleted"]
         summary.moved = counted["moved"]
+        summary.folders = counted["folders"]
         summary.errors = len(summary.failures)
         if marker_present and not dry_run:
             purged = trash.purge_trash(self.root, self.config.trash_days, time.time())
@@ -349,6 +351,7 @@ class LibrarySync:
             conflicts=summary.conflicts,
             deleted=summary.deleted,
             moved=summary.moved,
+            folders=summary.folders,
             skipped=summary.skipped,
             held=summary.held,
             errors=summary.errors,

@@ -35,7 +35,7 @@ log = structlog.get_logger(__name__)
 RETRY_BASE_S = 5.0
 RETRY_FACTOR = 2.0
 RETRY_CAP_S = 300.0
-POLL_JITTER = 0.1  # ±10 % so many daemons (or libraries) do not poll in lock-step
+POLL_JITTER = 0.1  # up to 10 % early, so daemons do not poll in lock-step and never later than poll_interval
 FALLBACK_RESCAN_MIN_S = 60.0
 
 
@@ -239,7 +239,7 @@ class LibraryRunner:
 
     async def _every(self, interval: float, work: Work, jitter: bool) -> None:
         while True:
-            factor = 1 + self.rng.uniform(-POLL_JITTER, POLL_JITTER) if jitter else 1.0
+            factor = 1 - self.rng.uniform(0.0, POLL_JITTER) if jitter else 1.0
             await anyio.sleep(interval * factor)
             self.trigger(Work(set(work.paths), work.incremental, work.full_remote, work.full_local))
 

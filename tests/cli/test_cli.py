@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,19 @@ def test_sync_unknown_library_exits_2(tmp_path: Path) -> None:
     result = run("--config", str(config), "sync", "--once", "--library", "nope")
     assert result.returncode == 2
     assert "no library named nope" in result.stderr
+
+
+def test_stdout_stays_json_when_the_config_warns_while_loading(tmp_path: Path) -> None:
+    """A readable config with an inline key warns, and that warning is a JSON line like every other."""
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'state_dir = "{tmp_path}/s"\n[[library]]\nname = "x"\nprovider = "coredata"\nlocal_path = "{tmp_path}/m"\n'
+        '[library.remote]\nbase_url = "http://127.0.0.1:9"\nroot = "r"\napi_user = "u"\napi_key = "kkkkkkkk"\n'
+    )
+    config.chmod(0o644)
+    result = run("--config", str(config), "--log-format", "json", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("<")]
+    events = [json.loads(line[line.index(">") + 1 :])["event"] for line in lines]
+    assert "config_secret_world_readable" in events
+    assert "kkkkkkkk" not in result.stdout + result.stderr

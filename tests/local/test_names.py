@@ -172,3 +172,23 @@ def test_safe_local_path_refuses_symlinked_dir(tmp_path: Path) -> None:
     (root / "real").mkdir()
     assert safe_local_path(root, "real/new/file.txt") == root / "real/new/file.txt"
     assert safe_local_path(root, "") == root
+
+
+def test_each_changed_remote_name_is_logged_once() -> None:
+    from structlog.testing import capture_logs
+
+    siblings = [
+        NameRequest("id-log-1", "report.pdf"),
+        NameRequest("id-log-2", "REPORT.pdf"),  # differs only in case: gets a suffix
+        NameRequest("id-log-3", "a/b:c.txt"),  # not usable on disk as it is
+        NameRequest("id-log-4", "plain.txt"),
+    ]
+    with capture_logs() as logs:
+        first = assign_local_names(siblings)
+        again = assign_local_names(siblings)  # the next poll: nothing new to say
+    assert first == again
+    changed = [e for e in logs if e["event"] == "remote_name_sanitised"]
+    assert sorted(e["remote_id"] for e in changed) == ["id-log-2", "id-log-3"]
+    by_id = {e["remote_id"]: e for e in changed}
+    assert by_id["id-log-2"]["local_name"] == first["id-log-2"] and "same name" in by_id["id-log-2"]["reason"]
+    assert by_id["id-log-3"]["raw_name"] == "a/b:c.txt" and "cannot be used" in by_id["id-log-3"]["reason"]

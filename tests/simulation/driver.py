@@ -299,7 +299,9 @@ class Simulation:
             await self._start_engine()
             return None
         self.figures.passes += 1
-        self.figures.actions += summary.pushed + summary.pulled + summary.conflicts + summary.deleted + summary.moved
+        self.figures.actions += (
+            summary.pushed + summary.pulled + summary.conflicts + summary.deleted + summary.moved + summary.folders
+        )
         self.trace.add(
             f"  -> pushed {summary.pushed} pulled {summary.pulled} conflicts {summary.conflicts} "
             f"deleted {summary.deleted} moved {summary.moved} errors {summary.errors} held {summary.held}"
