@@ -168,13 +168,17 @@ class DownloadTarget:
             trash_checked(self.root, self.rel, replace)
         assert self.tmp_path is not None
         self.tmp_path.chmod(mode)
+        # the stat of OUR bytes, taken while the file is still private: a rename keeps size, mtime and
+        # inode, and an edit that lands right after the rename then shows as a change to re-hash (a
+        # stat taken after the rename could pair someone's new content with our digest)
+        ours = os.lstat(self.tmp_path)
         make_parents(self.root, dest)
         try:
             rename_noreplace(self.tmp_path, dest)
         except FileExistsError:
             raise LocalChanged(f"{self.rel!r} appeared on disk while it was being downloaded") from None
         fsync_dir(dest.parent)
-        return row_from_stat(self.rel, os.lstat(dest), self.md5)
+        return row_from_stat(self.rel, ours, self.md5)
 
     def _finish(self, expected_size: int | None, expected_md5: str | None, replace: LocalRow | None) -> LocalRow:
         self._flush()

@@ -7,6 +7,7 @@ to the trash).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import stat
@@ -41,7 +42,12 @@ def move_local(root: Path, src: str, dst: str, expected: LocalRow) -> LocalRow:
     if dst_path.parent != src_path.parent:
         fsync_dir(src_path.parent)
     log.info("local_moved", src=src, path=dst)
-    return row_from_stat(dst, os.lstat(dst_path), expected.digest)
+    if expected.is_dir:
+        return row_from_stat(dst, os.lstat(dst_path), None)
+    # A rename keeps size, mtime and inode: the row is the checked one at its new path. Taking a fresh
+    # stat here could pair an edit made during the move with the old digest, and the stat fast path would
+    # then never look at the file again (found by the simulation: a local edit that was never pushed).
+    return dataclasses.replace(expected, path=dst)
 
 
 def rename_conflict_copy(root: Path, rel: str, new_rel: str, expected: LocalRow) -> LocalRow:

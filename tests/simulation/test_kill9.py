@@ -78,7 +78,10 @@ class Driver:
                     self.ledger.release(old)
                     (self.root / rel).unlink()
                 else:
-                    os.rename(self.root / rel, self.root / f"{rel}-renamed")
+                    dest = self.root / f"{rel}-renamed"
+                    if dest.exists():  # the rename replaces that file: its content is the user's to lose
+                        self.ledger.release(dest.read_bytes())
+                    os.rename(self.root / rel, dest)
             except FileNotFoundError:  # the daemon moved it meanwhile
                 return
         self.trace.add(f"local {op} {rel!r}")
