@@ -63,7 +63,9 @@ def root(tmp_path: Path) -> Path:
     return r
 
 
-async def test_an_edit_during_a_local_move_is_seen_by_the_next_scan(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_edit_during_a_local_move_is_seen_by_the_next_scan(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (root / "a.txt").write_bytes(b"original")
     before = row_from_stat("a.txt", os.lstat(root / "a.txt"), md5(b"original"))
     edit_right_after_rename(monkeypatch, ops, b"EDITED!!")
