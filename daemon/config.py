@@ -542,7 +542,7 @@ def _claim(p: RemoteParser, name: str) -> str:
 
 
 def parse_coreplus_remote(p: RemoteParser) -> CorePlusRemote:
-    """``[library.remote]`` for coreplus (``direction = "push"`` is checked by ``ALLOWED_DIRECTIONS``)."""
+    """``[library.remote]`` for coreplus (``ALLOWED_DIRECTIONS`` makes its direction push, also when omitted)."""
     return CorePlusRemote(
         base_url=p.url("base_url", hint='base_url = "https://<your server>" (without /API/...)'),
         consumer_id=p.string("consumer_id", hint='consumer_id = "<consumerId of the app>"'),
@@ -662,7 +662,8 @@ REMOTE_SCHEMAS: dict[str, RemoteSchema] = {
     "cliniko": parse_cliniko_remote,
 }
 
-# provider → (the directions its API allows, why). Providers not listed allow every direction.
+# provider → (the directions its API allows, why). Providers not listed allow every direction; for a
+# listed one, an omitted ``direction`` means the first allowed one (coreplus: push).
 ALLOWED_DIRECTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "coreplus": (("push",), "the coreplus API documents only uploads (no listing, download, update or delete)"),
 }
@@ -761,11 +762,15 @@ def _parse_library(p: RemoteParser) -> LibraryConfig | None:
         p.error("name", f'"{name}" may only contain letters, digits, "_", "." and "-"')
     provider = p.choice("provider", tuple(REMOTE_SCHEMAS))
     local_path = p.path("local_path", hint='local_path = "/srv/mirror/board"')
-    direction = p.choice("direction", tuple(d.value for d in Direction), Direction.TWO_WAY.value)
     allowed, why = ALLOWED_DIRECTIONS.get(provider, ((), ""))
+    default_direction = allowed[0] if allowed else Direction.TWO_WAY.value  # coreplus: push
+    direction = p.choice("direction", tuple(d.value for d in Direction), default_direction)
     if direction and allowed and direction not in allowed:
-        now = f'is "{direction}"' if p.has("direction") else f'is not set (default "{direction}")'
-        p.error("direction", f'{now}, but a {provider} library must set direction = "{allowed[0]}": {why}')
+        p.error(
+            "direction",
+            f'is "{direction}", but a {provider} library must be direction = "{allowed[0]}" '
+            f"(or leave direction out): {why}",
+        )
     max_delete_percent = p.number("max_delete_percent", 50.0, minimum=0, maximum=100)
     max_delete_count = p.integer("max_delete_count", 500, minimum=0)
     ignore = p.string_list("ignore")

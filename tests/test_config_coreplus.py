@@ -72,10 +72,16 @@ def test_valid_push_library(tmp_path: Path) -> None:
     assert isinstance(provider, CorePlusProvider) and provider.base_url == "https://practice.example.com"
 
 
-@pytest.mark.parametrize("lib", ["", 'direction = "two-way"', 'direction = "pull"'])
-def test_any_direction_but_push_is_refused_with_the_reason(tmp_path: Path, lib: str) -> None:
-    (problem,) = issues(config(tmp_path, lib=lib))
+def test_an_omitted_direction_means_push(tmp_path: Path) -> None:
+    (lib,) = load_config(config(tmp_path, lib=""), environ={"CP_SECRET": SECRET}).libraries
+    assert lib.direction is Direction.PUSH
+
+
+@pytest.mark.parametrize("direction", ["two-way", "pull"])
+def test_any_direction_but_push_is_refused_with_the_reason(tmp_path: Path, direction: str) -> None:
+    (problem,) = issues(config(tmp_path, lib=f'direction = "{direction}"'))
     assert "library[clients].direction" in problem
+    assert f'is "{direction}"' in problem
     assert 'direction = "push"' in problem and "only uploads" in problem
 
 

@@ -76,6 +76,21 @@ CACHE_TTL = 60.0
 CACHE_MAX = 20_000
 PENDING_FLOOR_TTL = 3600.0
 _reported = Once()
+CLINIKO_DOMAIN = "cliniko.com"
+
+
+def _cliniko_host(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return host == CLINIKO_DOMAIN or host.endswith("." + CLINIKO_DOMAIN)
+
+
+def _same_api_host(host: str | None, base_host: str | None) -> bool:
+    """``host`` may receive our API key: it is ``base_host``, or both are hosts of ``cliniko.com``."""
+    if not host or not base_host:
+        return False
+    if host.lower().rstrip(".") == base_host.lower().rstrip("."):
+        return True
+    return _cliniko_host(host) and _cliniko_host(base_host)
 
 
 class ClinikoProvider:
@@ -151,10 +166,25 @@ class ClinikoProvider:
         return (await self._api("GET", url, expect={200})).json()
 
     def _check_link(self, link: str) -> URL:
-        """A ``links.next`` URL; only on our own API host, so the key is never sent elsewhere."""
+        """A ``links.next`` URL, followed with our API key: so only on the API, never elsewhere.
+
+        Same scheme and port as ``base_url``, under its path, and on its host or, when both hosts are
+        Cliniko's, on any ``cliniko.com`` host: the vendor's own paging example links to
+        ``api.cliniko.com`` while the key's shard gives ``api.au1.cliniko.com``.
+        """
         url = URL(link, encoded=True)
-        if url.origin() != self.base_url.origin() or not url.path.startswith(self.base_url.path):
-            raise InvalidResponse(f"Cliniko paging link leaves the API ({url.origin()}{url.path})")
+        base = self.base_url
+        if (
+            not url.is_absolute()
+            or url.scheme != base.scheme
+            or url.port != base.port
+            or url.user is not None
+            or url.password is not None
+            or not _same_api_host(url.host, base.host)
+            or not url.path.startswith(base.path)
+        ):
+            where = f"{url.origin()}{url.path}" if url.is_absolute() else url.path
+            raise InvalidResponse(f"Cliniko paging link leaves the API ({where})")
         return url
 
     async def _walk(self, first: URL, key: str) -> AsyncIterator[list[Any]]:

@@ -163,7 +163,11 @@ class CorePlusProvider:
             return self._clients
 
     async def _walk_clients(self) -> list[Client]:
-        """All pages; a walk that sees ``totalRows`` move starts over (offset paging can skip rows)."""
+        """All pages; a walk that sees ``totalRows`` move starts over (offset paging can skip rows), and
+        so does one that paged out another number of clients than ``totalRows`` promised (a count
+        that moved on the only page, or rows that moved under the paging): a partial client list is
+        never taken for the whole one."""
+        problem = "kept changing"
         for _restart in range(MAX_CLIENT_WALK_RESTARTS + 1):
             found: dict[str, Client] = {}
             total: int | None = None
@@ -189,11 +193,13 @@ class CorePlusProvider:
                     break
                 page_no += 1
             if moved:
+                problem = "kept changing"
                 continue
-            if len(found) != total:
-                raise InvalidResponse(f"coreplus client list promised {total} clients but paged out {len(found)}")
-            return list(found.values())
-        raise InvalidResponse(f"coreplus client list kept changing; gave up after {MAX_CLIENT_WALK_RESTARTS} restarts")
+            if len(found) == total:
+                return list(found.values())
+            problem = f"promised {total} clients but paged out {len(found)}"
+            log.info("listing_restarted", path=CLIENT_PATH, was=total, now=len(found))
+        raise InvalidResponse(f"coreplus client list {problem}; gave up after {MAX_CLIENT_WALK_RESTARTS} restarts")
 
     async def resolve_local_folder(self, parent_id: str, name: str) -> RemoteItem | None:
         """Root level: the client this folder stands for (None when unmatched). Below: a new folder."""

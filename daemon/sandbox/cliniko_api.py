@@ -23,7 +23,7 @@ from daemon.sandbox.cliniko_query import (
     parse_show_query,
     select,
 )
-from daemon.sandbox.cliniko_s3 import BACKEND
+from daemon.sandbox.cliniko_s3 import BACKEND, S3_ORIGIN
 from daemon.sandbox.middleware import ApiError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -220,7 +220,7 @@ async def archive_attachment(request: web.Request) -> web.StreamResponse:
 
 
 async def content(request: web.Request) -> web.StreamResponse:
-    """303 to a presigned S3 URL (fetched without our Authorization header)."""
+    """303 to a presigned URL on the S3 origin (another origin: clients drop our Authorization header)."""
     backend = _backend(request)
     attachment = backend.get_attachment(request.match_info["id"])
     if attachment.archived_at is not None or not attachment.processing_completed:
@@ -228,7 +228,7 @@ async def content(request: web.Request) -> web.StreamResponse:
     assert attachment.filename is not None
     url = cliniko_s3.presigned_get(
         backend,
-        str(request.url.origin()),
+        request.app[S3_ORIGIN],
         attachment.object_key,
         attachment.filename,
         attachment.content_type or "application/octet-stream",
@@ -241,7 +241,7 @@ async def presigned_post(request: web.Request) -> web.StreamResponse:
     patient = backend.get_patient(request.match_info["id"])
     if patient.archived_at is not None:
         raise ApiError(404, "Not found")
-    return web.json_response(cliniko_s3.presigned_post(backend, str(request.url.origin()), patient.id))
+    return web.json_response(cliniko_s3.presigned_post(backend, request.app[S3_ORIGIN], patient.id))
 
 
 async def api_log(request: web.Request) -> web.StreamResponse:

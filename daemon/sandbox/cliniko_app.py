@@ -1,10 +1,16 @@
-"""Assembles the Cliniko sandbox: the shared pipeline, the gate, the API and S3 routes.
+"""Assembles the Cliniko sandbox: two apps over one backend, each with the shared pipeline.
+
+``build_app`` is the ``/v1`` API (plus ``/_sandbox/``, the sandbox's own test hook); ``build_s3_app``
+is the presigned S3 bucket, served on an origin of its own like the real bucket, so a client that
+follows the 303 of ``/content`` with its default redirect handling drops the Cliniko
+``Authorization`` header (S3 refuses a request carrying one), and the presigned POST ``url`` points
+there too.
 
 The gate enforces what every ``/v1`` request must satisfy before a handler runs, in this order:
 Basic auth with the API key as user (401), a ``User-Agent`` naming a contact email in parentheses
 (400, decision in api-notes.md), an ``Accept`` that allows JSON (406), then the rate limit (429 with
 ``X-RateLimit-Reset``). Only then does the processing clock advance and the handler run. The S3
-routes are presigned and skip the gate; ``/_sandbox/`` is the sandbox's own test hook.
+routes are presigned and have no gate.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from aiohttp import web
 
 from daemon.sandbox import cliniko_api, cliniko_s3
 from daemon.sandbox.cliniko_backend import ClinikoBackend
-from daemon.sandbox.cliniko_s3 import BACKEND, xml_error
+from daemon.sandbox.cliniko_s3 import BACKEND, S3_ORIGIN, xml_error
 from daemon.sandbox.middleware import (
     ERROR_RENDERER,
     FAULT_HOOKS,
@@ -84,17 +90,31 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def render_error(request: web.Request, status: int, message: str) -> web.StreamResponse:
-    if request.path.startswith("/s3/"):
-        return xml_error(status, message)
     return web.json_response({"message": message}, status=status)
 
 
-def build_app(backend: ClinikoBackend) -> web.Application:
+def render_s3_error(request: web.Request, status: int, message: str) -> web.StreamResponse:
+    return xml_error(status, message)
+
+
+def build_app(backend: ClinikoBackend, *, s3: str) -> web.Application:
+    """The API app; ``s3`` is the origin (``http://HOST:PORT``) where ``build_s3_app`` is served."""
     app = web.Application(middlewares=[pipeline_middleware, gate], client_max_size=1024**2)
     app[BACKEND] = backend
+    app[S3_ORIGIN] = s3.rstrip("/")
     app[REQUEST_LOG] = backend.requests
     app[FAULT_HOOKS] = []
     app[ERROR_RENDERER] = render_error
     cliniko_api.add_routes(app)
+    return app
+
+
+def build_s3_app(backend: ClinikoBackend) -> web.Application:
+    """The bucket: presigned POST uploads and presigned GET downloads, errors as S3 XML."""
+    app = web.Application(middlewares=[pipeline_middleware], client_max_size=1024**2)
+    app[BACKEND] = backend
+    app[REQUEST_LOG] = backend.requests
+    app[FAULT_HOOKS] = []
+    app[ERROR_RENDERER] = render_s3_error
     cliniko_s3.add_routes(app)
     return app

@@ -5,7 +5,8 @@ Shaped after S3: the POST form carries a base64 JSON ``policy`` signed with HMAC
 part comes last and ``${filename}`` in the key is replaced by the file part's filename; success is
 201 with a ``<PostResponse>`` XML body. Downloads are query-signed URLs (``X-Amz-Signature``) that
 expire; like S3, a request that carries an ``Authorization`` header as well is refused with 400.
-Errors are S3 XML. The signatures are HMACs with the sandbox secret, not real SigV4.
+Errors are S3 XML. The signatures are HMACs with the sandbox secret, not real SigV4. The bucket is
+served on an origin of its own (``cliniko_app.build_s3_app``); the API app knows it as ``S3_ORIGIN``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from daemon.sandbox.cliniko_backend import BUCKET, ClinikoBackend
 from daemon.sandbox.middleware import ApiError
 
 BACKEND = web.AppKey("cliniko_backend", ClinikoBackend)
+S3_ORIGIN = web.AppKey("cliniko_s3_origin", str)  # in the API app: where the bucket app is served
 ALGORITHM = "AWS4-HMAC-SHA256"
 REGION = "ap-southeast-2"
 _S3_CODES = {400: "InvalidArgument", 403: "AccessDenied", 404: "NoSuchKey", 405: "MethodNotAllowed"}

@@ -106,12 +106,21 @@ def client_list(request: web.Request) -> web.StreamResponse:
     )
 
 
-def _text_plain(part: BodyPartReader) -> bool:
-    return part.headers.get("Content-Type", "").split(";")[0].strip().lower() == "text/plain"
+JSON_PART_TYPES = ("", "text/plain", "application/json")
+
+
+def _media_type(part: BodyPartReader) -> str:
+    return part.headers.get("Content-Type", "").split(";")[0].strip().lower()
 
 
 async def upload(request: web.Request) -> web.StreamResponse:
-    """``json`` part first (no filename), then ``file`` (filename, bytes), both text/plain (doc)."""
+    """``json`` part first (no filename), then ``file`` (filename, bytes) (doc).
+
+    The doc's example sends both parts as text/plain and says "text/plain will work for all file
+    types": that is a promise, not a rule, so the ``file`` part may carry any content type (or none),
+    and the ``json`` part text/plain, application/json or none. The ``json`` part's name (filename)
+    is "Empty/None" (doc): absent or empty.
+    """
     backend = request.app[BACKEND]
     if not request.content_type.startswith("multipart/form-data"):
         raise ApiError(400, "expected multipart/form-data")
@@ -119,10 +128,10 @@ async def upload(request: web.Request) -> web.StreamResponse:
     part = await reader.next()
     if not isinstance(part, BodyPartReader) or part.name != "json":
         raise ApiError(400, "the first part must be 'json'")
-    if part.filename is not None:
+    if part.filename:
         raise ApiError(400, "the 'json' part must not have a filename")
-    if not _text_plain(part):
-        raise ApiError(400, "the 'json' part must be text/plain")
+    if _media_type(part) not in JSON_PART_TYPES:
+        raise ApiError(400, "the 'json' part must be text/plain or application/json (or have no Content-Type)")
     try:
         meta_raw: Any = json.loads(await part.text())
     except ValueError:
@@ -142,8 +151,6 @@ async def upload(request: web.Request) -> web.StreamResponse:
             raise ApiError(400, "the second part must be 'file'")
         if not file_part.filename:
             raise ApiError(400, "the 'file' part needs a filename")
-        if not _text_plain(file_part):
-            raise ApiError(400, "the 'file' part must be text/plain")
 
         async def chunks() -> Any:
             while chunk := await file_part.read_chunk(CHUNK):

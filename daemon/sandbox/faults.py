@@ -27,7 +27,8 @@ kind                                  when      what the client sees
 ``presign_expire_mid_download``       after     half of a presigned download, then RST; that URL answers
                                                 403 "Request has expired" from then on
 ``wrong_digest``                      after     one object of a listing carries a wrong ``digest``
-``total_count_drift``                 after     ``meta.total_count`` / ``total_entries`` off by one
+``total_count_drift``                 after     ``meta.total_count`` / ``total_entries`` /
+                                                ``paging.totalRows`` off by one
 ====================================  ========  ============================================================
 
 "after" kinds are counted only when they could be applied (a body long enough to cut, a listing with
@@ -518,15 +519,24 @@ def _spoil_digest(data: Any) -> bool:
     return False
 
 
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _drift_count(data: Any) -> bool:
-    """tastypie's ``meta.total_count`` or Cliniko's ``total_entries`` grows by one."""
+    """tastypie's ``meta.total_count``, Cliniko's ``total_entries`` or coreplus's ``paging.totalRows``
+    (its client list) grows by one."""
     if not isinstance(data, dict):
         return False
     meta = data.get("meta")
-    if isinstance(meta, dict) and isinstance(meta.get("total_count"), int):
+    if isinstance(meta, dict) and _count(meta.get("total_count")):
         meta["total_count"] += 1
         return True
-    if isinstance(data.get("total_entries"), int) and not isinstance(data["total_entries"], bool):
+    if _count(data.get("total_entries")):
         data["total_entries"] += 1
+        return True
+    paging = data.get("paging")
+    if isinstance(paging, dict) and _count(paging.get("totalRows")):
+        paging["totalRows"] += 1
         return True
     return False

@@ -2,12 +2,17 @@
 
 Adding a provider (cliniko, timetap, coreplus) means writing its backend and app modules and adding
 one entry to ``_KINDS``; the runner and the CLI need no change.
+
+A service whose real counterpart answers on more than one origin (Cliniko's presigned S3 bucket is
+not on the API host) names its other apps in ``side_apps``: the runner serves each on a port of its
+own, so clients see a different origin there, as against the real service (a generic HTTP client
+drops ``Authorization`` only on a redirect to another origin).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -33,8 +38,12 @@ class SandboxBackend(Protocol):
 class SandboxKind:
     name: str
     create_backend: Callable[..., SandboxBackend]  # (data_dir, **options)
-    build_app: Callable[[Any], web.Application]
+    build_app: Callable[..., web.Application]  # (backend, **{side name: its origin}): the app at base_url
     seed: Callable[[Any, int, int], None]  # (backend, file count, seed)
+    side_apps: Mapping[str, Callable[[Any], web.Application]] = field(default_factory=dict)
+    """Name → builder (backend) of an app served on its own 127.0.0.1 port in the same process; its
+    origin (``http://127.0.0.1:PORT``) reaches ``build_app`` as the keyword argument of that name.
+    The runner gives every side app the main app's fault injector and fault hooks."""
 
 
 def _coredata() -> SandboxKind:
@@ -72,11 +81,12 @@ def _timetap() -> SandboxKind:
 
 
 def _cliniko() -> SandboxKind:
-    from daemon.sandbox.cliniko_app import build_app
+    from daemon.sandbox.cliniko_app import build_app, build_s3_app
     from daemon.sandbox.cliniko_backend import ClinikoBackend
     from daemon.sandbox.cliniko_seed import seed_account
 
-    return SandboxKind("cliniko", ClinikoBackend, build_app, seed_account)  # N attachments, a few patients
+    # N attachments, a few patients; the presigned S3 side on an origin of its own, as in production
+    return SandboxKind("cliniko", ClinikoBackend, build_app, seed_account, side_apps={"s3": build_s3_app})
 
 
 _KINDS: dict[str, Callable[[], SandboxKind]] = {

@@ -29,13 +29,19 @@ log = structlog.get_logger(__name__)
 
 @dataclass
 class RunningSandbox:
-    """A started sandbox; ``backend`` is its tenant model, for inspection and mutation in tests."""
+    """A started sandbox; ``backend`` is its tenant model, for inspection and mutation in tests.
+
+    ``side_origins`` maps each further origin the sandbox serves (Cliniko: ``"s3"``, its presigned
+    bucket) to ``http://127.0.0.1:PORT``; those apps share the main app's faults and fault hooks.
+    """
 
     provider: str
     base_url: str
     remote: dict[str, Any]
     backend: Any
     _runner: web.AppRunner | None = field(default=None, repr=False)
+    side_origins: dict[str, str] = field(default_factory=dict)
+    _side_runners: list[web.AppRunner] = field(default_factory=list, repr=False)
 
     @property
     def app(self) -> web.Application:
@@ -57,14 +63,17 @@ class RunningSandbox:
         return injector
 
     async def stop(self) -> None:
-        """Stop serving and close the state files (idempotent)."""
+        """Stop serving on every origin and close the state files (idempotent)."""
         runner, self._runner = self._runner, None
+        sides, self._side_runners = self._side_runners, []
         if runner is not None:
             injector = runner.app.get(FAULT_INJECTOR)
             if injector is not None:
                 injector.close()  # wake stalled 'slow' requests: cleanup waits for handlers
-            await runner.cleanup()
-            self.backend.close()
+            try:
+                await _cleanup([runner, *sides])
+            finally:
+                self.backend.close()
 
     async def __aenter__(self) -> RunningSandbox:
         return self
@@ -86,6 +95,29 @@ def _listening_socket(port: int) -> socket.socket:
     return sock
 
 
+def _origin(sock: socket.socket) -> str:
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+async def _cleanup(runners: list[web.AppRunner]) -> None:
+    """Clean up every runner, even when one of them fails; the first failure is raised after."""
+    failure: BaseException | None = None
+    for runner in runners:
+        try:
+            await runner.cleanup()
+        except BaseException as exc:  # the others must still stop
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+
+
+async def _serve_app(app: web.Application, sock: socket.socket, runners: list[web.AppRunner]) -> None:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runners.append(runner)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+
+
 async def start_sandbox(
     provider: str,
     data_dir: Path,
@@ -99,7 +131,8 @@ async def start_sandbox(
 
     ``seed`` = N fills a new ``data_dir`` with N sample files derived from N; an existing one is
     left as it is. ``faults`` is the seeded fault plan (``daemon.sandbox.faults``; none by default,
-    changeable later through ``RunningSandbox.faults``). Returns once the server accepts connections.
+    changeable later through ``RunningSandbox.faults``). A provider with side apps (Cliniko's S3
+    bucket) serves each on a free port of its own. Returns once every server accepts connections.
     Unknown provider or option: ``ValueError``; port in use: ``OSError``.
     """
     kind = registry.get(provider)
@@ -107,24 +140,49 @@ async def start_sandbox(
         backend = kind.create_backend(Path(data_dir), **options)
     except TypeError as exc:
         raise ValueError(f"bad option for the {provider} sandbox: {exc}") from None
-    runner: web.AppRunner | None = None
+    runners: list[web.AppRunner] = []
+    socks: list[socket.socket] = []
     try:
         if seed > 0 and backend.is_new:
             kind.seed(backend, seed, seed)
-        app = kind.build_app(backend)
-        app[FAULT_INJECTOR] = FaultInjector(provider, faults)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
         sock = _listening_socket(port)
-        await web.SockSite(runner, sock).start()
+        socks.append(sock)
+        side_socks: dict[str, socket.socket] = {}
+        for name in kind.side_apps:
+            side_socks[name] = _listening_socket(0)
+            socks.append(side_socks[name])
+        side_origins = {name: _origin(s) for name, s in side_socks.items()}
+        app = kind.build_app(backend, **side_origins)
+        injector = FaultInjector(provider, faults)
+        app[FAULT_INJECTOR] = injector
+        sides: dict[str, web.Application] = {}
+        for name, build_side in kind.side_apps.items():
+            side = build_side(backend)
+            side[FAULT_INJECTOR] = injector  # one seeded sequence of draws over every origin
+            side[FAULT_HOOKS] = app[FAULT_HOOKS]  # the same list: a hook added in a test applies everywhere
+            sides[name] = side
+        await _serve_app(app, sock, runners)
+        for name, side in sides.items():
+            await _serve_app(side, side_socks[name], runners)
     except BaseException:
-        if runner is not None:
-            await runner.cleanup()
-        backend.close()
+        try:
+            await _cleanup(runners)
+        finally:
+            for s in socks:
+                s.close()  # a no-op for the sockets a site already closed
+            backend.close()
         raise
-    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    log.info("sandbox_started", provider=provider, base_url=base_url, data_dir=str(data_dir))
-    return RunningSandbox(provider, base_url, backend.remote_table(base_url), backend, runner)
+    base_url = _origin(sock)
+    log.info("sandbox_started", provider=provider, base_url=base_url, data_dir=str(data_dir), **side_origins)
+    return RunningSandbox(
+        provider,
+        base_url,
+        backend.remote_table(base_url),
+        backend,
+        runners[0],
+        side_origins,
+        runners[1:],
+    )
 
 
 def _log_to_stderr() -> None:

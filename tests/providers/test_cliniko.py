@@ -26,6 +26,7 @@ from daemon.providers.cliniko_objects import (
     reset_wait,
 )
 from daemon.providers.http import HttpClient, RetryPolicy
+from daemon.sandbox.faults import FaultPlan
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
 from tests.providers.conftest import fault_hooks
 
@@ -110,6 +111,41 @@ async def test_pacing_keeps_any_window_under_the_limit() -> None:
     assert reset_wait({"X-RateLimit-Reset": "1010"}, 1000.0) == 10.0
     assert reset_wait({"X-RateLimit-Reset": "990"}, 1000.0) == 0.5
     assert reset_wait({}, 1000.0) is None
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://api.cliniko.com/v1/patient_attachments?page=2&per_page=100",  # the vendor docs' own example
+        "https://api.au1.cliniko.com/v1/patient_attachments?page=2",
+        "https://api.uk2.cliniko.com/v1/patient_attachments?page=2",
+        "https://API.Cliniko.com/v1/patient_attachments?page=2",
+    ],
+)
+async def test_paging_links_on_cliniko_hosts_are_followed(link: str) -> None:
+    provider = ClinikoProvider("https://api.au1.cliniko.com/v1", "key-au1", "t (t@example.com)", http=fast_http())
+    assert str(provider._check_link(link)) == link
+
+
+@pytest.mark.parametrize(
+    ("base", "link"),
+    [
+        ("https://api.au1.cliniko.com/v1", "https://evil.example/v1/patient_attachments?page=2"),
+        ("https://api.au1.cliniko.com/v1", "https://cliniko.com.evil.example/v1/patient_attachments?page=2"),
+        ("https://api.au1.cliniko.com/v1", "https://evilcliniko.com/v1/patient_attachments?page=2"),
+        ("https://api.au1.cliniko.com/v1", "http://api.cliniko.com/v1/patient_attachments?page=2"),  # scheme
+        ("https://api.au1.cliniko.com/v1", "https://api.cliniko.com:8443/v1/patient_attachments?page=2"),
+        ("https://api.au1.cliniko.com/v1", "https://api.cliniko.com/v2/patient_attachments?page=2"),  # path
+        ("https://api.au1.cliniko.com/v1", "https://me:pw@api.cliniko.com/v1/patient_attachments?page=2"),
+        ("https://api.au1.cliniko.com/v1", "/v1/patient_attachments?page=2"),  # not absolute
+        ("http://127.0.0.1:8080/v1", "https://api.cliniko.com/v1/patient_attachments?page=2"),  # base not Cliniko
+        ("http://127.0.0.1:8080/v1", "http://127.0.0.1:8081/v1/patient_attachments?page=2"),  # another port
+    ],
+)
+async def test_paging_links_elsewhere_are_refused(base: str, link: str) -> None:
+    provider = ClinikoProvider(base, "key-au1", "t (t@example.com)", http=fast_http())
+    with pytest.raises(InvalidResponse, match="leaves the API"):
+        provider._check_link(link)
 
 
 # ---- against the sandbox ----------------------------------------------------------------------
@@ -299,3 +335,33 @@ async def test_429_storm_slows_down_without_failing(tmp_path: Path) -> None:
     finally:
         await provider.aclose()
         await sandbox.stop()
+
+
+async def test_attachment_walk_restarts_when_total_entries_drifts(sandbox: RunningSandbox) -> None:
+    """One page of the attachment walk reports ``total_entries`` off by one (the sandbox's
+    ``total_count_drift`` fault): the walk starts over and the listing is still complete."""
+    truth = {str(a.id) for a in sandbox.backend.active_attachments()}
+    assert len(truth) > 3
+    provider = build(sandbox, http=fast_http(), per_page=3)
+    try:
+        sandbox.backend.requests.clear()
+        # the second page (and only it) of the listing drifts
+        sandbox.faults.plan = FaultPlan(
+            rates={"total_count_drift": 1.0}, match="^/v1/patient_attachments$", limit=1, seed=1
+        )
+        sandbox.faults.enabled = False
+        hits: list[str] = []
+
+        async def arm_on_second_page(request: web.Request) -> web.StreamResponse | None:
+            if request.path == "/v1/patient_attachments":
+                hits.append(request.query.get("page", "1"))
+                sandbox.faults.enabled = len(hits) == 1  # decides the next request: page 2
+            return None
+
+        fault_hooks(sandbox).append(arm_on_second_page)
+        listed = await files_of(provider)
+    finally:
+        await provider.aclose()
+    assert sandbox.faults.counts == {"total_count_drift": 1}
+    assert set(listed) == truth
+    assert hits[:3] == ["1", "2", "1"]  # page 2 saw another count: the walk started over

@@ -164,3 +164,111 @@ async def test_state_and_credentials_survive_a_restart(tmp_path: Path) -> None:
         holdings = await blocking(api.holdings)
         assert len(holdings) == 2  # seeding only fills a new DIR
         assert (await blocking(api.files_by_client))[client] == ["kept.txt"]
+
+
+# --- the multipart shape: as lenient as the doc, no more ------------------------------------------
+
+FILE_PATH = "/API/Core/v2.1/File/"
+
+
+def form(*parts: tuple[str, dict[str, str], bytes]) -> tuple[bytes, str]:
+    """A multipart body of (Content-Disposition, other headers, bytes) parts, exactly as given."""
+    boundary = "b0undary" + "7" * 16
+    out: list[bytes] = []
+    for disposition, headers, data in parts:
+        head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        out += [head.encode() + b"\r\n", data, b"\r\n"]
+    out.append(f"--{boundary}--\r\n".encode())
+    return b"".join(out), f"multipart/form-data; boundary={boundary}"
+
+
+def file_meta(client: str, name: str, data: bytes, **extra: Any) -> bytes:
+    meta = {"parentFolderId": None, "name": name, "size": str(len(data)), "isFolder": False, "entity": "Client",
+            "primaryDomainKey": client, **extra}  # fmt: skip
+    return json.dumps(meta).encode()
+
+
+@pytest.mark.parametrize(
+    "file_headers",
+    [
+        {"Content-Type": "application/pdf"},
+        {"Content-Type": "application/octet-stream"},
+        {"Content-Type": "image/png"},
+        {"Content-Type": "Text/Plain; charset=utf-8"},
+        {},
+    ],
+    ids=["pdf", "octet-stream", "png", "Text/Plain", "none"],
+)
+async def test_the_file_part_may_have_any_content_type(
+    sandbox: RunningSandbox, api: CorePlusAPI, file_headers: dict[str, str]
+) -> None:
+    client = (await blocking(api.holdings))[0]["clientId"]
+    data = b"%PDF-1.4 \x00\xff binary"
+    body, ctype = form(
+        ('form-data; name="json"', {"Content-Type": "text/plain"}, file_meta(client, "doc.pdf", data)),
+        ('form-data; name="file"; filename="doc.pdf"', file_headers, data),
+    )
+    reply = await blocking(api.call, "POST", FILE_PATH, body=body, content_type=ctype)
+    assert reply.status == 201, reply
+    assert await blocking(api.content, reply.json()["file"]["fileId"]) == data
+
+
+@pytest.mark.parametrize(
+    ("disposition", "json_headers"),
+    [
+        ('form-data; name="json"', {}),
+        ('form-data; name="json"', {"Content-Type": "application/json"}),
+        ('form-data; name="json"', {"Content-Type": "application/json; charset=utf-8"}),
+        ('form-data; name="json"', {"Content-Type": "text/plain; charset=utf-8"}),
+        ('form-data; name="json"; filename=""', {"Content-Type": "text/plain"}),  # name "Empty/None" (doc)
+    ],
+    ids=["no-type", "json", "json-charset", "text-charset", "empty-filename"],
+)
+async def test_the_json_part_without_a_type_or_as_json_is_accepted(
+    sandbox: RunningSandbox, api: CorePlusAPI, disposition: str, json_headers: dict[str, str]
+) -> None:
+    client = (await blocking(api.holdings))[0]["clientId"]
+    body, ctype = form(
+        (disposition, json_headers, file_meta(client, "a.txt", b"abc")),
+        ('form-data; name="file"; filename="a.txt"', {"Content-Type": "text/plain"}, b"abc"),
+    )
+    reply = await blocking(api.call, "POST", FILE_PATH, body=body, content_type=ctype)
+    assert reply.status == 201, reply
+    assert (await blocking(api.files_by_client))[client] == ["a.txt"]
+
+
+async def test_the_json_part_is_still_checked(sandbox: RunningSandbox, api: CorePlusAPI) -> None:
+    client = (await blocking(api.holdings))[0]["clientId"]
+    file_part = ('form-data; name="file"; filename="a.txt"', {"Content-Type": "text/plain"}, b"abc")
+    meta = file_meta(client, "a.txt", b"abc")
+    for json_part in (
+        ('form-data; name="json"', {"Content-Type": "image/png"}, meta),  # not a JSON string at all
+        ('form-data; name="json"; filename="meta.json"', {"Content-Type": "text/plain"}, meta),  # a file
+        ('form-data; name="meta"', {"Content-Type": "text/plain"}, meta),  # not named json
+    ):
+        body, ctype = form(json_part, file_part)
+        reply = await blocking(api.call, "POST", FILE_PATH, body=body, content_type=ctype)
+        assert reply.status == 400, json_part
+    assert (await blocking(api.files_by_client))[client] == []
+
+
+async def test_the_docs_sample_payload_uploads_a_file(sandbox: RunningSandbox, api: CorePlusAPI) -> None:
+    """The sample code's payload (commented "Prepare data payload for Folder Creation") is a file
+    upload: ``isFolder`` False, ``parentFolderId`` '' (the top level), a file part, both parts
+    text/plain, sent as MultipartEncoder sends it (the json part with no filename)."""
+    client = (await blocking(api.holdings))[0]["clientId"]
+    data = b"contents of test upload.txt\r\n"
+    payload = {"parentFolderId": "", "name": "UploadFile.txt", "size": str(len(data)), "isFolder": False,
+               "entity": "Client", "primaryDomainKey": client}  # fmt: skip
+    body, ctype = form(
+        ('form-data; name="json"', {"Content-Type": "text/plain"}, json.dumps(payload).encode()),
+        ('form-data; name="file"; filename="test upload.txt"', {"Content-Type": "text/plain"}, data),
+    )
+    reply = await blocking(api.call, "POST", FILE_PATH, body=body, content_type=ctype)
+    assert reply.status == 201, reply
+    created = reply.json()["file"]
+    assert (created["name"], created["isFolder"], created["parentFolderId"]) == ("UploadFile.txt", False, None)
+    assert (await blocking(api.files_by_client))[client] == ["UploadFile.txt"]
+    assert (await blocking(api.folders_by_client))[client] == []
+    assert await blocking(api.content, created["fileId"]) == data

@@ -1,0 +1,125 @@
+"""The daemon's library runner against a real CoreData sandbox on loopback (in-process, so the test can
+count the requests the sandbox answered and wrap the provider to make one file fail).
+
+- An idle incremental poll costs exactly one HTTP request.
+- A file that keeps failing backs off (persisted in the state store, 25 s first) and never blocks the
+  rest of the library: other changes keep syncing while it waits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import structlog
+
+from daemon.config import LibraryConfig, load_config
+from daemon.providers import make_provider
+from daemon.providers.base import Provider, TransientError
+from daemon.sandbox.runner import RunningSandbox, start_sandbox
+from daemon.state.store import StateStore
+from daemon.sync.runner import LibraryRunner
+from tests.e2e.conftest import write_config
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def coredata(tmp_path: Path, anyio_backend: str) -> AsyncIterator[RunningSandbox]:
+    running = await start_sandbox("coredata", tmp_path / "sandbox-data", seed=6)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+def library(tmp_path: Path, sandbox: RunningSandbox, **options: Any) -> LibraryConfig:
+    mirror = write_config(tmp_path, sandbox.remote, **options)
+    return load_config(mirror.config).libraries[0]
+
+
+async def wait_for(pred: Any, limit_s: float) -> None:
+    with anyio.fail_after(limit_s):
+        while not pred():  # noqa: ASYNC110 - polling another component's state, no event to wait on
+            await anyio.sleep(0.05)
+
+
+async def test_an_idle_poll_costs_one_request(tmp_path: Path, coredata: RunningSandbox) -> None:
+    lib = library(tmp_path, coredata, poll_interval=1, settle=0.1)
+    store = await StateStore.open(lib.local_path.parent / "state")
+    runner = LibraryRunner(lib, store)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(runner.run)
+                await wait_for(lambda: runner.passes >= 1 and runner.state.state == "idle", 20)
+                await anyio.sleep(0.3)
+                coredata.backend.requests.clear()
+                polls_before = sum(e["event"] == "poll" for e in logs)
+                await anyio.sleep(3.5)  # three idle polls or so
+                polls = sum(e["event"] == "poll" for e in logs) - polls_before
+                requests = list(coredata.backend.requests)
+                runner.request_stop()
+    finally:
+        await store.close()
+    assert polls >= 2
+    assert len(requests) == polls, [(r.method, r.path, r.query) for r in requests]
+    assert {(r.method, r.path) for r in requests} == {("GET", "/api/v2/files/")}
+    assert all("modified__gt" in r.query for r in requests)
+
+
+class OneFileFails:
+    """The real provider, except that downloads of one remote id always fail (a broken blob)."""
+
+    def __init__(self, real: Provider, bad_id: str) -> None:
+        self.real = real
+        self.bad_id = bad_id
+        self.bad_attempts = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def download(self, item: Any, sink: Any) -> None:
+        if item.remote_id == self.bad_id:
+            self.bad_attempts += 1
+            raise TransientError("503 Service Unavailable (this blob is broken)")
+        await self.real.download(item, sink)
+
+
+async def test_one_failing_file_backs_off_and_never_blocks_the_rest(tmp_path: Path, coredata: RunningSandbox) -> None:
+    lib = library(tmp_path, coredata, poll_interval=1, settle=0.1)
+    backend = coredata.backend
+    bad_id = backend.add_file(None, "broken.bin", b"never arrives").id
+    wrappers: list[OneFileFails] = []
+
+    def factory(config: LibraryConfig) -> Provider:
+        wrapper = OneFileFails(make_provider(config), str(bad_id))
+        wrappers.append(wrapper)
+        return wrapper  # type: ignore[return-value]
+
+    store = await StateStore.open(lib.local_path.parent / "state")
+    runner = LibraryRunner(lib, store, provider_factory=factory)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(runner.run)
+            await wait_for(lambda: runner.passes >= 1, 20)
+            started = time.time()
+            # the rest of the library arrived; the broken file did not and waits in backoff
+            assert not (lib.local_path / "broken.bin").exists()
+            lib_id = await store.library_id(lib.name)
+            [(path, attempts, next_at, error)] = await store.failures(lib_id)
+            assert (path, attempts) == ("broken.bin", 1) and "503" in error
+            assert 20 <= next_at - started <= 30  # 25 s: the first step of the backoff
+            # while it waits, other changes keep flowing both ways
+            backend.add_file(None, "later.txt", b"added on the server")
+            (lib.local_path / "local.txt").write_bytes(b"added on disk")
+            await wait_for(lambda: (lib.local_path / "later.txt").exists(), 10)
+            await wait_for(lambda: any(n.filename == "local.txt" for n in backend.nodes.values()), 10)
+            runner.request_stop()
+    finally:
+        await store.close()
+    assert sum(w.bad_attempts for w in wrappers) == 1  # not retried on every poll while backing off
