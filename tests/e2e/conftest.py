@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests import secrets_watch
 from tests.coredata_api import CoreDataAPI
 
 LIBMIRROR = str(Path(sys.executable).with_name("libmirror"))
@@ -32,16 +33,21 @@ class Sandbox:
 def start_sandbox_process(
     data: Path, seed: int, *extra: str, provider: str = "coredata"
 ) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """A ``libmirror sandbox`` process and its start-up line; its credentials go to the secrets watch,
+    and its stderr (its logs) is drained into the watch for as long as it runs."""
     proc = subprocess.Popen(
         [LIBMIRROR, "sandbox", provider, "--port", "0", "--data", str(data), "--seed", str(seed), *extra],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
     )
+    secrets_watch.drain_in_background(proc.stderr, f"libmirror sandbox {provider} stderr")
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line, "sandbox printed nothing"
-    return proc, json.loads(line)
+    info = json.loads(line)
+    secrets_watch.register_remote(info["remote"], f"a {provider} sandbox process")
+    return proc, info
 
 
 @pytest.fixture

@@ -133,9 +133,14 @@ def test_sandbox_rejects_a_token_for_another_url(sandbox: CorePlusSandbox) -> No
 
 
 def test_direction_other_than_push_is_a_config_error(tmp_path: Path, sandbox: CorePlusSandbox) -> None:
-    mirror = write_config(tmp_path, sandbox.remote, provider="coreplus")
+    mirror = write_config(tmp_path, sandbox.remote, provider="coreplus", direction="two-way")
     result = mirror.sync(check=2)
     assert 'direction = "push"' in result.stderr + result.stdout
+
+
+def test_direction_left_out_means_push(tmp_path: Path, sandbox: CorePlusSandbox) -> None:
+    mirror = write_config(tmp_path, sandbox.remote, provider="coreplus")
+    mirror.sync(check=0)
 
 
 def synced_paths(state_dir: Path) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -110,12 +111,25 @@ class Daemon:
             self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(timeout=timeout)
         self._reader.join(timeout=5)
+        self._keep_stderr()
         return code
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+        self._reader.join(timeout=5)
+        self._keep_stderr()
+
+    def _keep_stderr(self) -> None:
+        """Read what the exited process left on stderr, so the secrets watch sees it even when the test
+        doesn't; ``proc.stderr`` is then an in-memory copy the test can still read."""
+        pipe = self.proc.stderr
+        if pipe is None or isinstance(pipe, io.StringIO) or self.proc.poll() is None:
+            return
+        text = pipe.read()  # through the watch's tee: recorded for the running test
+        pipe.close()
+        self.proc.stderr = io.StringIO(text)
 
 
 def wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.05) -> float:

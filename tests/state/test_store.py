@@ -144,3 +144,56 @@ async def test_version_1_file_is_migrated(tmp_path: Path) -> None:
         await tx.begin_replace("a.txt", "old", "parent", 3, "d")
     assert [p.path for p in await store.pending_replaces(lib)] == ["a.txt"]
     await store.close()
+
+
+async def test_concurrent_batched_writes_land_whole_and_in_order(tmp_path: Path) -> None:
+    """Many actions finishing at once share a commit (their upserts merged into one executemany per
+    tree); every row lands, a later write of the same path wins, and a delete keeps its place."""
+    import anyio
+
+    store = await StateStore.open(tmp_path / "state")
+    lib = await store.library_id("board")
+
+    async def finish(i: int) -> None:
+        async with store.batched(lib) as tx:
+            await tx.put_local(LocalRow(f"f{i}", size=i, mtime_ns=1, inode=i, digest=f"d{i}"))
+            await tx.put_synced(SyncedRow(f"f{i}", digest=f"d{i}", size=i, remote_id=f"r{i}"))
+
+    async def rewrite_then_delete() -> None:
+        async with store.batched(lib) as tx:
+            await tx.put_local(LocalRow("same", size=1, digest="first"))
+            await tx.put_local(LocalRow("same", size=2, digest="second"))
+        async with store.batched(lib) as tx:
+            await tx.put_local(LocalRow("gone", size=1, digest="x"))
+            await tx.delete_local("gone")
+
+    async with anyio.create_task_group() as tg:
+        for i in range(40):
+            tg.start_soon(finish, i)
+        tg.start_soon(rewrite_then_delete)
+    tree = {row.path: row for rows in (await store.local_tree(lib)).values() for row in rows.values()}
+    assert {f"f{i}" for i in range(40)} <= set(tree)
+    assert all(tree[f"f{i}"].size == i and tree[f"f{i}"].digest == f"d{i}" for i in range(40))
+    assert tree["same"].digest == "second"
+    assert "gone" not in tree
+    for i in range(40):
+        assert await store.synced_at(lib, f"f{i}") is not None
+    await store.close()
+
+
+def test_coalesce_merges_tree_upserts_and_leaves_other_groups_alone() -> None:
+    from daemon.state import store as store_mod
+
+    up_local, up_synced = store_mod._LOCAL_UPSERT, store_mod._SYNCED_UPSERT
+    group = [
+        store_mod._Batch([(up_local, [{"path": "a"}]), (up_synced, {"path": "a"})]),
+        store_mod._Batch([(up_local, [{"path": "b"}, {"path": "a", "v": 2}]), (up_synced, {"path": "b"})]),
+    ]
+    merged = store_mod._coalesce(group)
+    assert [(id(s), p) for s, p in merged] == [
+        (id(up_local), [{"path": "a"}, {"path": "b"}, {"path": "a", "v": 2}]),
+        (id(up_synced), [{"path": "a"}, {"path": "b"}]),
+    ]
+    other = object()
+    mixed = [store_mod._Batch([(up_local, {"path": "a"}), (other, {"path": "a"})])]
+    assert store_mod._coalesce(mixed) == [(up_local, {"path": "a"}), (other, {"path": "a"})]
