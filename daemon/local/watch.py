@@ -1,10 +1,10 @@
 """Filesystem watching for one library root: batches of changed library-relative paths.
 
-watchfiles (inotify on Linux) already groups events: it returns once nothing changed for ``step``
-milliseconds, or after ``debounce`` milliseconds of continuous change. We use ``step = settle`` so a
-batch arrives when the folder has been quiet for ``settle`` seconds, which is exactly the issue's
-"batched until quiet" rule, and a longer ``debounce`` so a folder that never goes quiet (a big copy)
-still yields now and then.
+watchfiles (inotify on Linux) hands over raw batches every ``STEP_MS`` of quiet; the settle rule is
+ours: a batch goes to the caller once no new event arrived for ``settle`` seconds, so an edit reaches
+the planner ``settle`` s after the folder went quiet, not up to a whole extra step later (watchfiles'
+own ``step`` is checked on a fixed tick, which made the delay anywhere between 1 and 2 × settle). A
+folder that never goes quiet (a big copy) still hands over what it has every ``max_wait`` seconds.
 
 Events under ``ROOT/.libmirror/`` are dropped here: that is where the daemon's own temp downloads and
 trash moves happen. The daemon's other writes (a download renamed into place, a conflict copy) do
@@ -18,11 +18,13 @@ raised after an error naming ``fs.inotify.max_user_watches``; the caller falls b
 from __future__ import annotations
 
 import errno
+import math
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import structlog
 import watchfiles
 
@@ -63,53 +65,99 @@ def _is_watch_limit(exc: BaseException) -> bool:
     return "watch limit" in text or "max_user_watches" in text or "too many open files" in text
 
 
+STEP_MS = 50
+
+
 async def watch_changes(
     root: Path,
     settle: float,
+    on_batch: Callable[[set[str]], None],
     *,
     awatch: AwatchFn = watchfiles.awatch,
-) -> AsyncIterator[set[str]]:
-    """Yield sets of changed library-relative paths, each once the root was quiet for ``settle`` s.
+) -> None:
+    """Call ``on_batch`` with each set of changed library-relative paths, once the root was quiet for
+    ``settle`` s (or every ``max(MIN_DEBOUNCE_S, 10 × settle)`` s while it never is).
 
     Runs until cancelled. Raises :class:`WatcherUnavailable` (after logging why and what to do) when
     the watcher cannot start or stops working.
     """
     root = Path(os.path.realpath(root))
     marker_dir = str(root / MARKER)
+    max_wait = max(MIN_DEBOUNCE_S, settle * 10)
 
     def keep(_change: watchfiles.Change, path: str) -> bool:
         return not (path == marker_dir or path.startswith(marker_dir + os.sep))
 
-    step_ms = max(50, int(settle * 1000))
-    debounce_ms = max(int(MIN_DEBOUNCE_S * 1000), step_ms * 10)
     # the watch thread cannot be interrupted, only timed out: a short rust_timeout bounds how long a
     # cancelled watcher (shutdown, reload) keeps the task group waiting
     kwargs: dict[str, Any] = {
         "watch_filter": keep,
-        "debounce": debounce_ms,
-        "step": step_ms,
+        "debounce": int(max_wait * 1000),
+        "step": STEP_MS,
         "rust_timeout": RUST_TIMEOUT_MS,
     }
+    send, receive = anyio.create_memory_object_stream[set[str]](max_buffer_size=math.inf)
+
+    async def pump() -> None:
+        with send:
+            async for changes in awatch(root, **kwargs):
+                batch = {rel for _, p in changes if (rel := relative_path(root, p)) is not None}
+                if batch:
+                    send.send_nowait(batch)
+
+    async def settle_and_hand_over() -> None:
+        pending: set[str] = set()
+        first_at = 0.0
+        with receive:
+            while True:
+                if not pending:
+                    try:
+                        pending = set(await receive.receive())
+                    except anyio.EndOfStream:
+                        return
+                    first_at = anyio.current_time()
+                    continue
+                wait = min(settle, max(0.0, first_at + max_wait - anyio.current_time()))
+                with anyio.move_on_after(wait):
+                    try:
+                        pending |= await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                    if anyio.current_time() - first_at < max_wait:
+                        continue  # still busy: wait for another quiet ``settle``
+                log.debug("watch_batch", paths=len(pending))
+                on_batch(pending)
+                pending = set()
+
     try:
-        async for changes in awatch(root, **kwargs):
-            batch = {rel for _, p in changes if (rel := relative_path(root, p)) is not None}
-            if batch:
-                log.debug("watch_batch", paths=len(batch))
-                yield batch
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(settle_and_hand_over)
+            await pump()
+            tg.cancel_scope.cancel()
     except (OSError, RuntimeError) as exc:
-        if _is_watch_limit(exc):
-            log.error(
-                "watcher_unavailable",
-                root=str(root),
-                error=str(exc),
-                reason="the inotify watch limit (fs.inotify.max_user_watches) is reached",
-                next_step=WATCH_LIMIT_HINT,
-            )
-        else:
-            log.error(
-                "watcher_unavailable",
-                root=str(root),
-                error=f"{type(exc).__name__}: {exc}",
-                next_step="changes are found by periodic rescans; restart libmirror once the folder is back",
-            )
+        _log_unavailable(root, exc)
         raise WatcherUnavailable(str(exc)) from exc
+    except BaseExceptionGroup as group:
+        failure = next((e for e in group.exceptions if isinstance(e, OSError | RuntimeError)), None)
+        if failure is None:
+            raise
+        _log_unavailable(root, failure)
+        raise WatcherUnavailable(str(failure)) from failure
+
+
+def _log_unavailable(root: Path, exc: BaseException) -> None:
+    if _is_watch_limit(exc):
+        log.error(
+            "watcher_unavailable",
+            root=str(root),
+            error=str(exc),
+            reason="the inotify watch limit (fs.inotify.max_user_watches) is reached",
+            next_step=WATCH_LIMIT_HINT,
+        )
+    else:
+        log.error(
+            "watcher_unavailable",
+            root=str(root),
+            error=f"{type(exc).__name__}: {exc}",
+            next_step="changes are found by periodic rescans; restart libmirror once the folder is back",
+        )

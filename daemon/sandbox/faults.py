@@ -34,7 +34,8 @@ kind                                  when      what the client sees
 "after" kinds are counted only when they could be applied (a body long enough to cut, a listing with
 a digest or a count). Every injected fault is counted by kind in ``FaultInjector.counts`` and listed
 in ``FaultInjector.injected``; ``GET /_sandbox/faults`` shows both, ``POST /_sandbox/faults`` with
-``{"enabled": false}`` (or a new ``rates``/``seed``) changes the plan of a running sandbox process.
+``{"enabled": false}`` (or new ``rates``, ``seed``, ``match``, ``slow_seconds``, ``retry_after``, ``limit``)
+changes the plan of a running sandbox process.
 """
 
 from __future__ import annotations
@@ -490,11 +491,16 @@ class FaultInjector:
             if not isinstance(body, dict):
                 return web.json_response({"error": "expected a JSON object"}, status=400)
             try:
-                if "rates" in body or "seed" in body:
+                if {"rates", "seed", "match", "slow_seconds", "retry_after", "limit"} & set(body):
+                    limit = body.get("limit", self._plan.limit)
                     self.plan = replace(
                         self._plan,
                         rates=dict(body.get("rates", self._plan.rates)),
                         seed=int(body.get("seed", self._plan.seed)),
+                        match=body.get("match", self._plan.match),
+                        slow_seconds=float(body.get("slow_seconds", self._plan.slow_seconds)),
+                        retry_after=float(body.get("retry_after", self._plan.retry_after)),
+                        limit=None if limit is None else int(limit),
                     )
             except (TypeError, ValueError) as exc:
                 return web.json_response({"error": str(exc)}, status=400)

@@ -249,8 +249,7 @@ class LibraryRunner:
             await self._root_ready.wait()  # the first pass creates it
         try:
             self.state.watching = True
-            async for paths in watch_changes(root, self.config.settle):
-                self.trigger(Work(paths=paths))
+            await watch_changes(root, self.config.settle, lambda paths: self.trigger(Work(paths=paths)))
         except WatcherUnavailable:
             pass
         self.state.watching = False

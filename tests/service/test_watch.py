@@ -21,13 +21,12 @@ async def test_batches_after_settle_and_ignores_libmirror(tmp_path: Path) -> Non
     batches: list[set[str]] = []
     first = anyio.Event()
 
-    async def collect() -> None:
-        async for batch in watch_changes(tmp_path, 0.3):
-            batches.append(batch)
-            first.set()
+    def collect(batch: set[str]) -> None:
+        batches.append(batch)
+        first.set()
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(collect)
+        tg.start_soon(watch_changes, tmp_path, 0.3, collect)
         await anyio.sleep(0.3)  # let the watcher start
         for i in range(5):
             (tmp_path / "sub" / f"f{i}.txt").write_text(str(i))
@@ -57,8 +56,7 @@ async def test_watch_limit_names_the_sysctl(tmp_path: Path) -> None:
         yield set()
 
     with structlog.testing.capture_logs() as logs, pytest.raises(WatcherUnavailable):
-        async for _ in watch_changes(tmp_path, 0.1, awatch=failing):
-            pass
+        await watch_changes(tmp_path, 0.1, lambda _batch: None, awatch=failing)
     assert logs[0]["event"] == "watcher_unavailable"
     assert "fs.inotify.max_user_watches" in logs[0]["reason"] + logs[0]["next_step"]
 
@@ -66,5 +64,30 @@ async def test_watch_limit_names_the_sysctl(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_missing_root_is_unavailable_not_a_crash(tmp_path: Path) -> None:
     with pytest.raises(WatcherUnavailable):
-        async for _ in watch_changes(tmp_path / "missing", 0.1):
-            pass
+        await watch_changes(tmp_path / "missing", 0.1, lambda _batch: None)
+
+
+@pytest.mark.anyio
+async def test_a_batch_waits_for_settle_seconds_of_quiet(tmp_path: Path) -> None:
+    """Events keep the batch open; it is handed over only once ``settle`` s passed without one."""
+    settle = 0.6
+    arrived: list[tuple[float, set[str]]] = []
+    done = anyio.Event()
+
+    def collect(batch: set[str]) -> None:
+        arrived.append((anyio.current_time(), batch))
+        done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch_changes, tmp_path, settle, collect)
+        await anyio.sleep(0.3)
+        for i in range(4):  # 0.3 s apart: shorter than settle, so one batch
+            (tmp_path / f"f{i}.txt").write_text(str(i))
+            last = anyio.current_time()
+            await anyio.sleep(0.3)
+        with anyio.fail_after(10):
+            await done.wait()
+        tg.cancel_scope.cancel()
+    [(at, batch)] = arrived
+    assert batch == {f"f{i}.txt" for i in range(4)}
+    assert at - last >= settle - 0.05  # not before the folder was quiet for settle seconds
