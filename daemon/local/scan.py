@@ -18,7 +18,7 @@ import hashlib
 import os
 import stat
 import threading
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -32,7 +32,7 @@ from daemon.local.checks import row_from_stat
 from daemon.local.ignore import IgnoreMatcher
 from daemon.local.names import is_nfc, join, name_of, parent_of, safe_local_path, to_nfc
 from daemon.local.once import Once
-from daemon.sync.model import LocalRow
+from daemon.sync.model import Known, LocalRow
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +62,7 @@ LocalChange = LocalRow | Vanished
 class KnownRows(Protocol):
     """What the store knows about the local tree, one folder at a time."""
 
-    async def children(self, dir_path: str) -> dict[str, LocalRow]:
+    async def children(self, dir_path: str) -> Mapping[str, Known]:
         """Rows of the direct children of ``dir_path`` (``""`` = root), keyed by name."""
         ...
 
@@ -160,7 +160,7 @@ def _normalize_name(dir_abs: str, dir_rel: str, name: str) -> str | None:
     return nfc
 
 
-def _classify(out: _Listing, rel: str, name: str, st: os.stat_result, known: dict[str, LocalRow]) -> None:
+def _classify(out: _Listing, rel: str, name: str, st: os.stat_result, known: Mapping[str, Known]) -> None:
     mode = st.st_mode
     k = known.get(name)
     if stat.S_ISDIR(mode):
@@ -189,7 +189,7 @@ def _warn_symlink(root: str, rel: str) -> None:
         log.warning("symlink_skipped", path=rel, next_step="symlinks are never followed or synced")
 
 
-def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: dict[str, LocalRow]) -> _Listing:
+def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str, Known]) -> _Listing:
     """List, stat, filter and compare one folder. Runs in a worker thread."""
     out = _Listing()
     dir_abs = _abs(root, dir_rel)
@@ -346,7 +346,7 @@ async def _scan_dir(
     root: str,
     dir_rel: str,
     ignore: IgnoreMatcher,
-    known: dict[str, LocalRow],
+    known: Mapping[str, Known],
     known_rows: KnownRows,
     limiter: anyio.CapacityLimiter,
 ) -> tuple[list[LocalChange], list[str]] | None:
@@ -417,9 +417,9 @@ class _KnownCache:
 
     def __init__(self, known: KnownRows) -> None:
         self._known = known
-        self._cache: dict[str, dict[str, LocalRow]] = {}
+        self._cache: dict[str, Mapping[str, Known]] = {}
 
-    async def row(self, rel: str) -> LocalRow | None:
+    async def row(self, rel: str) -> Known | None:
         parent = parent_of(rel)
         if parent not in self._cache:
             self._cache[parent] = await self._known.children(parent)

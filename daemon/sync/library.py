@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +20,7 @@ from daemon.providers.base import Provider
 from daemon.state.store import StateStore
 from daemon.sync.execute import Executor, ProgressCallback
 from daemon.sync.guard import GateFacts, apply_gates
-from daemon.sync.model import Action, ActionKind, Direction, LocalRow, PlanOptions
+from daemon.sync.model import Action, ActionKind, Direction, Known, KnownLocal, LocalRow, PlanOptions
 from daemon.sync.observe_remote import RemoteObservation, RemoteObserver
 from daemon.sync.plan import plan
 from daemon.sync.recover import finish_replacements
@@ -88,7 +88,7 @@ class StoreKnownRows:
         self.store = store
         self.lib = lib
 
-    async def children(self, dir_path: str) -> dict[str, LocalRow]:
+    async def children(self, dir_path: str) -> Mapping[str, Known]:
         return await self.store.local_children(self.lib, dir_path)
 
 
@@ -96,10 +96,10 @@ class PrefetchedKnownRows:
     """For a full rescan: the whole local tree read in one query instead of one query per folder.
     Holds about 200 bytes per file in memory for the length of the scan."""
 
-    def __init__(self, tree: dict[str, dict[str, LocalRow]]) -> None:
+    def __init__(self, tree: dict[str, dict[str, KnownLocal]]) -> None:
         self.tree = tree
 
-    async def children(self, dir_path: str) -> dict[str, LocalRow]:
+    async def children(self, dir_path: str) -> Mapping[str, Known]:
         return self.tree.pop(dir_path, {})
 
 

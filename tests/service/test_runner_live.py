@@ -57,13 +57,18 @@ async def test_an_idle_poll_costs_one_request(tmp_path: Path, coredata: RunningS
             async with anyio.create_task_group() as tg:
                 tg.start_soon(runner.run)
                 await wait_for(lambda: runner.passes >= 1 and runner.state.state == "idle", 20)
-                await anyio.sleep(0.3)
+
+                def polls_seen() -> int:
+                    return sum(e["event"] == "poll" and e.get("kind") == "incremental" for e in logs)
+
+                seen = polls_seen()
+                await wait_for(lambda: polls_seen() > seen, 10)  # right after a poll: its request is done
                 coredata.backend.requests.clear()
-                polls_before = sum(e["event"] == "poll" for e in logs)
+                polls_before = polls_seen()
                 await anyio.sleep(3.5)  # three idle polls or so
-                polls = sum(e["event"] == "poll" for e in logs) - polls_before
-                requests = list(coredata.backend.requests)
-                runner.request_stop()
+                runner.request_stop()  # graceful: a poll in flight finishes (and logs) first
+        polls = polls_seen() - polls_before
+        requests = list(coredata.backend.requests)
     finally:
         await store.close()
     assert polls >= 2
