@@ -129,6 +129,11 @@ def _disambiguate(name: str, remote_id: str, hash_chars: int = 6) -> str:
     return sanitize_name(f"{stem} (~{tag}){ext}") or f"_ (~{tag})"
 
 
+def possible_local_names(name: str, remote_id: str) -> tuple[str, ...]:
+    """Every local name ``assign_local_names`` could give an entry called ``name`` with this id."""
+    return (name, *(_disambiguate(name, remote_id, n) for n in (6, 12, 40)))
+
+
 @dataclass(frozen=True, slots=True)
 class NameRequest:
     """One entry of a folder asking for a local name. ``current`` is the name it already has locally."""

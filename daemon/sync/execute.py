@@ -8,6 +8,7 @@ saw (DESIGN rule 2); a mismatch drops the action ("replan"), it is never forced.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -303,12 +304,36 @@ class Executor:
                 replacing = True
             else:
                 item = await self.provider.upload(parent_id, name, source, local.size, local.digest)
+        sent: str | None = local.digest
+        if not atomic.stat_matches(source, local):
+            sent = await self._what_was_sent(item)
         async with self.store.batched(self.lib) as tx:
             if replacing:
                 await tx.end_replace(action.path)
             await tx.put_remote(remote_row(item, action.path))
-            await tx.put_synced(synced_row(action.path, local, item))
+            # the planned stat stays in the row: a file changed meanwhile is hashed again by the next
+            # scan and compared with what the server really holds
+            base = synced_row(action.path, local, item, digest=sent)
+            await tx.put_synced(base if sent is not None else dataclasses.replace(base, digest=None))
         return local.size
+
+    async def _what_was_sent(self, item: RemoteItem) -> str | None:
+        """The MD5 of what the server holds after an upload during which the file changed: the bytes
+        read may be the old version, the new one or a mix. The server's digest where it lists one,
+        else the content itself, streamed and hashed; None (unknown: pushed again) when neither can be
+        had. Recording the planned digest instead would make the next pass upload the same content
+        a second time, or never upload the edit (found by the simulation)."""
+        if item.digest is not None:
+            return item.digest
+        if not self.provider.capabilities.can_download:
+            return None
+        hasher = _HashingSink()
+        try:
+            await self.provider.download(item, hasher)
+        except (ProviderError, OSError):
+            return None
+        log.info("upload_source_changed", remote_id=item.remote_id, detail="the file changed while it was sent")
+        return hasher.md5.hexdigest()
 
     async def _replace(
         self, path: str, old: RemoteRow, parent_id: str, name: str, source: Path, local: LocalRow

@@ -12,17 +12,51 @@ upload and mirror it as a second local file.
 
 from __future__ import annotations
 
+import hashlib
+
 import structlog
 
-from daemon.providers.base import NotFound, Provider, RemoteItem
+from daemon.local.names import possible_local_names
+from daemon.providers.base import NotFound, Provider, ProviderError, RemoteItem
 from daemon.state.store import PendingReplace, StateStore
 from daemon.sync.model import RemoteRow, SyncedRow
 
 log = structlog.get_logger(__name__)
 
 
-async def _orphan_upload(store: StateStore, lib: int, pending: PendingReplace) -> RemoteRow | None:
-    """The remote file our interrupted upload created, if exactly one candidate matches."""
+class _Md5Sink:
+    def __init__(self) -> None:
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+
+    async def __call__(self, chunk: bytes) -> None:
+        self.md5.update(chunk)
+        self.size += len(chunk)
+
+    async def reset(self) -> None:
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+
+
+async def _holds(provider: Provider, row: RemoteRow, size: int, digest: str) -> bool:
+    """Whether the remote file holds exactly this content (streamed through MD5, nothing written)."""
+    sink = _Md5Sink()
+    try:
+        await provider.download(
+            RemoteItem(remote_id=row.remote_id, parent_id=row.parent_id, name=row.path, size=row.size), sink
+        )
+    except (ProviderError, OSError):
+        return False
+    return sink.size == size and sink.md5.hexdigest() == digest
+
+
+async def _orphan_upload(store: StateStore, lib: int, provider: Provider, pending: PendingReplace) -> RemoteRow | None:
+    """The remote file our interrupted upload created, if exactly one candidate matches: same folder,
+    a name our upload could have been given, not in the synced tree, same size, and the same content
+    (the listed digest, or for providers without one the content itself, streamed and hashed). Size
+    alone is not proof: someone else's new file of the same size in that folder is not ours (found by
+    the soak: it was adopted as the new version of an unrelated file)."""
+    parent, _, name = pending.path.rpartition("/")
     siblings = [
         r
         for r in await store.remote_children(lib, pending.parent_id)
@@ -30,10 +64,19 @@ async def _orphan_upload(store: StateStore, lib: int, pending: PendingReplace) -
         and r.remote_id != pending.old_remote_id
         and r.size == pending.size
         and (r.digest is None or r.digest == pending.digest)
+        and r.path.rpartition("/")[2] in possible_local_names(name, r.remote_id)
+        and r.path.rpartition("/")[0] == parent
     ]
     known = await store.synced_remote_ids(lib, [r.remote_id for r in siblings])
     candidates = [r for r in siblings if r.remote_id not in known]
-    return candidates[0] if len(candidates) == 1 else None
+    if len(candidates) != 1:
+        return None
+    found = candidates[0]
+    if found.digest is None and not (
+        provider.capabilities.can_download and await _holds(provider, found, pending.size, pending.digest)
+    ):
+        return None
+    return found
 
 
 async def finish_replacements(store: StateStore, lib: int, provider: Provider, *, full_listing: bool) -> set[str]:
@@ -48,7 +91,7 @@ async def finish_replacements(store: StateStore, lib: int, provider: Provider, *
                 waiting.add(pending.path)
                 continue
         else:
-            new = await _orphan_upload(store, lib, pending)
+            new = await _orphan_upload(store, lib, provider, pending)
         if new is None:
             # the upload never reached the server: the plan pushes the file again
             async with store.transaction(lib) as tx:
@@ -64,6 +107,25 @@ async def finish_replacements(store: StateStore, lib: int, provider: Provider, *
             )
         except NotFound:
             pass
+        holder = await store.remote_at(lib, pending.path)
+        if holder is not None and holder.remote_id not in (pending.old_remote_id, new.remote_id):
+            # Someone else's file took the name meanwhile (e.g. an edit made in the web app): it keeps
+            # it. Our upload stays a file of its own under the name the listing gave it, and the plan
+            # compares the local file with the one now holding the name.
+            async with store.transaction(lib) as tx:
+                if old is not None and old.path != pending.path:
+                    await tx.delete_remote(old.path)
+                await tx.end_replace(pending.path)
+            log.warning(
+                "replace_finished",
+                path=pending.path,
+                new_remote_id=new.remote_id,
+                old_remote_id=pending.old_remote_id,
+                new_path=new.path,
+                detail="the old version was retired; another file holds the name now, so the new upload "
+                "is kept under its own name",
+            )
+            continue
         local = await store.local_at(lib, pending.path)
         async with store.transaction(lib) as tx:
             if old is not None:

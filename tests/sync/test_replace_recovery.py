@@ -33,8 +33,11 @@ class Stop(BaseException):
 class Cut:
     """Wraps the real provider; ``after_upload`` / ``on_delete`` decide where the run is cut."""
 
-    def __init__(self, real: Provider, *, after_upload: bool = False, on_delete: str = "") -> None:
+    def __init__(
+        self, real: Provider, *, after_upload: bool = False, on_delete: str = "", before_upload: Any = None
+    ) -> None:
         self.real = real
+        self.before_upload = before_upload
         self.after_upload = after_upload
         self.on_delete = on_delete  # "stop" | "error" | ""
         self.uploads = 0
@@ -45,6 +48,8 @@ class Cut:
 
     async def upload(self, *args: Any) -> Any:
         self.uploads += 1
+        if self.before_upload is not None:
+            self.before_upload()
         item = await self.real.upload(*args)
         if self.after_upload:
             raise Stop
@@ -127,5 +132,61 @@ async def test_interrupted_replacement_is_finished_not_repeated(tmp_path: Path, 
 
         quiet = await one_pass(sandbox, state, root)
         assert quiet.uploads == 0 and quiet.deletes == 0
+    finally:
+        await sandbox.stop()
+
+
+class Deletes:
+    """A provider stand-in that records deletes (the recovery's only call)."""
+
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+
+    async def delete(self, item: Any) -> None:
+        self.deleted.append(item.remote_id)
+
+
+async def test_recovery_never_takes_a_name_another_file_holds(tmp_path: Path) -> None:
+    """After the cut, the listing gave the plain name to someone else's new file and ours a suffixed
+    one: the recovery retires the old version but must not move ours onto the other file's name (that
+    hid the other file from the plan, and the same content was uploaded once more; found by the soak)."""
+    from daemon.sync.model import RemoteRow, SyncedRow
+    from daemon.sync.recover import finish_replacements
+
+    store = await StateStore.open(tmp_path / "state")
+    lib = await store.library_id("lib")
+    async with store.transaction(lib) as tx:
+        await tx.put_synced(SyncedRow("a.txt", digest="d-old", size=3, remote_id="old", remote_version="1"))
+        await tx.begin_replace("a.txt", "old", "root", 5, "d-new")
+        await tx.replace_uploaded("a.txt", "ours")
+        await tx.put_remote(RemoteRow("a.txt", "theirs", parent_id="root", size=7, version="3"))
+        await tx.put_remote(RemoteRow("a (~1a2b3c).txt", "ours", parent_id="root", size=5, version="2"))
+    provider = Deletes()
+    waiting = await finish_replacements(store, lib, provider, full_listing=True)  # type: ignore[arg-type]
+    assert waiting == set() and provider.deleted == ["old"]
+    assert (await store.remote_at(lib, "a.txt")).remote_id == "theirs"  # type: ignore[union-attr]
+    assert (await store.remote_at(lib, "a (~1a2b3c).txt")).remote_id == "ours"  # type: ignore[union-attr]
+    assert await store.pending_replaces(lib) == []
+    await store.close()
+
+
+async def test_a_file_edited_while_it_is_sent_is_not_sent_twice(tmp_path: Path) -> None:
+    """TimeTap lists no digest, and a same-size edit passes its size check: what the server got is
+    hashed back, so the edit that was already sent is not uploaded a second time."""
+    sandbox = await start_sandbox("timetap", tmp_path / "sandbox")
+    try:
+        root, state = tmp_path / "mirror", tmp_path / "state"
+        await one_pass(sandbox, state, root)
+        (root / "scan.pdf").write_bytes(b"version A")
+
+        def edit() -> None:
+            (root / "scan.pdf").write_bytes(b"version B")
+
+        first = await one_pass(sandbox, state, root, before_upload=edit)
+        assert first.uploads == 1
+        assert live_files(sandbox) == [("scan.pdf", b"version B")]
+        second = await one_pass(sandbox, state, root)
+        assert second.uploads == 0, "the content the server already holds was uploaded again"
+        assert live_files(sandbox) == [("scan.pdf", b"version B")]
     finally:
         await sandbox.stop()
