@@ -139,9 +139,12 @@ class _GroupCommit:
             if not batch.done:
                 group, self.pending = self.pending, []
                 try:
-                    async with self.engine.begin() as conn:
-                        for statement, parameters in _coalesce(group):
-                            await conn.execute(statement, parameters)
+                    # shielded as a whole: the writes of several finished actions, a few ms; a cancel
+                    # in the middle would leave the connection holding SQLite's write lock
+                    with anyio.CancelScope(shield=True):
+                        async with self.engine.begin() as conn:
+                            for statement, parameters in _coalesce(group):
+                                await conn.execute(statement, parameters)
                 except BaseException as exc:
                     for entry in group:
                         entry.error = exc
@@ -469,6 +472,11 @@ class StateStore:
 
     # -- libraries -------------------------------------------------------------------------------
     async def library_id(self, name: str) -> int:
+        with anyio.CancelScope(shield=True):  # may write: never left half-done (see ``transaction``)
+            lib = await self._library_id(name)
+        return lib
+
+    async def _library_id(self, name: str) -> int:
         t = schema.libraries
         async with self.engine.begin() as conn:
             row = (await conn.execute(select(t.c.id).where(t.c.name == name))).first()

@@ -197,3 +197,21 @@ def test_coalesce_merges_tree_upserts_and_leaves_other_groups_alone() -> None:
     other = object()
     mixed = [store_mod._Batch([(up_local, {"path": "a"}), (other, {"path": "a"})])]
     assert store_mod._coalesce(mixed) == [(up_local, {"path": "a"}), (other, {"path": "a"})]
+
+
+async def test_a_commit_cancelled_half_way_never_leaves_the_database_locked(tmp_path: Path) -> None:
+    """A pass cancelled while its group commit runs (a crash, a stop) must not keep SQLite's write lock:
+    every later writer, e.g. the other libraries of the daemon, would fail "database is locked"."""
+    import anyio
+
+    store = await StateStore.open(tmp_path / "state")
+    lib = await store.library_id("board")
+    for attempt in range(40):
+        with anyio.move_on_after(0.0005 * attempt):
+            async with store.batched(lib) as tx:
+                await tx.put_locals([LocalRow(f"a{attempt}-{i}", size=i) for i in range(200)])
+    with anyio.fail_after(5):  # a leaked lock makes this wait for busy_timeout (10 s), then fail
+        async with store.transaction(lib) as tx:
+            await tx.put_local(LocalRow("after.txt", size=1))
+    assert await store.local_at(lib, "after.txt") is not None
+    await store.close()
