@@ -98,6 +98,15 @@ def synced_row(path: str, local: LocalRow, remote: RemoteRow | RemoteItem, diges
     )
 
 
+def _content_differs(item: RemoteItem, base: SyncedRow | None) -> bool:
+    """Whether what the server answered shows other content than the merge base (digest or size)."""
+    if base is None:
+        return False
+    if item.digest is not None and base.digest is not None and item.digest != base.digest:
+        return True
+    return item.size is not None and item.size != base.size
+
+
 class _RestartableSink:
     """A download sink the provider can restart (``reset``) when a transfer breaks half-way."""
 
@@ -428,7 +437,13 @@ class Executor:
                 await tx.delete_remote(action.src)
                 await tx.delete_synced(action.src)
             await tx.put_remote(remote_row(item, action.path))
-            await tx.put_synced(synced_row(action.path, local, item, digest=base.digest if base else None))
+            moved: RemoteRow | RemoteItem = item
+            if not remote.is_dir and _content_differs(item, base):
+                # the file changed on the server since it was listed (the move carries no precondition):
+                # the base keeps the version the plan knew, so the next pass sees that change and pulls
+                # it instead of taking the new content for the local one (found by the kill -9 run)
+                moved = remote
+            await tx.put_synced(synced_row(action.path, local, moved, digest=base.digest if base else None))
         return 0
 
     async def _do_move_local(self, action: Action) -> int:

@@ -202,3 +202,32 @@ async def test_disk_full_during_a_download(
     assert any("huge.bin" in path and "No space left" in message for path, message in summary.failures)
     assert mirror.files() == {}  # no partial huge.bin in place
     assert not any((tiny_root / ".libmirror" / "tmp").glob("*"))  # the partial download was removed
+
+
+async def test_a_remote_edit_racing_a_local_rename_is_pulled_not_masked(
+    coredata: RunningSandbox, mirror: Mirror
+) -> None:
+    """Renamed locally; edited on the server after the listing, before our metadata PUT moved it. The
+    move carries the edit along; the engine must notice it (the server's digest differs from the base)
+    and pull it, keeping the local version in the trash, not record the two as in sync."""
+    node = coredata.backend.add_file(None, "a.txt", b"version X")
+    await run_pass(mirror)
+    (mirror.root / "a.txt").rename(mirror.root / "b.txt")
+
+    def edit_before_move(provider: Any) -> None:
+        real = provider.move
+
+        async def move(item: Any, parent_id: str, name: str) -> Any:
+            coredata.backend.set_content(node.id, b"version Y, edited in the web app")
+            return await real(item, parent_id, name)
+
+        provider.move = move
+
+    await run_pass(mirror, wrap_provider=edit_before_move)
+    await run_pass(mirror)
+    quiet = await run_pass(mirror)
+    assert remote_files(coredata) == {"b.txt": b"version Y, edited in the web app"}
+    assert mirror.files() == remote_files(coredata)
+    trashed = [p.read_bytes() for p in (mirror.root / ".libmirror" / "trash").rglob("*") if p.is_file()]
+    assert b"version X" in trashed
+    assert quiet.pulled == quiet.pushed == 0
