@@ -127,7 +127,7 @@ class _HashingSink:
     """A download sink that only hashes (restartable, like the download sink)."""
 
     def __init__(self) -> None:
-        self.md5 = hashlib.md5()
+        self.md5 = hashlib.md5(usedforsecurity=False)
         self.size = 0
 
     async def __call__(self, chunk: bytes) -> None:
@@ -135,8 +135,21 @@ class _HashingSink:
         self.size += len(chunk)
 
     async def reset(self) -> None:
-        self.md5 = hashlib.md5()
+        self.md5 = hashlib.md5(usedforsecurity=False)
         self.size = 0
+
+
+async def remote_md5(provider: Provider, item: RemoteItem) -> tuple[int, str] | None:
+    """(size, MD5) of what the server holds for ``item``, streamed (nothing is written); None when the
+    provider cannot download or the download fails. For providers that list no digest."""
+    if not provider.capabilities.can_download:
+        return None
+    hasher = _HashingSink()
+    try:
+        await provider.download(item, hasher)
+    except (ProviderError, OSError):
+        return None
+    return hasher.size, hasher.md5.hexdigest()
 
 
 class Executor:
@@ -334,15 +347,9 @@ class Executor:
         a second time, or never upload the edit (found by the simulation)."""
         if item.digest is not None:
             return item.digest
-        if not self.provider.capabilities.can_download:
-            return None
-        hasher = _HashingSink()
-        try:
-            await self.provider.download(item, hasher)
-        except (ProviderError, OSError):
-            return None
+        held = await remote_md5(self.provider, item)
         log.info("upload_source_changed", remote_id=item.remote_id, detail="the file changed while it was sent")
-        return hasher.md5.hexdigest()
+        return held[1] if held else None
 
     async def _replace(
         self, path: str, old: RemoteRow, parent_id: str, name: str, source: Path, local: LocalRow
@@ -470,14 +477,9 @@ class Executor:
         it was taken for a conflict and the content was uploaded a second time as a conflict copy)."""
         if local.is_dir or remote.is_dir or local.digest is None or remote.digest is not None:
             return False
-        if not self.provider.capabilities.can_download or (remote.size is not None and remote.size != local.size):
+        if remote.size is not None and remote.size != local.size:
             return False
-        hasher = _HashingSink()
-        try:
-            await self.provider.download(remote_item(remote), hasher)
-        except (ProviderError, OSError):
-            return False
-        return hasher.size == local.size and hasher.md5.hexdigest() == local.digest
+        return await remote_md5(self.provider, remote_item(remote)) == (local.size, local.digest)
 
     async def _do_conflict_copy(self, action: Action) -> int:
         """Rename the local item at ``src`` to the conflict-copy name ``path`` (re-picked if taken)."""

@@ -12,42 +12,15 @@ upload and mirror it as a second local file.
 
 from __future__ import annotations
 
-import hashlib
-
 import structlog
 
 from daemon.local.names import possible_local_names
-from daemon.providers.base import NotFound, Provider, ProviderError, RemoteItem
+from daemon.providers.base import NotFound, Provider, RemoteItem
 from daemon.state.store import PendingReplace, StateStore
+from daemon.sync.execute import remote_item, remote_md5
 from daemon.sync.model import RemoteRow, SyncedRow
 
 log = structlog.get_logger(__name__)
-
-
-class _Md5Sink:
-    def __init__(self) -> None:
-        self.md5 = hashlib.md5(usedforsecurity=False)
-        self.size = 0
-
-    async def __call__(self, chunk: bytes) -> None:
-        self.md5.update(chunk)
-        self.size += len(chunk)
-
-    async def reset(self) -> None:
-        self.md5 = hashlib.md5(usedforsecurity=False)
-        self.size = 0
-
-
-async def _holds(provider: Provider, row: RemoteRow, size: int, digest: str) -> bool:
-    """Whether the remote file holds exactly this content (streamed through MD5, nothing written)."""
-    sink = _Md5Sink()
-    try:
-        await provider.download(
-            RemoteItem(remote_id=row.remote_id, parent_id=row.parent_id, name=row.path, size=row.size), sink
-        )
-    except (ProviderError, OSError):
-        return False
-    return sink.size == size and sink.md5.hexdigest() == digest
 
 
 async def _orphan_upload(store: StateStore, lib: int, provider: Provider, pending: PendingReplace) -> RemoteRow | None:
@@ -72,9 +45,7 @@ async def _orphan_upload(store: StateStore, lib: int, provider: Provider, pendin
     if len(candidates) != 1:
         return None
     found = candidates[0]
-    if found.digest is None and not (
-        provider.capabilities.can_download and await _holds(provider, found, pending.size, pending.digest)
-    ):
+    if found.digest is None and await remote_md5(provider, remote_item(found)) != (pending.size, pending.digest):
         return None
     return found
 
