@@ -6,7 +6,11 @@ subprocess) holds a secret; see its docstring. ``pytester`` is for that plugin's
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,3 +41,27 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+SandboxStarter = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def sandbox_procs(tmp_path: Path) -> Iterator[SandboxStarter]:
+    """``start(name, seed, *args, provider="coredata")`` runs a real ``libmirror sandbox`` process with its
+    data in ``tmp_path/name`` and returns its start-up JSON; every process is stopped at teardown."""
+    from tests.e2e.conftest import start_sandbox_process
+
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(name: str, seed: int, *args: str, provider: str = "coredata") -> dict[str, Any]:
+        proc, info = start_sandbox_process(tmp_path / name, seed, *args, provider=provider)
+        procs.append(proc)
+        return info
+
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)

@@ -106,28 +106,20 @@ async def watch_changes(
                     send.send_nowait(batch)
 
     async def settle_and_hand_over() -> None:
-        pending: set[str] = set()
-        first_at = 0.0
         with receive:
-            while True:
-                if not pending:
-                    try:
-                        pending = set(await receive.receive())
-                    except anyio.EndOfStream:
-                        return
-                    first_at = anyio.current_time()
-                    continue
-                wait = min(settle, max(0.0, first_at + max_wait - anyio.current_time()))
-                with anyio.move_on_after(wait):
-                    try:
-                        pending |= await receive.receive()
-                    except anyio.EndOfStream:
-                        return
-                    if anyio.current_time() - first_at < max_wait:
-                        continue  # still busy: wait for another quiet ``settle``
+            async for first in receive:
+                pending, started = set(first), anyio.current_time()
+                # more events keep the batch open until the folder is quiet for ``settle`` (or max_wait)
+                while (left := started + max_wait - anyio.current_time()) > 0:
+                    with anyio.move_on_after(min(settle, left)) as quiet:
+                        try:
+                            pending |= await receive.receive()
+                        except anyio.EndOfStream:
+                            break
+                    if quiet.cancelled_caught:
+                        break
                 log.debug("watch_batch", paths=len(pending))
                 on_batch(pending)
-                pending = set()
 
     try:
         async with anyio.create_task_group() as tg:

@@ -334,9 +334,8 @@ class Executor:
                 await tx.end_replace(action.path)
             await tx.put_remote(remote_row(item, action.path))
             # the planned stat stays in the row: a file changed meanwhile is hashed again by the next
-            # scan and compared with what the server really holds
-            base = synced_row(action.path, local, item, digest=sent)
-            await tx.put_synced(base if sent is not None else dataclasses.replace(base, digest=None))
+            # scan and compared with what the server really holds (None: unknown, pushed again)
+            await tx.put_synced(dataclasses.replace(synced_row(action.path, local, item), digest=sent))
         return local.size
 
     async def _what_was_sent(self, item: RemoteItem) -> str | None:

@@ -12,6 +12,8 @@ upload and mirror it as a second local file.
 
 from __future__ import annotations
 
+import dataclasses
+
 import structlog
 
 from daemon.local.names import possible_local_names
@@ -71,49 +73,32 @@ async def finish_replacements(store: StateStore, lib: int, provider: Provider, *
                 "replace_abandoned", path=pending.path, detail="the new upload is not on the server; it is pushed again"
             )
             continue
-        old = await store.remote_by_id(lib, pending.old_remote_id)
-        try:
-            await provider.delete(
-                RemoteItem(remote_id=pending.old_remote_id, parent_id=pending.parent_id, name=pending.path)
-            )
-        except NotFound:
-            pass
-        holder = await store.remote_at(lib, pending.path)
-        if holder is not None and holder.remote_id not in (pending.old_remote_id, new.remote_id):
-            # Someone else's file took the name meanwhile (e.g. an edit made in the web app): it keeps
-            # it. Our upload stays a file of its own under the name the listing gave it, and the plan
-            # compares the local file with the one now holding the name.
-            async with store.transaction(lib) as tx:
-                if old is not None and old.path != pending.path:
-                    await tx.delete_remote(old.path)
-                await tx.end_replace(pending.path)
-            log.warning(
-                "replace_finished",
-                path=pending.path,
-                new_remote_id=new.remote_id,
-                old_remote_id=pending.old_remote_id,
-                new_path=new.path,
-                detail="the old version was retired; another file holds the name now, so the new upload "
-                "is kept under its own name",
-            )
-            continue
-        local = await store.local_at(lib, pending.path)
-        async with store.transaction(lib) as tx:
-            if old is not None:
-                await tx.delete_remote(old.path)
+        await _finish(store, lib, provider, pending, new)
+    return waiting
+
+
+async def _finish(store: StateStore, lib: int, provider: Provider, pending: PendingReplace, new: RemoteRow) -> None:
+    """Retire the old version; the new upload becomes the synced version of the path, unless someone
+    else's file took the name meanwhile (e.g. an edit made in the web app): that one keeps it, ours
+    stays a file of its own under the name the listing gave it, and the plan compares the local file
+    with the one now holding the name."""
+    old = await store.remote_by_id(lib, pending.old_remote_id)
+    try:
+        await provider.delete(
+            RemoteItem(remote_id=pending.old_remote_id, parent_id=pending.parent_id, name=pending.path)
+        )
+    except NotFound:
+        pass
+    holder = await store.remote_at(lib, pending.path)
+    taken = holder is not None and holder.remote_id not in (pending.old_remote_id, new.remote_id)
+    local = await store.local_at(lib, pending.path)
+    async with store.transaction(lib) as tx:
+        if old is not None and not (taken and old.path == pending.path):
+            await tx.delete_remote(old.path)
+        if not taken:
             if new.path != pending.path:
                 await tx.delete_remote(new.path)
-            await tx.put_remote(
-                RemoteRow(
-                    path=pending.path,
-                    remote_id=new.remote_id,
-                    parent_id=new.parent_id,
-                    size=new.size,
-                    digest=new.digest,
-                    version=new.version,
-                    modified=new.modified,
-                )
-            )
+            await tx.put_remote(dataclasses.replace(new, path=pending.path))
             same = local is not None and local.digest == pending.digest
             await tx.put_synced(
                 SyncedRow(
@@ -126,12 +111,13 @@ async def finish_replacements(store: StateStore, lib: int, provider: Provider, *
                     local_inode=local.inode if same and local else 0,
                 )
             )
-            await tx.end_replace(pending.path)
-        log.warning(
-            "replace_finished",
-            path=pending.path,
-            new_remote_id=new.remote_id,
-            old_remote_id=pending.old_remote_id,
-            detail="an upload-new-then-delete-old cut short by a stop was completed",
-        )
-    return waiting
+        await tx.end_replace(pending.path)
+    log.warning(
+        "replace_finished",
+        path=pending.path,
+        new_remote_id=new.remote_id,
+        old_remote_id=pending.old_remote_id,
+        new_path=pending.path if not taken else new.path,
+        detail="an upload-new-then-delete-old cut short by a stop was completed"
+        + ("; another file holds the name now, so the new upload keeps its own" if taken else ""),
+    )

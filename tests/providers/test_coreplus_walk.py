@@ -18,6 +18,7 @@ from daemon.providers.http import RetryPolicy
 from daemon.sandbox.faults import FaultPlan, _drift_count
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
 from tests.coreplus_api import CorePlusAPI
+from tests.providers.test_coreplus import make as make_provider
 
 pytestmark = pytest.mark.anyio
 
@@ -26,9 +27,7 @@ CLIENT_ROUTE = "(?i)^/api/core/v2/client/?$"
 
 
 def make(sandbox: RunningSandbox, **kwargs: Any) -> CorePlusProvider:
-    r = sandbox.remote
-    options: dict[str, Any] = {"issuer": r["issuer"], "audience": r["audience"], "retry": FAST, **kwargs}
-    return CorePlusProvider(r["base_url"], r["consumer_id"], r["consumer_secret"], r["access_token"], **options)
+    return make_provider(sandbox, retry=FAST, **kwargs)
 
 
 @pytest.fixture

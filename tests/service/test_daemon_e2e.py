@@ -14,14 +14,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import SandboxStarter
 from tests.coredata_api import CoreDataAPI
-from tests.e2e.conftest import LIBMIRROR, start_sandbox_process
+from tests.e2e.conftest import LIBMIRROR
 from tests.service.daemon_proc import Daemon, NotifySocket, library_block, wait_until, write_daemon_config
 
 SETTLE = 0.3
@@ -29,19 +29,8 @@ POLL = 1.0
 
 
 @pytest.fixture
-def sandboxes(tmp_path: Path) -> Iterator[list[dict[str, Any]]]:
-    procs = []
-    infos = []
-    try:
-        for n in (1, 2):
-            proc, info = start_sandbox_process(tmp_path / f"sandbox{n}", 4)
-            procs.append(proc)
-            infos.append(info)
-        yield infos
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=10)
+def sandboxes(sandbox_procs: SandboxStarter) -> list[dict[str, Any]]:
+    return [sandbox_procs(f"sandbox{n}", 4) for n in (1, 2)]
 
 
 def _files(root: Path) -> dict[str, bytes]:

@@ -4,32 +4,21 @@ settings, the untouched one keeps syncing throughout."""
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import SandboxStarter
 from tests.coredata_api import CoreDataAPI
-from tests.e2e.conftest import start_sandbox_process
 from tests.service.daemon_proc import Daemon, library_block, wait_until, write_daemon_config
 
 OPTS = {"settle": 0.2, "poll_interval": 1}
 
 
 @pytest.fixture
-def sandboxes(tmp_path: Path) -> Iterator[list[dict[str, Any]]]:
-    procs, infos = [], []
-    try:
-        for n in (1, 2, 3):
-            proc, info = start_sandbox_process(tmp_path / f"sandbox{n}", 2)
-            procs.append(proc)
-            infos.append(info)
-        yield infos
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=10)
+def sandboxes(sandbox_procs: SandboxStarter) -> list[dict[str, Any]]:
+    return [sandbox_procs(f"sandbox{n}", 2) for n in (1, 2, 3)]
 
 
 def test_sighup_removes_and_changes_libraries(tmp_path: Path, sandboxes: list[dict[str, Any]]) -> None:

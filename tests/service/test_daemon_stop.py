@@ -5,27 +5,22 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import SandboxStarter
 from tests.coredata_api import CoreDataAPI
-from tests.e2e.conftest import Mirror, start_sandbox_process
+from tests.e2e.conftest import Mirror
 from tests.service.daemon_proc import Daemon, library_block, wait_until, write_daemon_config
 
 STOP_TIMEOUT = 2.0
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    proc, info = start_sandbox_process(tmp_path / "sandbox", 2)
-    try:
-        yield info
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+def sandbox(sandbox_procs: SandboxStarter) -> dict[str, Any]:
+    return sandbox_procs("sandbox", 2)
 
 
 def faults(api: CoreDataAPI, **plan: Any) -> dict[str, Any]:

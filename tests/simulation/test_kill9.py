@@ -14,14 +14,14 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import SandboxStarter
 from tests.coredata_api import CoreDataAPI
-from tests.e2e.conftest import Mirror, start_sandbox_process
+from tests.e2e.conftest import Mirror
 from tests.service.daemon_proc import Daemon, library_block, write_daemon_config
 from tests.simulation.world import Ledger, Trace, local_files, local_trash, md5, tmp_leftovers
 
@@ -36,13 +36,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    proc, info = start_sandbox_process(tmp_path / "sandbox", 6)
-    try:
-        yield info
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+def sandbox(sandbox_procs: SandboxStarter) -> dict[str, Any]:
+    return sandbox_procs("sandbox", 6)
 
 
 class Driver:
