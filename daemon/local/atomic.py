@@ -25,7 +25,7 @@ from daemon.local.checks import LocalChanged, require, row_from_stat, stat_match
 from daemon.local.fsops import fsync_dir, make_parents, rename_noreplace
 from daemon.local.marker import MARKER, TMP_DIR, MarkerMissing, marker_present, private_subdir
 from daemon.local.names import safe_local_path
-from daemon.local.trash import trash_checked
+from daemon.local.trash import keep_in_trash, trash_checked
 from daemon.providers.base import DigestMismatch
 from daemon.sync.model import LocalRow
 
@@ -180,13 +180,35 @@ class DownloadTarget:
         fsync_dir(dest.parent)
         return row_from_stat(self.rel, ours, self.md5)
 
-    def _finish(self, expected_size: int | None, expected_md5: str | None, replace: LocalRow | None) -> LocalRow:
+    def _verified(self, expected_size: int | None, expected_md5: str | None) -> None:
         self._flush()
         if expected_size is not None and self.size != expected_size:
             raise DigestMismatch(f"{self.rel}: got {self.size} bytes, listing promised {expected_size}")
         if expected_md5 is not None and self.md5 != expected_md5.strip().lower():
             raise DigestMismatch(f"{self.rel}: md5 {self.md5} does not match listing {expected_md5}")
+
+    def _finish(self, expected_size: int | None, expected_md5: str | None, replace: LocalRow | None) -> LocalRow:
+        self._verified(expected_size, expected_md5)
         return self._place(replace)
+
+    def _finish_in_trash(self, expected_size: int | None, expected_md5: str | None) -> Path:
+        self._verified(expected_size, expected_md5)
+        assert self.tmp_path is not None
+        kept = keep_in_trash(self.root, self.tmp_path, self.rel)
+        self.tmp_path = None
+        return kept
+
+    async def commit_to_trash(self, expected_size: int | None, expected_md5: str | None) -> Path:
+        """Verify and move into the trash instead of the library: the copy kept of a remote version
+        about to be deleted for good. Raises DigestMismatch when the bytes are not the expected
+        version. The temp file is gone afterwards either way."""
+        if self._done:
+            raise RuntimeError("download target already committed or discarded")
+        try:
+            kept = await anyio.to_thread.run_sync(self._finish_in_trash, expected_size, expected_md5)
+        finally:
+            self.discard()
+        return kept
 
     async def commit(self, expected_size: int | None, expected_md5: str | None, replace: LocalRow | None) -> LocalRow:
         """Verify and move into place; returns the new LocalRow (with its MD5).

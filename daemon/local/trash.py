@@ -53,6 +53,18 @@ def move_to_trash(root: Path, rel: str, *, today: date | None = None) -> Path:
     there is nothing to move and MarkerMissing when the root marker is absent."""
     src = safe_local_path(root, rel)
     os.lstat(src)  # FileNotFoundError early, before creating folders
+    dst = _into_trash(root, src, rel, today)
+    log.info("local_trashed", path=rel, trash=str(dst.relative_to(root)))
+    return dst
+
+
+def keep_in_trash(root: Path, src: Path, rel: str) -> Path:
+    """Move ``src`` (a verified temp file under ``ROOT/.libmirror/``) into today's trash under the
+    library path ``rel``: a copy of a remote version about to be destroyed for good."""
+    return _into_trash(root, src, rel, None)
+
+
+def _into_trash(root: Path, src: Path, rel: str, today: date | None) -> Path:
     private_subdir(root, TRASH_DIR)
     day = (today or datetime.now(UTC).date()).isoformat()
     day_rel = f"{MARKER}/{TRASH_DIR}/{day}"
@@ -73,7 +85,6 @@ def move_to_trash(root: Path, rel: str, *, today: date | None = None) -> Path:
             continue
         fsync_dir(dst.parent)
         fsync_dir(src.parent)
-        log.info("local_trashed", path=rel, trash=str(dst.relative_to(root)))
         return dst
     raise FileExistsError(errno.EEXIST, "no free name in the trash", rel)
 

@@ -125,6 +125,13 @@ class Provider(Protocol):
         """One folder by id (to resolve a parent the engine has not seen yet); None if gone."""
         ...
 
+    async def current(self, item: RemoteItem) -> RemoteItem | None:
+        """What the server holds for ``item`` right now (a fresh GET of the item or of its folder, never
+        a cached listing); None when it is gone from there (deleted, archived, in the trash, moved out of
+        its folder). The executor calls this just before it deletes or replaces remote content, to
+        confirm that the version it planned on is still the one it destroys (DESIGN rule 2)."""
+        ...
+
     async def download(self, item: RemoteItem, sink: Sink) -> None:
         """Stream the content of ``item`` into ``sink``. Verifying size and digest is the caller's job."""
         ...

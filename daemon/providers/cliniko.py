@@ -499,6 +499,17 @@ class ClinikoProvider:
         log.debug("attachment_uploaded", remote_id=record.id, patient_id=parent_id, bytes=size)
         return item
 
+    async def current(self, item: RemoteItem) -> RemoteItem | None:
+        """``GET /patient_attachments/ID``: an archived attachment, or one of a patient outside the
+        library, comes back without a parent; patients (folders) are never deleted, so never checked."""
+        if item.is_dir:
+            return item
+        try:
+            record = parse_attachment(await self._get_json(self._url(f"/patient_attachments/{item.remote_id}")))
+        except NotFound:
+            return None
+        return self._file_item(record)
+
     async def _wait_processed(self, record: AttachmentRecord) -> AttachmentRecord:
         """Poll the new attachment until its asynchronous processing is done (or time runs out)."""
         deadline = time.monotonic() + self.processing_wait

@@ -308,6 +308,16 @@ class CoreDataProvider:
     async def get_file(self, file_id: str) -> RemoteItem:
         return file_item(await self._get_json(f"/api/v2/files/{file_id}/"))
 
+    async def current(self, item: RemoteItem) -> RemoteItem | None:
+        """``GET /api/v2/files/ID/`` (or ``folders/ID/``): the item as the server holds it now; a file in
+        the tenant trash comes back with the trash as its parent."""
+        if item.is_dir:
+            return await self.get_folder(item.remote_id)
+        try:
+            return await self.get_file(item.remote_id)
+        except NotFound:
+            return None
+
     # --- content --------------------------------------------------------------------------------
 
     async def download(self, item: RemoteItem, sink: Sink) -> None:

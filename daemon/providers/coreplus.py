@@ -308,6 +308,9 @@ class CorePlusProvider:
     async def get_folder(self, folder_id: str) -> RemoteItem | None:
         self._unsupported("reading a folder")
 
+    async def current(self, item: RemoteItem) -> RemoteItem | None:
+        self._unsupported("reading a file")
+
     async def download(self, item: RemoteItem, sink: Sink) -> None:
         self._unsupported("downloading")
 

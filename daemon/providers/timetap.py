@@ -38,6 +38,7 @@ from daemon.providers.base import (
     TransientError,
     Unsupported,
 )
+from daemon.providers.fresh_reads import FreshReads
 from daemon.providers.http import HttpClient, Response
 
 log = structlog.get_logger(__name__)
@@ -133,6 +134,7 @@ class TimeTapProvider:
         self._token_lock = anyio.Lock()
         self._objects: dict[str, dict[str, Any]] = {}  # live objects of the last listing, by id
         self._pending: list[dict[str, Any]] | None = None  # list_folders' listing, for list_files
+        self._folder_reads: FreshReads[str | None, dict[str, dict[str, Any]]] = FreshReads(self._read_folder)
 
     @property
     def root_id(self) -> str:
@@ -285,6 +287,29 @@ class TimeTapProvider:
         obj = self._objects.get(folder_id)
         if obj is None or obj["fileLibraryType"] != FOLDER:
             return None
+        return self._item(obj)
+
+    async def _read_folder(self, wire_parent: str | None) -> dict[str, dict[str, Any]]:
+        """The live objects directly in one folder, by id: ``GET /files?parentFileLibraryUUID=`` (doc);
+        the library's top level has no parent to filter on, so it takes the whole listing."""
+        params = {"parentFileLibraryUUID": wire_parent} if wire_parent is not None else None
+        data = (await self._api("GET", "files", params=params, expect={200})).json()
+        if not isinstance(data, list):
+            raise InvalidResponse(f"GET /files answered a {type(data).__name__}, not an array")
+        return {
+            o["fileLibraryUUID"]: o
+            for o in map(_check, data)
+            if o.get("deleted") is not True and o.get("parentFileLibraryUUID") == wire_parent
+        }
+
+    async def current(self, item: RemoteItem) -> RemoteItem | None:
+        """The item as its folder's fresh listing shows it; None when it is no longer in that folder.
+        Checks of several items in one folder at the same moment share one request."""
+        wire_parent = self._wire_parent(item.parent_id) if item.parent_id is not None else None
+        obj = (await self._folder_reads.get(wire_parent)).get(item.remote_id)
+        if obj is None:
+            return None
+        self._objects[item.remote_id] = obj  # a download of the checked version uses its fresh url
         return self._item(obj)
 
     async def _object(self, remote_id: str) -> dict[str, Any]:

@@ -32,8 +32,10 @@ from daemon.providers.base import (
     Unsupported,
 )
 from daemon.state.store import StateStore, parent_path
+from daemon.sync import retire
 from daemon.sync.model import Action, ActionKind, LocalRow, RemoteRow, SyncedRow
 from daemon.sync.plan import conflict_copy_name
+from daemon.sync.retire import RemoteChanged, remote_item
 
 log = structlog.get_logger(__name__)
 
@@ -52,24 +54,12 @@ class ExecutionReport:
     replanned: list[Action] = field(default_factory=list)
     failed: list[tuple[Action, str]] = field(default_factory=list)
     unsupported: list[tuple[Action, str]] = field(default_factory=list)  # the API cannot do it: skipped
+    remote_changes: list[RemoteChanged] = field(default_factory=list)  # what the server answered a check
     bytes_up: int = 0
     bytes_down: int = 0
 
 
 ProgressCallback = Callable[[Action, int], None]
-
-
-def remote_item(row: RemoteRow) -> RemoteItem:
-    return RemoteItem(
-        remote_id=row.remote_id,
-        parent_id=row.parent_id,
-        name=row.path.rpartition("/")[2],
-        is_dir=row.is_dir,
-        size=row.size,
-        digest=row.digest,
-        version=row.version,
-        modified=row.modified,
-    )
 
 
 def remote_row(item: RemoteItem, path: str) -> RemoteRow:
@@ -198,6 +188,11 @@ class Executor:
             started = time.monotonic()
             try:
                 moved = await self._dispatch(action)
+            except RemoteChanged as exc:
+                report.replanned.append(action)
+                report.remote_changes.append(exc)
+                log.info("action_replanned", action=action.kind.value, path=action.path, why=str(exc))
+                return
             except (Replan, atomic.LocalChanged, PreconditionFailed) as exc:
                 report.replanned.append(action)
                 log.info("action_replanned", action=action.kind.value, path=action.path, why=str(exc))
@@ -322,7 +317,8 @@ class Executor:
             parent_id = await self.remote_parent_id(action.path)
             name = action.path.rpartition("/")[2]
             if existing is not None and not existing.is_dir and self.provider.capabilities.can_delete:
-                item = await self._replace(action.path, existing, parent_id, name, source, local)
+                base = action.synced.digest if action.synced is not None else None
+                item = await self._replace(action.path, existing, base, parent_id, name, source, local)
                 replacing = True
             else:
                 item = await self.provider.upload(parent_id, name, source, local.size, local.digest)
@@ -351,23 +347,50 @@ class Executor:
         return held[1] if held else None
 
     async def _replace(
-        self, path: str, old: RemoteRow, parent_id: str, name: str, source: Path, local: LocalRow
+        self,
+        path: str,
+        old: RemoteRow,
+        base_digest: str | None,
+        parent_id: str,
+        name: str,
+        source: Path,
+        local: LocalRow,
     ) -> RemoteItem:
         """Upload the new version, then delete the old one: never delete first, so the remote always
-        holds a complete version. The intent is committed before the upload and the new id right after
-        it, so a stop between the calls is finished by ``recover.finish_replacements`` on the next pass
-        instead of leaving two remote files with one name (or uploading the content twice)."""
+        holds a complete version. The old one is confirmed on the server before the upload and again
+        before its delete (``retire``); if it changed meanwhile, our upload is withdrawn and the path
+        re-planned (a conflict copy), so a colleague's edit is never deleted. The intent is committed
+        before the upload and the new id right after it, so a stop between the calls is finished by
+        ``recover.finish_replacements`` on the next pass instead of leaving two remote files with one
+        name (or uploading the content twice)."""
         assert local.digest is not None
+        await retire.confirm(self.provider, old)
         async with self.store.transaction(self.lib) as tx:
             await tx.begin_replace(path, old.remote_id, parent_id, local.size, local.digest)
         item = await self.provider.upload(parent_id, name, source, local.size, local.digest)
         async with self.store.transaction(self.lib) as tx:
             await tx.replace_uploaded(path, item.remote_id)
         try:
-            await self.provider.delete(remote_item(old))
-        except NotFound:
-            pass
+            await retire.retire(self.provider, self.root, old, base_digest)
+        except RemoteChanged:
+            await self._withdraw(path, item, source, local)
+            raise
         return item  # the caller ends the replacement in the transaction that records the new version
+
+    async def _withdraw(self, path: str, item: RemoteItem, source: Path, local: LocalRow) -> None:
+        """Take back the upload of a replacement whose old version changed on the server meanwhile. Its
+        bytes are still on disk when the source is unchanged, so deleting it loses nothing; otherwise it
+        stays on the server as a file of its own (the next listing shows it)."""
+        if atomic.stat_matches(source, local):
+            try:
+                await self.provider.delete(item)
+            except NotFound:
+                pass
+            log.info(
+                "upload_withdrawn", path=path, remote_id=item.remote_id, detail="the old version changed meanwhile"
+            )
+        async with self.store.transaction(self.lib) as tx:
+            await tx.end_replace(path)
 
     async def _do_download(self, action: Action) -> int:
         remote = action.remote
@@ -398,10 +421,7 @@ class Executor:
         assert remote is not None
         if remote.is_dir:
             return await self._do_rmdir_remote(action)
-        try:
-            await self.provider.delete(remote_item(remote))
-        except NotFound:
-            pass
+        await retire.retire(self.provider, self.root, remote, action.synced.digest if action.synced else None)
         log.info(
             "remote_deleted",
             path=action.path,
@@ -544,10 +564,7 @@ class Executor:
         if await self.store.remote_children(self.lib, remote.remote_id):
             raise Replan("remote folder is not empty")
         if self.provider.capabilities.can_rmdir:
-            try:
-                await self.provider.delete(remote_item(remote))
-            except NotFound:
-                pass
+            await retire.retire(self.provider, self.root, remote, None)
         async with self.store.batched(self.lib) as tx:
             await tx.delete_remote(action.path)
             await tx.delete_synced(action.path)

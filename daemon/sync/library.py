@@ -81,6 +81,10 @@ _COUNTS: dict[ActionKind, str] = {
 }
 
 
+# actions whose re-plan asks the server again: a check found the remote tree stale
+_REMOTE_CHECKED = frozenset({ActionKind.UPLOAD, ActionKind.DELETE_REMOTE, ActionKind.RMDIR_REMOTE})
+
+
 class StoreKnownRows:
     """The scanner's view of what the store last saw, one folder at a time."""
 
@@ -250,7 +254,7 @@ class LibrarySync:
         failed_paths: set[str] = set()
         if observed is not None and not dry_run:
             failed_paths |= await finish_replacements(
-                self.store, self.lib, self.provider, full_listing=observed.kind != "incremental"
+                self.store, self.lib, self.provider, self.root, full_listing=observed.kind != "incremental"
             )
         if honour_backoff:
             now = time.time()
@@ -321,7 +325,9 @@ class LibrarySync:
                 await self.observe_local(
                     [a.path for a in report.replanned] + [a.src for a in report.replanned if a.src]
                 )
-                if any(a.kind in (ActionKind.UPLOAD, ActionKind.DELETE_REMOTE) for a in report.replanned):
+                for change in report.remote_changes:
+                    await self.remote.record_fresh(change.planned, change.fresh)
+                if any(a.kind in _REMOTE_CHECKED for a in report.replanned):
                     await self.observe_remote(full=False)
             if not report.done and not report.replanned:
                 break

@@ -169,6 +169,18 @@ class RemoteObserver:
                 await tx.set_cursor(CURSOR_MODIFIED, newest)
         return obs
 
+    async def record_fresh(self, planned: RemoteRow, fresh: RemoteItem | None) -> None:
+        """Put what the server answered a pre-action check into the remote tree, in place of the
+        planned row (see ``daemon.sync.retire``): the re-plan then works on the server's current
+        version. None (gone from where it was) drops the row; a later listing shows where it went."""
+        if fresh is None:
+            known = await self.store.remote_at(self.lib, planned.path)
+            if known is not None and known.remote_id == planned.remote_id:
+                async with self.store.transaction(self.lib) as tx:
+                    await tx.delete_remote(planned.path, recursive=planned.is_dir)
+            return
+        await self._apply_change(fresh, await self._generation(), self._outside, RemoteObservation(kind="check"))
+
     async def _folder_path(self, folder_id: str, generation: int, outside: set[str]) -> str | None:
         """The library path of a folder, fetching unknown folders up to the root; None if outside."""
         if folder_id == self.provider.root_id:

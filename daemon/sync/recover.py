@@ -13,14 +13,17 @@ upload and mirror it as a second local file.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import structlog
 
 from daemon.local.names import possible_local_names
-from daemon.providers.base import NotFound, Provider, RemoteItem
+from daemon.providers.base import NotFound, Provider
 from daemon.state.store import PendingReplace, StateStore
-from daemon.sync.execute import remote_item, remote_md5
+from daemon.sync import retire
+from daemon.sync.execute import remote_md5
 from daemon.sync.model import RemoteRow, SyncedRow
+from daemon.sync.retire import RemoteChanged, remote_item
 
 log = structlog.get_logger(__name__)
 
@@ -52,7 +55,9 @@ async def _orphan_upload(store: StateStore, lib: int, provider: Provider, pendin
     return found
 
 
-async def finish_replacements(store: StateStore, lib: int, provider: Provider, *, full_listing: bool) -> set[str]:
+async def finish_replacements(
+    store: StateStore, lib: int, provider: Provider, root: Path, *, full_listing: bool
+) -> set[str]:
     """Complete every replacement left half-done. Returns the paths still waiting (to be left out of
     this pass's plan): an upload the server acknowledged but whose file no incremental listing has
     shown yet."""
@@ -73,22 +78,58 @@ async def finish_replacements(store: StateStore, lib: int, provider: Provider, *
                 "replace_abandoned", path=pending.path, detail="the new upload is not on the server; it is pushed again"
             )
             continue
-        await _finish(store, lib, provider, pending, new)
+        await _finish(store, lib, provider, root, pending, new)
     return waiting
 
 
-async def _finish(store: StateStore, lib: int, provider: Provider, pending: PendingReplace, new: RemoteRow) -> None:
+async def _retire_old(store: StateStore, lib: int, provider: Provider, root: Path, pending: PendingReplace) -> bool:
+    """Delete the old version if the server still holds the version our base recorded (checked like
+    every destructive action, with a copy in the trash where the delete is permanent). Returns False
+    when it changed (someone edited it meanwhile): it stays, and so does its new content."""
+    old = await store.remote_by_id(lib, pending.old_remote_id)
+    if old is None:
+        return True  # no longer where we left it: nothing of ours to delete
+    base = await store.synced_at(lib, pending.path)
+    try:
+        if base is None or base.remote_id != old.remote_id or base.remote_version != old.version:
+            raise RemoteChanged(old, None, "the listing shows another version than the one replaced")
+        await retire.retire(provider, root, old, base.digest)
+    except RemoteChanged as exc:
+        log.warning("replace_old_changed", path=pending.path, remote_id=old.remote_id, why=str(exc))
+        return False
+    return True
+
+
+async def _withdraw(store: StateStore, lib: int, provider: Provider, pending: PendingReplace, new: RemoteRow) -> None:
+    """The old version changed after our upload: take the upload back when its bytes are still on disk
+    (the plan then makes a conflict copy of the local file); otherwise it stays a file of its own."""
+    local = await store.local_at(lib, pending.path)
+    if local is not None and local.digest == pending.digest:
+        try:
+            await provider.delete(remote_item(new))
+        except NotFound:
+            pass
+        async with store.transaction(lib) as tx:
+            await tx.delete_remote(new.path)
+            await tx.end_replace(pending.path)
+        log.info("upload_withdrawn", path=pending.path, remote_id=new.remote_id, detail="the old version changed")
+        return
+    async with store.transaction(lib) as tx:
+        await tx.end_replace(pending.path)
+
+
+async def _finish(
+    store: StateStore, lib: int, provider: Provider, root: Path, pending: PendingReplace, new: RemoteRow
+) -> None:
     """Retire the old version; the new upload becomes the synced version of the path, unless someone
     else's file took the name meanwhile (e.g. an edit made in the web app): that one keeps it, ours
     stays a file of its own under the name the listing gave it, and the plan compares the local file
-    with the one now holding the name."""
+    with the one now holding the name. If the old version itself changed, it is kept and our upload
+    withdrawn (see ``_withdraw``)."""
     old = await store.remote_by_id(lib, pending.old_remote_id)
-    try:
-        await provider.delete(
-            RemoteItem(remote_id=pending.old_remote_id, parent_id=pending.parent_id, name=pending.path)
-        )
-    except NotFound:
-        pass
+    if not await _retire_old(store, lib, provider, root, pending):
+        await _withdraw(store, lib, provider, pending, new)
+        return
     holder = await store.remote_at(lib, pending.path)
     taken = holder is not None and holder.remote_id not in (pending.old_remote_id, new.remote_id)
     local = await store.local_at(lib, pending.path)

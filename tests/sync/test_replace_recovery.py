@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from daemon.config import LibraryConfig, RemoteConfig
-from daemon.providers.base import Provider, ProviderError
+from daemon.providers.base import Capabilities, Provider, ProviderError
 from daemon.providers.http import HttpClient, RetryPolicy
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
 from daemon.state.store import StateStore
@@ -137,10 +137,15 @@ async def test_interrupted_replacement_is_finished_not_repeated(tmp_path: Path, 
 
 
 class Deletes:
-    """A provider stand-in that records deletes (the recovery's only call)."""
+    """A provider stand-in that records deletes; its server still holds every item as listed."""
+
+    capabilities = Capabilities()
 
     def __init__(self) -> None:
         self.deleted: list[str] = []
+
+    async def current(self, item: Any) -> Any:
+        return item
 
     async def delete(self, item: Any) -> None:
         self.deleted.append(item.remote_id)
@@ -161,8 +166,9 @@ async def test_recovery_never_takes_a_name_another_file_holds(tmp_path: Path) ->
         await tx.replace_uploaded("a.txt", "ours")
         await tx.put_remote(RemoteRow("a.txt", "theirs", parent_id="root", size=7, version="3"))
         await tx.put_remote(RemoteRow("a (~1a2b3c).txt", "ours", parent_id="root", size=5, version="2"))
+        await tx.put_remote(RemoteRow("a (~9f9f9f).txt", "old", parent_id="root", size=3, version="1"))
     provider = Deletes()
-    waiting = await finish_replacements(store, lib, provider, full_listing=True)  # type: ignore[arg-type]
+    waiting = await finish_replacements(store, lib, provider, tmp_path / "root", full_listing=True)  # type: ignore[arg-type]
     assert waiting == set() and provider.deleted == ["old"]
     assert (await store.remote_at(lib, "a.txt")).remote_id == "theirs"  # type: ignore[union-attr]
     assert (await store.remote_at(lib, "a (~1a2b3c).txt")).remote_id == "ours"  # type: ignore[union-attr]
