@@ -198,6 +198,7 @@ def _selected(config: Config, names: list[str] | None) -> list[Any] | None:
 
 
 async def _sync_once(config: Config, args: argparse.Namespace) -> int:
+    from daemon.control import ControlDir
     from daemon.providers import make_provider
     from daemon.providers.base import AuthError, ProviderError
     from daemon.state.store import StateStore
@@ -215,7 +216,8 @@ async def _sync_once(config: Config, args: argparse.Namespace) -> int:
             provider = make_provider(library)
             try:
                 lib_id = await store.library_id(library.name)
-                engine = LibrarySync(library, store, lib_id, provider)
+                control = ControlDir(config.state_dir)
+                engine = LibrarySync(library, store, lib_id, provider, control=control)
                 summary = await engine.run_pass(dry_run=args.dry_run, confirm_deletes=args.confirm_deletes)
                 results.append((library.name, summary, ""))
                 if args.dry_run:

@@ -133,6 +133,8 @@ class LibraryConfig:
     direction: Direction = Direction.TWO_WAY
     max_delete_percent: float = 50.0
     max_delete_count: int = 500
+    max_overwrite_percent: float = 50.0
+    max_overwrite_count: int = 500
     ignore: tuple[str, ...] = ()
     trash_days: int = 30
     concurrency: int = 4
@@ -773,6 +775,8 @@ def _parse_library(p: RemoteParser) -> LibraryConfig | None:
         )
     max_delete_percent = p.number("max_delete_percent", 50.0, minimum=0, maximum=100)
     max_delete_count = p.integer("max_delete_count", 500, minimum=0)
+    max_overwrite_percent = p.number("max_overwrite_percent", 50.0, minimum=0, maximum=100)
+    max_overwrite_count = p.integer("max_overwrite_count", 500, minimum=0)
     ignore = p.string_list("ignore")
     for pattern in ignore:
         try:
@@ -798,6 +802,8 @@ def _parse_library(p: RemoteParser) -> LibraryConfig | None:
         direction=Direction(direction) if direction else Direction.TWO_WAY,
         max_delete_percent=max_delete_percent,
         max_delete_count=max_delete_count,
+        max_overwrite_percent=max_overwrite_percent,
+        max_overwrite_count=max_overwrite_count,
         ignore=ignore,
         trash_days=trash_days,
         concurrency=concurrency,

@@ -24,6 +24,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from daemon.config import Config, ConfigError, LibraryConfig, load_config
+from daemon.control import ControlDir
 from daemon.sdnotify import Notifier, watchdog_interval
 from daemon.state.store import StateStore
 from daemon.sync.runner import LibraryRunner, ProviderFactory, _default_factory
@@ -117,7 +118,11 @@ class Service:
     def _start(self, library: LibraryConfig) -> None:
         assert self._tg is not None and self._store is not None
         runner = LibraryRunner(
-            library, self._store, provider_factory=self.provider_factory, on_change=self._publish_status
+            library,
+            self._store,
+            provider_factory=self.provider_factory,
+            on_change=self._publish_status,
+            control=ControlDir(self.config.state_dir),
         )
         handle = _Handle(runner)
         self.handles[library.name] = handle
@@ -198,7 +203,7 @@ class Service:
             if s.errors:
                 text += f", {s.errors} errors"
             if s.state in ("halted", "retrying") and s.detail:
-                text += f" ({s.detail[:120]})"
+                text += f" ({s.detail[:160]})"
             parts.append(text)
         return "; ".join(parts) or "no libraries"
 

@@ -20,7 +20,65 @@ class GateFacts:
     local_files: int  # files in the local tree after the last scan
     max_delete_percent: float
     max_delete_count: int
-    confirmed: bool = False  # the operator passed --confirm-deletes
+    max_overwrite_percent: float = 50.0
+    max_overwrite_count: int = 500
+    confirmed: bool = False  # the operator released the held changes (--confirm-deletes, release-gate)
+    library: str = "LIBRARY"  # for the hint in the reasons
+
+
+def overwrites_remote(action: Action) -> bool:
+    """The action replaces synced content on the server with local content (an upload over it)."""
+    return (
+        action.kind is ActionKind.UPLOAD
+        and action.remote is not None
+        and not action.remote.is_dir
+        and action.synced is not None
+    )
+
+
+def overwrites_local(action: Action) -> bool:
+    """The action replaces synced content on disk with remote content (a download over it)."""
+    return (
+        action.kind is ActionKind.DOWNLOAD
+        and action.local is not None
+        and not action.local.is_dir
+        and action.synced is not None
+    )
+
+
+@dataclass
+class GateCounts:
+    """What one plan would destroy or replace on each side (files only)."""
+
+    local_deletes: int = 0
+    remote_deletes: int = 0
+    local_overwrites: int = 0
+    remote_overwrites: int = 0
+
+
+def describe(counts: GateCounts) -> str:
+    """``"12 remote overwrites, 3 local deletes"``: the non-zero counts, for status lines."""
+    parts = [
+        (counts.remote_deletes, "remote deletes"),
+        (counts.local_deletes, "local deletes"),
+        (counts.remote_overwrites, "remote overwrites"),
+        (counts.local_overwrites, "local overwrites"),
+    ]
+    return ", ".join(f"{n} {what}" for n, what in parts if n) or "nothing"
+
+
+def count(actions: list[Action]) -> GateCounts:
+    c = GateCounts()
+    for a in actions:
+        if a.kind is ActionKind.TRASH_LOCAL:
+            c.local_deletes += 1
+        elif a.kind is ActionKind.DELETE_REMOTE:
+            c.remote_deletes += 1
+        elif overwrites_remote(a):
+            c.remote_overwrites += 1
+        elif overwrites_local(a):
+            c.local_overwrites += 1
+    return c
 
 
 @dataclass
@@ -28,65 +86,77 @@ class GateResult:
     allowed: list[Action] = field(default_factory=list)
     held: list[Action] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    counts: GateCounts = field(default_factory=GateCounts)
 
     @property
     def tripped(self) -> bool:
         return bool(self.reasons)
 
 
-def _over_limit(count: int, facts: GateFacts) -> str | None:
-    if count == 0:
+OVERWRITE_PERCENT_FLOOR = 5
+"""Fewer overwrites than this in one pass never trip ``max_overwrite_percent`` (the count limit still
+applies): editing two of the three files of a small library is everyday work, not an attack."""
+
+
+def _over_limit(n: int, what: str, percent: float, limit: int, facts: GateFacts) -> str | None:
+    if n == 0:
         return None
-    if count > facts.max_delete_count:
-        return f"{count} deletes exceed max_delete_count = {facts.max_delete_count}"
-    if facts.synced_files > 0 and count * 100 > facts.max_delete_percent * facts.synced_files:
-        pct = count * 100 // facts.synced_files
-        return (
-            f"{count} deletes are {pct}% of {facts.synced_files} synced files "
-            f"(max_delete_percent = {facts.max_delete_percent:g})"
-        )
+    if n > limit:
+        return f"{n} {what}s exceed max_{what}_count = {limit}"
+    if what == "overwrite" and n < OVERWRITE_PERCENT_FLOOR:
+        return None
+    if facts.synced_files > 0 and n * 100 > percent * facts.synced_files:
+        pct = n * 100 // facts.synced_files
+        return f"{n} {what}s are {pct}% of {facts.synced_files} synced files (max_{what}_percent = {percent:g})"
     return None
 
 
 def apply_gates(actions: list[Action], facts: GateFacts) -> GateResult:
-    result = GateResult()
-    # counted: files whose content would leave a side (empty folders carry no content)
-    local_deletes = [a for a in actions if a.kind is ActionKind.TRASH_LOCAL]
-    remote_deletes = [a for a in actions if a.kind is ActionKind.DELETE_REMOTE]
-    hold_local = False
-    hold_remote = False
+    result = GateResult(counts=count(actions))
+    c = result.counts
+    release = (
+        f"release them with `libmirror release-gate {facts.library}` (service running) "
+        "or `libmirror sync --once --confirm-deletes`"
+    )
+    hold: set[str] = set()  # of "local_delete", "remote_delete", "local_overwrite", "remote_overwrite"
 
     if not facts.marker_present and facts.synced_files > 0:
         result.reasons.append(
-            "the root marker .libmirror/ is missing (is the disk mounted?): no deletes on either side; "
-            "restore the folder or run `sync --once --confirm-deletes`"
+            "the root marker .libmirror/ is missing (is the disk mounted?): no deletes or overwrites on either "
+            "side; restore the folder or run `sync --once --confirm-deletes`"
         )
-        hold_local = hold_remote = True
+        hold |= {"local_delete", "remote_delete", "local_overwrite", "remote_overwrite"}
     if facts.remote_files == 0 and facts.synced_files > 0:
         result.reasons.append(
             "the remote listing came back empty while files were synced: local files are not trashed; "
             "check the remote root, or run `sync --once --confirm-deletes` if the library really is empty"
         )
-        hold_local = True
+        hold.add("local_delete")
     if facts.local_files == 0 and facts.synced_files > 0:
         result.reasons.append(
             "the local folder is empty while files were synced: remote files are not deleted; "
             "check the disk, or run `sync --once --confirm-deletes` if you really emptied it"
         )
-        hold_remote = True
-    if (why := _over_limit(len(local_deletes), facts)) is not None:
-        result.reasons.append(f"local side: {why}; run `sync --once --confirm-deletes` to allow them")
-        hold_local = True
-    if (why := _over_limit(len(remote_deletes), facts)) is not None:
-        result.reasons.append(f"remote side: {why}; run `sync --once --confirm-deletes` to allow them")
-        hold_remote = True
+        hold.add("remote_delete")
+    limits = (
+        ("local", "delete", c.local_deletes),
+        ("remote", "delete", c.remote_deletes),
+        ("local", "overwrite", c.local_overwrites),
+        ("remote", "overwrite", c.remote_overwrites),
+    )
+    for side, what, n in limits:
+        percent = facts.max_delete_percent if what == "delete" else facts.max_overwrite_percent
+        limit = facts.max_delete_count if what == "delete" else facts.max_overwrite_count
+        if (why := _over_limit(n, what, percent, limit, facts)) is not None:
+            result.reasons.append(f"{side} side: {why}; {release}")
+            hold.add(f"{side}_{what}")
 
     if facts.confirmed:
         result.reasons.clear()
-        hold_local = hold_remote = False
+        hold.clear()
 
     for action in actions:
-        if (hold_local and action.kind in DESTRUCTIVE_LOCAL) or (hold_remote and action.kind in DESTRUCTIVE_REMOTE):
+        if _held(action, hold):
             result.held.append(action)
         else:
             result.allowed.append(action)
@@ -94,3 +164,17 @@ def apply_gates(actions: list[Action], facts: GateFacts) -> GateResult:
         # a condition with nothing to hold back is not a tripped gate
         result.reasons.clear()
     return result
+
+
+def _held(action: Action, hold: set[str]) -> bool:
+    if not hold:
+        return False
+    if action.kind in DESTRUCTIVE_LOCAL:
+        return "local_delete" in hold
+    if action.kind in DESTRUCTIVE_REMOTE:
+        return "remote_delete" in hold
+    if overwrites_remote(action):
+        return "remote_overwrite" in hold
+    if overwrites_local(action):
+        return "local_overwrite" in hold
+    return False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -12,6 +14,7 @@ from pathlib import Path
 import structlog
 
 from daemon.config import LibraryConfig
+from daemon.control import ControlDir, Release
 from daemon.local import atomic, marker, trash
 from daemon.local.ignore import IgnoreMatcher
 from daemon.local.once import Once
@@ -19,7 +22,14 @@ from daemon.local.scan import Vanished, observe_paths, scan_tree
 from daemon.providers.base import Provider
 from daemon.state.store import StateStore
 from daemon.sync.execute import Executor, ProgressCallback
-from daemon.sync.guard import GateFacts, apply_gates
+from daemon.sync.guard import (
+    GateCounts,
+    GateFacts,
+    GateResult,
+    apply_gates,
+    overwrites_local,
+    overwrites_remote,
+)
 from daemon.sync.model import Action, ActionKind, Direction, Known, KnownLocal, LocalRow, PlanOptions
 from daemon.sync.observe_remote import RemoteObservation, RemoteObserver
 from daemon.sync.plan import plan
@@ -52,6 +62,8 @@ class PassSummary:
     bytes_down: int = 0
     duration_ms: float = 0.0
     gate_reasons: list[str] = field(default_factory=list)
+    gate_counts: GateCounts | None = None  # what the held plan would have deleted / overwritten
+    released: bool = False  # the operator's release-gate request let held changes through
     planned: list[Action] = field(default_factory=list)  # the first round's plan (dry runs print it)
     failures: list[tuple[str, str]] = field(default_factory=list)
     quiet: bool = False  # an idle poll that found nothing to plan: no pass was run
@@ -118,8 +130,10 @@ class LibrarySync:
         provider: Provider,
         *,
         clock: Callable[[], datetime] = datetime.now,
+        control: ControlDir | None = None,
     ) -> None:
         self.config = config
+        self.control = control
         self.store = store
         self.lib = lib
         self.provider = provider
@@ -215,10 +229,46 @@ class LibrarySync:
         return not (await self.store.get_status(self.lib)).get("gate")
 
     async def _gate_counts(self, actions: list[Action]) -> dict[str, int]:
-        """Tree sizes for the safety gates; counting is skipped when no action deletes anything."""
-        if any(a.is_destructive for a in actions):
+        """Tree sizes for the safety gates; counting is skipped when no action deletes or overwrites."""
+        if any(a.is_destructive or overwrites_local(a) or overwrites_remote(a) for a in actions):
             return await self.store.counts(self.lib)
         return {"synced_files": 1, "remote_files": 1, "local_files": 1}
+
+    async def _guard(
+        self,
+        actions: list[Action],
+        marker_present: bool,
+        confirmed: bool,
+        release: Release | None,
+        summary: PassSummary,
+    ) -> GateResult:
+        """The safety gates over one round's plan. An operator's release (``libmirror release-gate``)
+        lets the held changes through only when they are exactly those it released."""
+        counts = await self._gate_counts(actions)
+        facts = GateFacts(
+            marker_present=marker_present,
+            synced_files=counts["synced_files"],
+            remote_files=counts["remote_files"],
+            local_files=counts["local_files"],
+            max_delete_percent=self.config.max_delete_percent,
+            max_delete_count=self.config.max_delete_count,
+            max_overwrite_percent=self.config.max_overwrite_percent,
+            max_overwrite_count=self.config.max_overwrite_count,
+            confirmed=confirmed,
+            library=self.config.name,
+        )
+        gate = apply_gates(actions, facts)
+        if gate.tripped and release is not None and release.gate == "; ".join(gate.reasons):
+            log.warning(
+                "gate_released",
+                reasons=gate.reasons,
+                released=len(gate.held),
+                requested_at=release.requested_at,
+                **vars(gate.counts),
+            )
+            summary.released = True
+            gate = apply_gates(actions, dataclasses.replace(facts, confirmed=True))
+        return gate
 
     async def run_pass(
         self,
@@ -260,6 +310,7 @@ class LibrarySync:
             now = time.time()
             failed_paths.update(path for path, _, next_at, _ in await self.store.failures(self.lib) if next_at > now)
         counted: Counter[str] = Counter()
+        release = self.control.release(self.config.name) if self.control is not None and not dry_run else None
         for round_no in range(1, MAX_ROUNDS + 1):
             states = await self.store.changed_states(self.lib)
             now_label = self.clock().strftime("%Y-%m-%d %H%M%S")
@@ -268,24 +319,14 @@ class LibrarySync:
                 for a in plan(states, self.options, now_label=now_label)
                 if a.path not in failed_paths and (a.src is None or a.src not in failed_paths)
             ]
-            counts = await self._gate_counts(actions)
-            gate = apply_gates(
-                actions,
-                GateFacts(
-                    marker_present=marker_present,
-                    synced_files=counts["synced_files"],
-                    remote_files=counts["remote_files"],
-                    local_files=counts["local_files"],
-                    max_delete_percent=self.config.max_delete_percent,
-                    max_delete_count=self.config.max_delete_count,
-                    confirmed=confirm_deletes,
-                ),
-            )
+            confirmed = confirm_deletes or summary.released
+            gate = await self._guard(actions, marker_present, confirmed, release, summary)
             if gate.tripped and not summary.gate_reasons:
                 summary.gate_reasons = gate.reasons
+                summary.gate_counts = gate.counts
                 summary.held = len(gate.held)
                 for reason in gate.reasons:
-                    log.error("safety_gate", reason=reason, held=len(gate.held))
+                    log.error("safety_gate", reason=reason, held=len(gate.held), **vars(gate.counts))
             work = [a for a in gate.allowed if a.kind is not ActionKind.SKIP]
             if round_no == 1:
                 summary.planned = list(gate.allowed) + list(gate.held)
@@ -331,6 +372,16 @@ class LibrarySync:
                     await self.observe_remote(full=False)
             if not report.done and not report.replanned:
                 break
+        if release is not None and self.control is not None:
+            if not summary.released:
+                log.warning(
+                    "gate_release_not_applied",
+                    released=release.gate,
+                    held_now="; ".join(summary.gate_reasons) or None,
+                    detail="the changes held now differ from those released (or nothing is held any more)",
+                    next_step="check `libmirror status`; release again if the held changes are intended",
+                )
+            self.control.clear_release(self.config.name, release)
         summary.pushed = counted["pushed"]
         summary.pulled = counted["pulled"]
         summary.conflicts = counted["conflicts"]
@@ -348,6 +399,7 @@ class LibrarySync:
             if not dry_run:
                 await tx.set_status("last_pass", datetime.now().astimezone().isoformat(timespec="seconds"))
             await tx.set_status("gate", "; ".join(summary.gate_reasons))
+            await tx.set_status("gate_counts", json.dumps(vars(summary.gate_counts)) if summary.gate_counts else "")
             if summary.conflicts and not dry_run:
                 await tx.set_status("conflicts_total", str(conflicts_before + summary.conflicts))
         log.info(

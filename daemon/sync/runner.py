@@ -23,11 +23,13 @@ import anyio
 import structlog
 
 from daemon.config import LibraryConfig
+from daemon.control import ControlDir
 from daemon.local import atomic, marker
 from daemon.local.watch import WatcherUnavailable, watch_changes
 from daemon.logs import bind_library
 from daemon.providers.base import Provider, ProviderError
 from daemon.state.store import StateStore
+from daemon.sync.guard import describe
 from daemon.sync.library import LibrarySync, LocalRootMissing, PassSummary
 
 log = structlog.get_logger(__name__)
@@ -93,8 +95,10 @@ class LibraryRunner:
         on_change: Callable[[], None] | None = None,
         on_pass: Callable[[PassSummary], None] | None = None,
         rng: random.Random | None = None,
+        control: ControlDir | None = None,
     ) -> None:
         self.config = config
+        self.control = control
         self.store = store
         self.provider_factory = provider_factory
         self.on_change = on_change
@@ -169,7 +173,7 @@ class LibraryRunner:
         provider = self.provider_factory(self.config)
         try:
             lib_id = await self.store.library_id(self.config.name)
-            engine = LibrarySync(self.config, self.store, lib_id, provider)
+            engine = LibrarySync(self.config, self.store, lib_id, provider, control=self.control)
             # a new session starts from a full view of both sides: whatever happened while we were away
             self._pending.merge(Work(full_remote=True, full_local=True))
             async with anyio.create_task_group() as tg:
@@ -227,7 +231,8 @@ class LibraryRunner:
         self.state.errors = summary.errors
         self.state.last_pass = datetime.now().astimezone().strftime("%H:%M:%S")
         if summary.gate_reasons:
-            self._set("halted", "; ".join(summary.gate_reasons))
+            held = describe(summary.gate_counts) if summary.gate_counts else f"{summary.held} changes"
+            self._set("halted", f"held: {held}; " + "; ".join(summary.gate_reasons))
         else:
             self._set("idle")
         await self._persist_state()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from daemon.sync.guard import GateFacts, apply_gates
-from daemon.sync.model import Action, ActionKind, LocalRow, RemoteRow
+from daemon.sync.model import Action, ActionKind, LocalRow, RemoteRow, SyncedRow
 
 
 def trash(path: str) -> Action:
@@ -70,3 +70,59 @@ def test_confirm_releases_everything() -> None:
 def test_condition_without_destructive_actions_is_not_a_gate() -> None:
     result = apply_gates([download("a")], facts(remote_files=0))
     assert not result.tripped
+
+
+def upload_over(path: str) -> Action:
+    base = SyncedRow(path, digest="old", remote_id="id-" + path, remote_version="1")
+    return Action(
+        ActionKind.UPLOAD,
+        path,
+        "local changed, remote unchanged",
+        local=LocalRow(path, digest="new"),
+        remote=RemoteRow(path, "id-" + path, version="1"),
+        synced=base,
+    )
+
+
+def download_over(path: str) -> Action:
+    base = SyncedRow(path, digest="old", remote_id="id-" + path, remote_version="1")
+    return Action(
+        ActionKind.DOWNLOAD,
+        path,
+        "remote changed, local unchanged",
+        local=LocalRow(path, digest="old"),
+        remote=RemoteRow(path, "id-" + path, version="2"),
+        synced=base,
+    )
+
+
+def new_upload(path: str) -> Action:
+    return Action(ActionKind.UPLOAD, path, "new local file", local=LocalRow(path, digest="d"))
+
+
+def test_overwrites_count_per_side_and_hold_only_what_they_overwrite() -> None:
+    actions = [upload_over(f"u{i}") for i in range(60)] + [download_over("d"), new_upload("n"), trash("t")]
+    result = apply_gates(actions, facts())
+    assert result.counts.remote_overwrites == 60 and result.counts.local_overwrites == 1
+    assert result.reasons == [
+        "remote side: 60 overwrites are 60% of 100 synced files (max_overwrite_percent = 50); release them "
+        "with `libmirror release-gate LIBRARY` (service running) or `libmirror sync --once --confirm-deletes`"
+    ]
+    assert [a.path for a in result.held] == [f"u{i}" for i in range(60)]
+    assert [a.path for a in result.allowed] == ["d", "n", "t"]
+
+
+def test_overwrite_count_gate_holds_downloads_over_local_content() -> None:
+    result = apply_gates([download_over(f"d{i}") for i in range(3)], facts(max_overwrite_count=2))
+    assert [a.path for a in result.held] == ["d0", "d1", "d2"]
+    assert "local side: 3 overwrites exceed max_overwrite_count = 2" in result.reasons[0]
+
+
+def test_a_few_edits_of_a_small_library_pass_the_percent_gate() -> None:
+    result = apply_gates([upload_over("a"), upload_over("b")], facts(synced_files=3))
+    assert not result.tripped and len(result.allowed) == 2
+
+
+def test_confirmed_releases_overwrites_too() -> None:
+    result = apply_gates([upload_over(f"u{i}") for i in range(60)], facts(confirmed=True))
+    assert not result.tripped and len(result.allowed) == 60
