@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         f"soak: {total.seeds} seeds ({', '.join(providers)}) in {elapsed:.0f} s: {total.operations} operations, "
         f"{total.passes} passes, {total.actions} actions executed, {total.faults} faults injected, "
         f"{total.crashes} crashes survived, {total.mid_pass_edits} edits during a pass, "
+        f"{total.watcher_passes} watcher passes without a poll, {total.remote_races} remote changes between "
+        f"plan and action, {total.gates_held} passes held by a gate, {total.mass_overwrites} mass overwrites, "
         f"versions lost {total.versions_lost}, duplicates {total.duplicates}, failed seeds {len(failed)}"
     )
     for line in failed:
@@ -89,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         "crashes": total.crashes,
         "mid_pass_edits": total.mid_pass_edits,
         "gate_confirmations": total.gate_confirmations,
+        "watcher_passes": total.watcher_passes,
+        "remote_races": total.remote_races,
+        "gates_held": total.gates_held,
+        "mass_overwrites": total.mass_overwrites,
         "versions_lost": total.versions_lost,
         "duplicates": total.duplicates,
         "failed_seeds": failed,

@@ -293,6 +293,11 @@ class LibrarySync:
         summary = PassSummary()
         marker_present = await self._prepare_root(dry_run, confirm_deletes)
         observed = None
+        if not poll_remote and await self.store.failures(self.lib):
+            # an action that failed may still have reached the server (an upload whose answer was lost):
+            # a watcher pass polls first, so a retry sees what the server holds instead of sending it
+            # twice (found by the simulation once its watcher passes stopped polling)
+            poll_remote, full_remote = True, False
         if poll_remote and (self.options.direction is not Direction.PUSH or self.provider.capabilities.can_download):
             observed = await self.observe_remote(full=full_remote)
         if self.root.exists() and scan_local is not False:

@@ -77,30 +77,33 @@ async def confirm(provider: Provider, planned: RemoteRow) -> RemoteItem:
     return fresh
 
 
-async def keep_copy(provider: Provider, root: Path, planned: RemoteRow, fresh: RemoteItem, digest: str | None) -> Path:
-    """Download the confirmed item into the local trash under its library path, verified against its
-    size and ``digest`` (the MD5 of the version the plan expects); RemoteChanged when the bytes differ."""
+async def keep_copy(provider: Provider, root: Path, planned: RemoteRow, digest: str | None) -> Path:
+    """Download the planned version into the local trash under its library path, verified against its
+    size and ``digest`` (its expected MD5). Bytes that are not that version (it changed meanwhile, or its
+    download URL is gone) raise RemoteChanged with the server's current answer."""
     target = atomic.open_download(root, planned.path)
     try:
-        await provider.download(fresh, target)
-        kept = await target.commit_to_trash(fresh.size, digest)
-    except DigestMismatch as exc:
+        await provider.download(remote_item(planned), target)
+        kept = await target.commit_to_trash(planned.size, digest)
+    except (DigestMismatch, NotFound) as exc:
+        fresh = await provider.current(remote_item(planned))
         raise RemoteChanged(
             planned, fresh, f"remote {planned.path!r} does not hold the planned version: {exc}"
         ) from exc
     finally:
         target.discard()
-    log.info("remote_version_kept", path=planned.path, remote_id=fresh.remote_id, trash=str(kept.relative_to(root)))
+    log.info("remote_version_kept", path=planned.path, remote_id=planned.remote_id, trash=str(kept.relative_to(root)))
     return kept
 
 
 async def retire(provider: Provider, root: Path, planned: RemoteRow, digest: str | None) -> None:
     """Delete the remote item of ``planned`` if, and only if, the server still holds the planned
-    version; for a permanent delete, its bytes (``digest``: their expected MD5) go to the local trash
-    first."""
-    fresh = await confirm(provider, planned)
+    version. Where the delete is permanent, the bytes of that version (``digest``: their expected MD5)
+    are kept in the local trash first; the check comes after the copy, right before the delete, so
+    what stays unseen is the time of one request."""
     if provider.capabilities.delete_is_permanent and not planned.is_dir:
-        await keep_copy(provider, root, planned, fresh, digest)
+        await keep_copy(provider, root, planned, digest)
+    await confirm(provider, planned)
     try:
         await provider.delete(remote_item(planned))
     except NotFound:

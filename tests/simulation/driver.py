@@ -30,6 +30,7 @@ import anyio.lowlevel
 import structlog
 
 from daemon.config import LibraryConfig, RemoteConfig
+from daemon.control import ControlDir
 from daemon.local import marker
 from daemon.providers.base import Provider, ProviderError
 from daemon.providers.http import HttpClient, RetryPolicy
@@ -37,6 +38,7 @@ from daemon.sandbox.faults import BEFORE_KINDS, TRANSIENT_KINDS, FaultPlan
 from daemon.sandbox.middleware import ApiError
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
 from daemon.state.store import StateStore
+from daemon.sync.guard import OVERWRITE_PERCENT_FLOOR, overwrites_remote
 from daemon.sync.library import LibrarySync, LocalRootMissing, PassSummary
 from daemon.sync.model import ActionKind, Direction
 from tests.simulation.remotes import ADAPTERS, ROOT, Entry, SimRemote
@@ -111,15 +113,26 @@ class CrashingProvider:
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             await self._point(attr, after=False)
+            task = anyio.get_current_task().id
+            if attr in RACED_CALLS:
+                self._sim.maybe_race(attr)
+            self._sim.windows.discard(task)  # this task's next request after a check ends its window
             if attr == "upload":
                 await self._sim.check_upload(args[0], args[1], args[2])
             if attr == "download":
                 args = (args[0], _CountingSink(args[1], self), *args[2:])
             result = await target(*args, **kwargs)
+            if attr == "current":
+                self._sim.windows.add(task)
             await self._point(attr, after=True)
             return result
 
         return call
+
+
+# calls before which a colleague's change may land (in a share of passes): the pre-action checks, the
+# transfers and the destructive calls themselves (except inside a check's one-request window)
+RACED_CALLS = frozenset({"current", "delete", "upload", "update", "move", "download"})
 
 
 class _CountingSink:
@@ -138,6 +151,31 @@ class _CountingSink:
 NAMES = ["notes", "report", "Data", "plan", "x", "café", "naïve", "日本語", "Ünïcødé", "ßtraße", "a b"]
 EXTS = [".txt", ".md", ".bin", ""]
 DIR_NAMES = ["docs", "Photos", "été", "sub", "Ärzte", "q"]
+
+
+@dataclass(frozen=True)
+class Gates:
+    """The library's safety-gate limits: off (huge) in most seeds, small in a share of them."""
+
+    delete_percent: float = 100.0
+    delete_count: int = 1_000_000
+    overwrite_percent: float = 100.0
+    overwrite_count: int = 1_000_000
+
+    @property
+    def on(self) -> bool:
+        return self.overwrite_count < 1_000_000
+
+    @classmethod
+    def draw(cls, rng: random.Random) -> Gates:
+        if rng.random() >= 0.3:
+            return cls()
+        return cls(
+            delete_percent=rng.choice([20.0, 50.0]),
+            delete_count=rng.randint(1, 3),
+            overwrite_percent=rng.choice([20.0, 50.0]),
+            overwrite_count=rng.randint(1, 3),
+        )
 
 
 @dataclass
@@ -159,6 +197,16 @@ class Simulation:
         self.crash = _Crash()
         self.dup_uploads: list[str] = []
         self.counter = 0
+        self.control = ControlDir(self.workdir / "state")
+        self.gates = Gates.draw(self.rng)
+        self.touched: set[str] = set()  # local paths changed since the last pass (what a watcher reports)
+        self.problems: list[str] = []  # broken expectations found during the run (reported with the rest)
+        self.remote_races = True
+        self.racing = False
+        self.restarted = False
+        # tasks between a pre-action check (``current``) and their next request: the one-request window
+        # the README admits (TimeTap's DELETE takes no precondition), so no race is injected there
+        self.windows: set[int] = set()
         self.adapter: SimRemote
         self.sandbox: RunningSandbox
         self.store: StateStore
@@ -174,8 +222,10 @@ class Simulation:
             local_path=self.root,
             remote=RemoteConfig(),
             direction=Direction.TWO_WAY if self.adapter.two_way else Direction.PUSH,
-            max_delete_percent=100.0,
-            max_delete_count=1_000_000,
+            max_delete_percent=self.gates.delete_percent,
+            max_delete_count=self.gates.delete_count,
+            max_overwrite_percent=self.gates.overwrite_percent,
+            max_overwrite_count=self.gates.overwrite_count,
             # coreplus: one transfer at a time, so a crash "before a call" never cuts another upload in
             # flight between the server's answer and our commit (see _pass)
             concurrency=1 if self.provider == "coreplus" else self.rng.choice([1, 2, 4]),
@@ -187,7 +237,7 @@ class Simulation:
         self.http = HttpClient(retry=FAST_RETRY)
         self.real_provider = self.adapter.build(self.http)
         proxy: Any = CrashingProvider(self.real_provider, self)
-        self.engine = LibrarySync(self._config(), self.store, self.lib, proxy)
+        self.engine = LibrarySync(self._config(), self.store, self.lib, proxy, control=self.control)
 
     async def _stop_engine(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -246,6 +296,10 @@ class Simulation:
 
     async def _step(self) -> None:
         self.mapping = await self._mapping()
+        if self.rng.random() < 0.04:
+            await self.overwrite_all_local()
+        elif self.adapter.two_way and self.adapter.remote_edit and self.rng.random() < 0.03:
+            self.overwrite_all_remote()
         for _ in range(self.rng.randint(1, 3)):
             if self.adapter.two_way and self.rng.random() < 0.4:
                 self.remote_op()
@@ -285,20 +339,51 @@ class Simulation:
             if crashy and self.rng.random() < 0.15:
                 crash.edit_at = self.rng.randint(1, 20)
             full_remote = full if full is not None else self.rng.random() < 0.5
-            self.trace.add(f"pass full_remote={full_remote} confirm={confirm}")
+            # a watcher-triggered pass: no poll, only the paths the watcher reported; the remote tree may
+            # be as old as the last poll (the window the pre-action checks exist for)
+            watcher = crashy and bool(self.touched) and not self.restarted and self.rng.random() < 0.3
+            scan: bool | list[str] = sorted(self.touched) if watcher else True
+            self.restarted = False
+            race = crashy and self.remote_races and self.adapter.two_way and self.rng.random() < 0.2
+            self.racing = crashy and self.remote_races and self.adapter.two_way
+            self.touched = set()
+            what = f"watcher paths={len(scan)}" if watcher else f"full_remote={full_remote}"
+            self.trace.add(f"pass {what} confirm={confirm}")
+
+            def planned(work: list[Any]) -> None:
+                if race and work:  # a colleague's change lands between the plan and its actions
+                    self.trace.add("  REMOTE RACE after the plan:")
+                    self.figures.remote_races += 1
+                    self.remote_op()
+
             try:
-                summary = await self.engine.run_pass(full_remote=full_remote, confirm_deletes=confirm)
+                summary = await self.engine.run_pass(
+                    full_remote=full_remote,
+                    confirm_deletes=confirm,
+                    poll_remote=not watcher,
+                    scan_local=scan,
+                    on_plan=planned,
+                )
             except (ProviderError, LocalRootMissing) as exc:
                 self.trace.add(f"pass failed: {type(exc).__name__}: {exc}")
+                if isinstance(scan, list):
+                    self.touched |= set(scan)  # the runner keeps the work of a failed pass for the next
                 return None
+            finally:
+                self.racing = False
+        if watcher:
+            self.figures.watcher_passes += 1
         if scope.cancelled_caught:
             if not crash.fired:
                 self.trace.add("CRASH at deadline")
             self.figures.crashes += 1
+            self.restarted = True  # a new daemon session starts with full observations of both sides
             await self._stop_engine()
             await self._start_engine()
             return None
         self.figures.passes += 1
+        if summary.held:
+            self.figures.gates_held += 1
         self.figures.actions += (
             summary.pushed + summary.pulled + summary.conflicts + summary.deleted + summary.moved + summary.folders
         )
@@ -317,8 +402,14 @@ class Simulation:
             if summary is None:
                 continue
             if summary.gate_reasons and not confirm:
-                confirm = True
                 self.figures.gate_confirmations += 1
+                if self.rng.random() < 0.5:
+                    # `libmirror release-gate sim`: the next pass takes exactly these held changes
+                    self.control.request_release("sim", "; ".join(summary.gate_reasons))
+                    self.trace.add("operator: release-gate")
+                else:
+                    confirm = True
+                    self.trace.add("operator: sync --once --confirm-deletes")
                 continue
             work = [a for a in summary.planned if a.kind is not ActionKind.SKIP]
             if not work and not summary.errors:
@@ -433,7 +524,7 @@ class Simulation:
                 return False
             rel = f"{parent}/{name}" if parent else name
             data = self.content()
-            (self.root / rel).write_bytes(data)
+            self._write_local(rel, data)
             self.trace.add(f"local create {rel!r} ({len(data)} bytes, md5 {md5(data)[:8]})")
             return True
         if op in ("edit", "truncate") and files:
@@ -441,13 +532,14 @@ class Simulation:
             old = (self.root / rel).read_bytes()
             data = old[: len(old) // 2] if op == "truncate" else self.content()
             self.ledger.release(old)
-            (self.root / rel).write_bytes(data)
+            self._write_local(rel, data)
             self.trace.add(f"local {op} {rel!r} ({len(data)} bytes, md5 {md5(data)[:8]})")
             return True
         if op == "delete" and files:
             rel = rng.choice(files)
             self._release_local(rel)
             (self.root / rel).unlink()
+            self.touched.add(rel)
             self.trace.add(f"local delete {rel!r}")
             return True
         if op in ("rename", "move") and files and file_dirs:
@@ -460,6 +552,7 @@ class Simulation:
                 return False
             dest = f"{parent}/{name}" if parent else name
             os.rename(self.root / rel, self.root / dest)
+            self.touched |= {rel, dest}
             self.trace.add(f"local {op} {rel!r} -> {dest!r}")
             return True
         if op == "mkdir":
@@ -479,6 +572,7 @@ class Simulation:
                 return False
             rel = f"{parent}/{name}" if parent else name
             (self.root / rel).mkdir()
+            self.touched.add(rel)
             self.trace.add(f"local mkdir {rel!r}")
             return True
         if op == "rmdir" and mutable:
@@ -487,11 +581,13 @@ class Simulation:
                 for f in local_files(self.root / rel).values():
                     self.ledger.release(f)
                 shutil.rmtree(self.root / rel)
+                self.touched.add(rel)
                 self.trace.add(f"local rm -r {rel!r}")
                 return True
             if self._children(rel):
                 return False
             (self.root / rel).rmdir()
+            self.touched.add(rel)
             self.trace.add(f"local rmdir {rel!r}")
             return True
         if op == "rename_dir" and mutable:
@@ -502,6 +598,7 @@ class Simulation:
                 return False
             dest = f"{parent}/{name}" if parent else name
             os.rename(self.root / rel, self.root / dest)
+            self.touched |= {rel, dest}
             self.trace.add(f"local rename dir {rel!r} -> {dest!r}")
             return True
         if op == "same_edit":
@@ -517,11 +614,66 @@ class Simulation:
                 return False
             self._release_local(rel)
             self._release_remote(entry)
-            (self.root / rel).write_bytes(data)
+            self._write_local(rel, data)
             self.adapter.edit(entry, data)
             self.trace.add(f"same edit on both sides {rel!r} (md5 {md5(data)[:8]})")
             return True
         return False
+
+    async def overwrite_all_local(self) -> None:
+        """Ransomware or a bad script rewrites every local file; the next pass must hold the uploads
+        over synced content when they pass the overwrite limits, and the originals must still be on
+        the server after it. Then the user owns the change (the originals are released)."""
+        files, _ = self._disk()
+        if not files:
+            return
+        old = {rel: (self.root / rel).read_bytes() for rel in files}
+        for rel in files:
+            self._write_local(rel, b"ENCRYPTED|" + self.content())
+        self.figures.mass_overwrites += 1
+        self.trace.add(f"local OVERWRITE ALL: {len(files)} files")
+        summary = await self._pass(crashy=False, full=True)
+        if summary is not None:
+            planned = [a for a in summary.planned if overwrites_remote(a)]
+            synced = (await self.store.counts(self.lib))["synced_files"]
+            n, g = len(planned), self.gates
+            over = n > g.overwrite_count or (
+                n >= OVERWRITE_PERCENT_FLOOR and synced > 0 and n * 100 > g.overwrite_percent * synced
+            )
+            if over and not summary.held:
+                self.problems.append(f"gate: {n} uploads over synced content passed the overwrite gate")
+            elif over and self.adapter.two_way:
+                live = {md5(e.content) for e in self.adapter.live() if e.content}
+                gone = [a.path for a in planned if a.synced and a.synced.digest and a.synced.digest not in live]
+                if gone:
+                    self.problems.append(f"gate held, yet the originals of {gone[:5]} left the server")
+        for data in old.values():
+            self.ledger.release(data)
+
+    def overwrite_all_remote(self) -> None:
+        """A script rewrites every remote file (what a local copy still holds is not lost)."""
+        entries = [(p, e) for p, e in self.adapter.paths().items() if not e.is_dir]
+        for path, entry in entries:
+            data = b"REWRITTEN|" + self.content()
+            self._release_remote(entry)
+            self.adapter.edit(entry, data)
+            self.ledger.observe({path: data}, "remote")
+        self.figures.mass_overwrites += 1
+        self.trace.add(f"remote OVERWRITE ALL: {len(entries)} files")
+
+    def _write_local(self, rel: str, data: bytes) -> None:
+        """A user's write: the version is required from this moment on (not only from the next
+        observation point), and a watcher would report the path."""
+        (self.root / rel).write_bytes(data)
+        self.ledger.observe({rel: data}, "local")
+        self.touched.add(rel)
+
+    def maybe_race(self, what: str) -> None:
+        """Before a provider call of a racing pass: now and then a colleague's change lands here."""
+        if self.racing and not self.windows and self.rng.random() < 0.05:
+            self.trace.add(f"  REMOTE RACE before {what}:")
+            self.figures.remote_races += 1
+            self.remote_op()
 
     def mid_pass_edit(self, what: str) -> None:
         """A local edit while the engine is half-way through a pass (e.g. during an upload)."""
@@ -531,7 +683,7 @@ class Simulation:
         rel = self.rng.choice(files)
         data = self.content()
         self._release_local(rel)
-        (self.root / rel).write_bytes(data)
+        self._write_local(rel, data)
         self.figures.mid_pass_edits += 1
         self.trace.add(f"MID-PASS local edit {rel!r} at {what} (md5 {md5(data)[:8]})")
 
@@ -584,6 +736,7 @@ class Simulation:
                 return False
             data = self.content()
             a.create(pid(parent), name, data)
+            self.ledger.observe({name: data}, "remote")
             self.trace.add(f"remote create {parent + '/' if parent else ''}{name!r} (md5 {md5(data)[:8]})")
             return True
         if op == "edit" and files:
@@ -591,6 +744,7 @@ class Simulation:
             data = self.content()
             self._release_remote(paths[path])
             a.edit(paths[path], data)
+            self.ledger.observe({path: data}, "remote")
             self.trace.add(f"remote edit {path!r} (md5 {md5(data)[:8]})")
             return True
         if op == "delete" and files:

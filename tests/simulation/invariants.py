@@ -47,7 +47,7 @@ def _diff(local: dict[str, bytes], remote: dict[str, bytes]) -> list[str]:
 
 
 async def check(sim: Simulation) -> list[str]:
-    problems: list[str] = []
+    problems: list[str] = list(sim.problems)
     adapter = sim.adapter
     local = local_files(sim.root)
     live = adapter.live()

@@ -121,6 +121,10 @@ class Figures:
     faults: int = 0
     crashes: int = 0
     mid_pass_edits: int = 0
+    remote_races: int = 0
+    watcher_passes: int = 0
+    gates_held: int = 0
+    mass_overwrites: int = 0
     gate_confirmations: int = 0
     versions_lost: int = 0
     duplicates: int = 0
