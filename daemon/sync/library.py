@@ -306,14 +306,14 @@ class LibrarySync:
             # an idle poll: nothing new on either side, nothing waiting, no gate to re-evaluate
             summary.quiet = True
             return summary
-        failed_paths: set[str] = set()
+        left_out: set[str] = set()  # paths this pass no longer acts on: failed, unsupported, held by a gate
         if observed is not None and not dry_run:
-            failed_paths |= await finish_replacements(
+            left_out |= await finish_replacements(
                 self.store, self.lib, self.provider, self.root, full_listing=observed.kind != "incremental"
             )
         if honour_backoff:
             now = time.time()
-            failed_paths.update(path for path, _, next_at, _ in await self.store.failures(self.lib) if next_at > now)
+            left_out.update(path for path, _, next_at, _ in await self.store.failures(self.lib) if next_at > now)
         counted: Counter[str] = Counter()
         release = self.control.release(self.config.name) if self.control is not None and not dry_run else None
         for round_no in range(1, MAX_ROUNDS + 1):
@@ -322,7 +322,7 @@ class LibrarySync:
             actions = [
                 a
                 for a in plan(states, self.options, now_label=now_label)
-                if a.path not in failed_paths and (a.src is None or a.src not in failed_paths)
+                if a.path not in left_out and (a.src is None or a.src not in left_out)
             ]
             confirmed = confirm_deletes or summary.released
             gate = await self._guard(actions, marker_present, confirmed, release, summary)
@@ -332,6 +332,10 @@ class LibrarySync:
                 summary.held = len(gate.held)
                 for reason in gate.reasons:
                     log.error("safety_gate", reason=reason, held=len(gate.held), **vars(gate.counts))
+            for a in gate.held:
+                # held for the whole pass: a later round must not let it through because the totals the
+                # percentages are taken of moved (found by the simulation's mass overwrites)
+                left_out.update(p for p in (a.path, a.src) if p is not None)
             work = [a for a in gate.allowed if a.kind is not ActionKind.SKIP]
             if round_no == 1:
                 summary.planned = list(gate.allowed) + list(gate.held)
@@ -363,9 +367,9 @@ class LibrarySync:
             summary.bytes_down += report.bytes_down
             summary.skipped += len(report.unsupported)
             for action, _reason in report.unsupported:
-                failed_paths.add(action.path)  # nothing more to try for it in this pass
+                left_out.add(action.path)  # nothing more to try for it in this pass
             for action, message in report.failed:
-                failed_paths.add(action.path)
+                left_out.add(action.path)
                 summary.failures.append((action.path, message))
             if report.replanned:
                 await self.observe_local(

@@ -65,7 +65,7 @@ async def test_an_idle_poll_costs_one_request(tmp_path: Path, coredata: RunningS
                 await wait_for(lambda: polls_seen() > seen, 10)  # right after a poll: its request is done
                 coredata.backend.requests.clear()
                 polls_before = polls_seen()
-                await anyio.sleep(3.5)  # three idle polls or so
+                await wait_for(lambda: polls_seen() >= polls_before + 3, 60)  # three idle polls
                 runner.request_stop()  # graceful: a poll in flight finishes (and logs) first
         polls = polls_seen() - polls_before
         requests = list(coredata.backend.requests)

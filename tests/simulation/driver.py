@@ -643,7 +643,7 @@ class Simulation:
             if over and not summary.held:
                 self.problems.append(f"gate: {n} uploads over synced content passed the overwrite gate")
             elif over and self.adapter.two_way:
-                live = {md5(e.content) for e in self.adapter.live() if e.content}
+                live = {md5(e.content or b"") for e in self.adapter.live() if not e.is_dir}
                 gone = [a.path for a in planned if a.synced and a.synced.digest and a.synced.digest not in live]
                 if gone:
                     self.problems.append(f"gate held, yet the originals of {gone[:5]} left the server")
