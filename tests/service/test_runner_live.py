@@ -62,7 +62,7 @@ async def test_an_idle_poll_costs_one_request(tmp_path: Path, coredata: RunningS
                     return sum(e["event"] == "poll" and e.get("kind") == "incremental" for e in logs)
 
                 seen = polls_seen()
-                await wait_for(lambda: polls_seen() > seen, 10)  # right after a poll: its request is done
+                await wait_for(lambda: polls_seen() > seen, 30)  # right after a poll: its request is done
                 coredata.backend.requests.clear()
                 polls_before = polls_seen()
                 await wait_for(lambda: polls_seen() >= polls_before + 3, 60)  # three idle polls
@@ -118,12 +118,12 @@ async def test_one_failing_file_backs_off_and_never_blocks_the_rest(tmp_path: Pa
             lib_id = await store.library_id(lib.name)
             [(path, attempts, next_at, error)] = await store.failures(lib_id)
             assert (path, attempts) == ("broken.bin", 1) and "503" in error
-            assert 20 <= next_at - started <= 30  # 25 s: the first step of the backoff
+            assert 10 <= next_at - started <= 25.5  # 25 s after the failure, which came before `started`
             # while it waits, other changes keep flowing both ways
             backend.add_file(None, "later.txt", b"added on the server")
             (lib.local_path / "local.txt").write_bytes(b"added on disk")
-            await wait_for(lambda: (lib.local_path / "later.txt").exists(), 10)
-            await wait_for(lambda: any(n.filename == "local.txt" for n in backend.nodes.values()), 10)
+            await wait_for(lambda: (lib.local_path / "later.txt").exists(), 30)
+            await wait_for(lambda: any(n.filename == "local.txt" for n in backend.nodes.values()), 30)
             runner.request_stop()
     finally:
         await store.close()
