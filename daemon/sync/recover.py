@@ -18,7 +18,7 @@ from pathlib import Path
 import structlog
 
 from daemon.local.names import possible_local_names
-from daemon.providers.base import NotFound, Provider
+from daemon.providers.base import NotFound, Provider, ProviderError
 from daemon.state.store import PendingReplace, StateStore
 from daemon.sync import retire
 from daemon.sync.execute import remote_md5
@@ -78,14 +78,18 @@ async def finish_replacements(
                 "replace_abandoned", path=pending.path, detail="the new upload is not on the server; it is pushed again"
             )
             continue
-        await _finish(store, lib, provider, root, pending, new)
+        if not await _finish(store, lib, provider, root, pending, new):
+            waiting.add(pending.path)
     return waiting
 
 
-async def _retire_old(store: StateStore, lib: int, provider: Provider, root: Path, pending: PendingReplace) -> bool:
+async def _retire_old(
+    store: StateStore, lib: int, provider: Provider, root: Path, pending: PendingReplace
+) -> bool | None:
     """Delete the old version if the server still holds the version our base recorded (checked like
     every destructive action, with a copy in the trash where the delete is permanent). Returns False
-    when it changed (someone edited it meanwhile): it stays, and so does its new content."""
+    when it changed (someone edited it meanwhile): it stays, and so does its new content; None when
+    the server could not be asked (tried again on the next pass)."""
     old = await store.remote_by_id(lib, pending.old_remote_id)
     if old is None:
         return True  # no longer where we left it: nothing of ours to delete
@@ -97,39 +101,54 @@ async def _retire_old(store: StateStore, lib: int, provider: Provider, root: Pat
     except RemoteChanged as exc:
         log.warning("replace_old_changed", path=pending.path, remote_id=old.remote_id, why=str(exc))
         return False
+    except (ProviderError, OSError) as exc:
+        log.warning(
+            "replace_finish_deferred",
+            path=pending.path,
+            error=f"{type(exc).__name__}: {exc}",
+            next_step="the interrupted replacement is finished on a later pass",
+        )
+        return None
     return True
 
 
-async def _withdraw(store: StateStore, lib: int, provider: Provider, pending: PendingReplace, new: RemoteRow) -> None:
+async def _withdraw(store: StateStore, lib: int, provider: Provider, pending: PendingReplace, new: RemoteRow) -> bool:
     """The old version changed after our upload: take the upload back when its bytes are still on disk
-    (the plan then makes a conflict copy of the local file); otherwise it stays a file of its own."""
+    (the plan then makes a conflict copy of the local file); otherwise it stays a file of its own.
+    Returns False when the server could not be reached (tried again on the next pass)."""
     local = await store.local_at(lib, pending.path)
     if local is not None and local.digest == pending.digest:
         try:
             await provider.delete(remote_item(new))
         except NotFound:
             pass
+        except ProviderError as exc:
+            log.warning("replace_finish_deferred", path=pending.path, error=f"{type(exc).__name__}: {exc}")
+            return False
         async with store.transaction(lib) as tx:
             await tx.delete_remote(new.path)
             await tx.end_replace(pending.path)
         log.info("upload_withdrawn", path=pending.path, remote_id=new.remote_id, detail="the old version changed")
-        return
+        return True
     async with store.transaction(lib) as tx:
         await tx.end_replace(pending.path)
+    return True
 
 
 async def _finish(
     store: StateStore, lib: int, provider: Provider, root: Path, pending: PendingReplace, new: RemoteRow
-) -> None:
+) -> bool:
     """Retire the old version; the new upload becomes the synced version of the path, unless someone
     else's file took the name meanwhile (e.g. an edit made in the web app): that one keeps it, ours
     stays a file of its own under the name the listing gave it, and the plan compares the local file
     with the one now holding the name. If the old version itself changed, it is kept and our upload
     withdrawn (see ``_withdraw``)."""
     old = await store.remote_by_id(lib, pending.old_remote_id)
-    if not await _retire_old(store, lib, provider, root, pending):
-        await _withdraw(store, lib, provider, pending, new)
-        return
+    retired = await _retire_old(store, lib, provider, root, pending)
+    if retired is None:
+        return False
+    if not retired:
+        return await _withdraw(store, lib, provider, pending, new)
     holder = await store.remote_at(lib, pending.path)
     taken = holder is not None and holder.remote_id not in (pending.old_remote_id, new.remote_id)
     local = await store.local_at(lib, pending.path)
@@ -162,3 +181,4 @@ async def _finish(
         detail="an upload-new-then-delete-old cut short by a stop was completed"
         + ("; another file holds the name now, so the new upload keeps its own" if taken else ""),
     )
+    return True

@@ -200,3 +200,24 @@ async def test_fresh_reads_share_a_request_but_never_one_older_than_the_caller()
         await anyio.wait_all_tasks_blocked()
         gate.set()
     assert results == [1, 2, 2, 2]  # one read for the first caller, ONE more for the three later ones
+
+
+async def test_a_checked_delete_costs_one_request_more(world: World) -> None:
+    """The figure the README gives: one extra request per destructive action (TimeTap: a listing of
+    the folder, plus the download of the copy kept in the trash)."""
+    backend = world.sandbox.backend
+    backend.requests.clear()
+    (world.root / "report.txt").unlink()
+    await world.sync()
+    routes = backend.requests.by_route()
+    deletes = sum(n for (method, _), n in routes.items() if method == "DELETE")
+    assert deletes == 1 and world.live() == {}
+    if world.provider == "coredata":
+        checks = sum(
+            n for (m, p), n in routes.items() if m == "GET" and p.startswith("/api/v2/files/") and p.count("/") == 5
+        )
+        assert checks == 1, routes
+    else:
+        listings = [r for r in backend.requests if r.method == "GET" and r.path.endswith("/files")]
+        assert sum("parentFileLibraryUUID" in r.query or r.query == "" for r in listings) >= 1
+        assert sum(1 for r in backend.requests if r.path.startswith("/s3/")) == 1  # the copy kept in the trash
