@@ -343,11 +343,12 @@ ERROR_CHARS = 300  # a stored error may quote a whole server answer (an HTML pag
 
 
 def _clean_error(text: str | None) -> str | None:
-    """A stored error text fit to print: on one line, credentials redacted as in the logs, at most
-    ``ERROR_CHARS`` characters (redacted before cutting: a cut secret is no longer recognisable)."""
+    """A stored error text fit to print: credentials redacted as in the logs, on one line, at most
+    ``ERROR_CHARS`` characters. Redacted first: the header patterns end at a line break, and a cut
+    secret is no longer recognisable."""
     if not text:
         return None
-    cleaned = redact_text(" ".join(text.split()))
+    cleaned = " ".join(redact_text(text).split())
     return cleaned if len(cleaned) <= ERROR_CHARS else cleaned[: ERROR_CHARS - 1] + "…"
 
 
