@@ -3,6 +3,8 @@
 Exit codes: 0 in sync / success, 1 some actions failed, 2 configuration error (or a writing command
 run as root without ``allow_root``), 3 a safety gate held back deletes, 4 another process holds the
 state store (``run`` and ``sync`` are its only writers, one at a time; see ``daemon/state/lock.py``).
+``status`` exits 0, or 1 when the store cannot be read as it is (e.g. another schema version: only a
+writer migrates it).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -25,6 +27,9 @@ from daemon.sandbox import registry as sandbox_registry
 from daemon.sandbox.__main__ import parse_option as sandbox_option
 from daemon.sandbox.faults import add_fault_arguments, plan_from_args
 from daemon.state.lock import StateLock, StateLocked
+
+if TYPE_CHECKING:
+    from daemon.state.store import StateStore
 
 log = structlog.get_logger(__name__)
 
@@ -386,7 +391,7 @@ async def _status(config: Config, as_json: bool) -> int:
     return EXIT_OK
 
 
-async def _status_row(store: Any, library: LibraryConfig) -> dict[str, Any]:
+async def _status_row(store: StateStore, library: LibraryConfig) -> dict[str, Any]:
     now = datetime.now().astimezone()
     lib_id = await store.find_library(library.name)
     if lib_id is None:  # configured, never synced: nothing stored yet (and status writes nothing)
