@@ -1,7 +1,10 @@
-"""The ``libmirror`` command: sync, check-config, status, demo, sandbox.
+"""The ``libmirror`` command: run, sync, check-config, status, demo, sandbox.
 
-Exit codes: 0 in sync / success, 1 some actions failed, 2 configuration error, 3 a safety gate held
-back deletes.
+Exit codes: 0 in sync / success, 1 some actions failed, 2 configuration error (or a writing command
+run as root without ``allow_root``), 3 a safety gate held back deletes, 4 another process holds the
+state store (``run`` and ``sync`` are its only writers, one at a time; see ``daemon/state/lock.py``).
+``status`` exits 0, or 1 when the store cannot be read as it is (e.g. another schema version: only a
+writer migrates it).
 """
 
 from __future__ import annotations
@@ -10,19 +13,23 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
 
-from daemon.config import Config, ConfigError, load_config
-from daemon.logs import bind_library, configure_logging
+from daemon.config import Config, ConfigError, LibraryConfig, load_config
+from daemon.logs import bind_library, configure_logging, redact_text
 from daemon.sandbox import registry as sandbox_registry
 from daemon.sandbox.__main__ import parse_option as sandbox_option
 from daemon.sandbox.faults import add_fault_arguments, plan_from_args
+from daemon.state.lock import StateLock, StateLocked
+
+if TYPE_CHECKING:
+    from daemon.state.store import StateStore
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +37,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_GATE = 3
+EXIT_LOCKED = 4
 
 DEFAULT_CONFIG = "/etc/libmirror/config.toml"
 
@@ -157,17 +165,24 @@ def _dispatch(args: argparse.Namespace) -> int:
         if not args.once:
             print("error: `sync` needs --once; the long-running daemon is `libmirror run`", file=sys.stderr)
             return EXIT_CONFIG
-        return anyio.run(_sync_once, config, args)
+        libraries = _selected(config, args.library)
+        if libraries is None:
+            return EXIT_CONFIG
+        return _as_writer(config, "sync --once", lambda: anyio.run(_sync_once, config, libraries, args))
     if args.command == "status":
         return anyio.run(_status, config, args.json)
     if args.command == "run":
-        return _run_daemon(config, args)
+        return _as_writer(config, "run", lambda: _run_daemon(config, args))
     raise AssertionError(args.command)
 
 
-def _run_daemon(config: Config, args: argparse.Namespace) -> int:
-    from daemon.service import run_service
+def _as_writer(config: Config, command: str, body: Callable[[], int]) -> int:
+    """Run ``body`` as the one writer of the config's state store (DESIGN rule 9).
 
+    Refuses root without ``allow_root`` (exit 2), then takes the store's lock for the rest of the
+    process's life (exit 4 when another process holds it): a second ``sync`` or ``run`` on the same
+    store would upload and download the same files again, or die on "database is locked".
+    """
     if os.geteuid() == 0 and not config.allow_root:
         print(
             f"error: {config.path}: refusing to run as root; run as a dedicated user "
@@ -175,6 +190,40 @@ def _run_daemon(config: Config, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    try:
+        lock = StateLock.acquire(config.state_dir, command)
+    except StateLocked as exc:
+        print(f"error: {locked_message(exc)}", file=sys.stderr)
+        return EXIT_LOCKED
+    except OSError as exc:
+        print(
+            f"error: {config.path}: cannot lock the state store in state_dir {config.state_dir}: {exc}; "
+            "check that the folder belongs to the user libmirror runs as",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    with lock:  # held until the process is done (released by the kernel, too, if it dies)
+        return body()
+
+
+def locked_message(exc: StateLocked) -> str:
+    """What a refused writer prints: who holds the store and what to do instead."""
+    holder = exc.holder
+    who = f"libmirror pid {holder.pid}" if holder.pid is not None else "another libmirror process (pid unknown)"
+    if holder.command:
+        who += f" (`libmirror {holder.command}`)"
+    if holder.command and holder.command.startswith("sync"):
+        todo = "wait for that pass to finish and run again"
+    else:
+        todo = "stop that process first (systemctl stop libmirror)"
+    return (
+        f"the state store {exc.state_dir} is in use by {who}; nothing was done. "
+        f"{todo[0].upper()}{todo[1:]}, or use `libmirror status` to look at it while it runs."
+    )
+
+
+def _run_daemon(config: Config, args: argparse.Namespace) -> int:
+    from daemon.service import run_service
 
     def reconfigure(new: Config) -> None:
         if not args.log_level:
@@ -183,7 +232,7 @@ def _run_daemon(config: Config, args: argparse.Namespace) -> int:
     return anyio.run(lambda: run_service(config, on_reload=reconfigure))
 
 
-def _selected(config: Config, names: list[str] | None) -> list[Any] | None:
+def _selected(config: Config, names: list[str] | None) -> list[LibraryConfig] | None:
     if not names:
         return list(config.libraries)
     known = {lib.name: lib for lib in config.libraries}
@@ -197,16 +246,13 @@ def _selected(config: Config, names: list[str] | None) -> list[Any] | None:
     return [known[n] for n in names]
 
 
-async def _sync_once(config: Config, args: argparse.Namespace) -> int:
+async def _sync_once(config: Config, libraries: list[LibraryConfig], args: argparse.Namespace) -> int:
     from daemon.control import ControlDir
     from daemon.providers import make_provider
     from daemon.providers.base import AuthError, ProviderError
     from daemon.state.store import StateStore
     from daemon.sync.library import LibrarySync, LocalRootMissing, PassSummary
 
-    libraries = _selected(config, args.library)
-    if libraries is None:
-        return EXIT_CONFIG
     store = await StateStore.open(config.state_dir)
     worst = EXIT_OK
     results: list[tuple[str, PassSummary | None, str]] = []
@@ -297,52 +343,89 @@ def _library_state(status: dict[str, str], pending: int) -> str:
     return "pending" if pending else "idle"
 
 
-async def _status(config: Config, as_json: bool) -> int:
-    from daemon.state.store import StateStore
+NO_STATE = "no state yet: run `libmirror sync --once` or start the service"
+ERROR_CHARS = 300  # a stored error may quote a whole server answer (an HTML page)
 
-    store = await StateStore.open(config.state_dir)
-    rows: list[dict[str, Any]] = []
-    now = datetime.now().astimezone()
+
+def _clean_error(text: str | None) -> str | None:
+    """A stored error text fit to print: credentials redacted as in the logs, on one line, at most
+    ``ERROR_CHARS`` characters. Redacted first: the header patterns end at a line break, and a cut
+    secret is no longer recognisable."""
+    if not text:
+        return None
+    cleaned = " ".join(redact_text(text).split())
+    return cleaned if len(cleaned) <= ERROR_CHARS else cleaned[: ERROR_CHARS - 1] + "…"
+
+
+async def _status(config: Config, as_json: bool) -> int:
+    """Read-only: never creates, migrates or locks the store, so it works beside a running daemon."""
+    from sqlalchemy.exc import DBAPIError
+
+    from daemon.state.migrations import SchemaMismatch
+    from daemon.state.store import StateStore, StoreUnreadable
+
     try:
-        for library in config.libraries:
-            lib_id = await store.library_id(library.name)
-            counts = await store.counts(lib_id)
-            status = await store.get_status(lib_id)
-            failures = await store.failures(lib_id)
-            pending = len(await store.changed_states(lib_id))
-            state = _library_state(status, pending)
-            rows.append(
-                {
-                    "library": library.name,
-                    "provider": library.provider,
-                    "state": state,
-                    "halted_because": status.get("gate") or None,
-                    "error": (status.get("daemon_detail") or None) if state == "retrying" else None,
-                    "files": counts["synced_files"],
-                    "pending": pending,
-                    "conflicts": int(status.get("conflicts_total", "0") or 0),
-                    "last_poll": status.get("last_poll"),
-                    "last_poll_age": _age(status.get("last_poll"), now),
-                    "last_pass": status.get("last_pass"),
-                    "last_pass_age": _age(status.get("last_pass"), now),
-                    "backoff": [
-                        {
-                            "path": p,
-                            "attempts": a,
-                            "next_attempt": datetime.fromtimestamp(n).astimezone().isoformat(timespec="seconds"),
-                            "last_error": e,
-                        }
-                        for p, a, n, e in failures
-                    ],
-                }
-            )
-    finally:
-        await store.close()
+        store = await StateStore.open_readonly(config.state_dir)
+        if store is None:
+            rows = None
+        else:
+            try:
+                rows = [await _status_row(store, library) for library in config.libraries]
+            finally:
+                await store.close()
+    except (SchemaMismatch, StoreUnreadable, DBAPIError, OSError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        print(f"error: {config.path}: cannot read the state store in {config.state_dir}: {reason}", file=sys.stderr)
+        return EXIT_FAILED
+    head = {"state_store": str(config.state_dir), "exists": rows is not None}
+    if rows is None:
+        if as_json:
+            print(json.dumps({**head, "message": NO_STATE, "libraries": []}, indent=2))
+        else:
+            print(f"{NO_STATE} (state store: {config.state_dir})")
+        return EXIT_OK
     if as_json:
-        print(json.dumps({"libraries": rows}, indent=2))
+        print(json.dumps({**head, "libraries": rows}, indent=2))
     else:
         _print_status_table(rows)
     return EXIT_OK
+
+
+async def _status_row(store: StateStore, library: LibraryConfig) -> dict[str, Any]:
+    now = datetime.now().astimezone()
+    lib_id = await store.find_library(library.name)
+    if lib_id is None:  # configured, never synced: nothing stored yet (and status writes nothing)
+        counts, status, failures, pending = {"synced_files": 0}, {}, [], 0
+        state = "new"
+    else:
+        counts = await store.counts(lib_id)
+        status = await store.get_status(lib_id)
+        failures = await store.failures(lib_id)
+        pending = len(await store.changed_states(lib_id))
+        state = _library_state(status, pending)
+    return {
+        "library": library.name,
+        "provider": library.provider,
+        "state": state,
+        "halted_because": status.get("gate") or None,
+        "error": _clean_error(status.get("daemon_detail")) if state == "retrying" else None,
+        "files": counts["synced_files"],
+        "pending": pending,
+        "conflicts": int(status.get("conflicts_total", "0") or 0),
+        "last_poll": status.get("last_poll"),
+        "last_poll_age": _age(status.get("last_poll"), now),
+        "last_pass": status.get("last_pass"),
+        "last_pass_age": _age(status.get("last_pass"), now),
+        "backoff": [
+            {
+                "path": p,
+                "attempts": a,
+                "next_attempt": datetime.fromtimestamp(n).astimezone().isoformat(timespec="seconds"),
+                "last_error": _clean_error(e),
+            }
+            for p, a, n, e in failures
+        ],
+    }
 
 
 def _print_status_table(rows: list[dict[str, Any]]) -> None:
@@ -372,7 +455,7 @@ def _print_status_table(rows: list[dict[str, Any]]) -> None:
             console.print(f"{row['library']}: retrying: {row['error']}", markup=False)
         for b in row["backoff"]:
             line = f"{row['library']}: backoff {b['path']} ({b['attempts']}x, next {b['next_attempt']})"
-            console.print(f"{line}: {b['last_error']}", markup=False)
+            console.print(f"{line}: {b['last_error'] or ''}", markup=False)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from daemon.config import LibraryConfig, load_config
 from daemon.logs import bind_library, configure_logging
+from daemon.state.lock import StateLock, StateLocked
 from daemon.state.store import StateStore
 from daemon.sync.library import PassSummary
 from daemon.sync.model import Action
@@ -82,14 +83,27 @@ def run_demo(directory: Path, *, once: bool, seed: int, interval: float) -> int:
 
 
 async def _demo(mirror: Path, once: bool, seed: int, interval: float) -> int:
-    from daemon.providers import make_provider
-    from daemon.sandbox.runner import start_sandbox
-    from daemon.sync.library import LibrarySync
-
     console = Console(stderr=False)
     configure_logging("console", "warning")
     work = mirror / ".libmirror" / "demo"
     work.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        # the demo's own state dir, locked like any writer's: a second demo on the same folder refuses
+        lock = StateLock.acquire(work / "state", "demo")
+    except StateLocked as exc:
+        from daemon.cli import EXIT_LOCKED
+
+        console.print(f"error: {mirror} is already mirrored by another demo ({exc}); stop it first", markup=False)
+        return EXIT_LOCKED
+    with lock:
+        return await _demo_locked(mirror, work, console, once, seed, interval)
+
+
+async def _demo_locked(mirror: Path, work: Path, console: Console, once: bool, seed: int, interval: float) -> int:
+    from daemon.providers import make_provider
+    from daemon.sandbox.runner import start_sandbox
+    from daemon.sync.library import LibrarySync
+
     sandbox = await start_sandbox("coredata", work / "sandbox", port=0, seed=seed)
     config_path = work / "config.toml"
     _write_config(config_path, mirror, work / "state", sandbox.remote)

@@ -27,6 +27,29 @@ class SchemaTooNew(RuntimeError):
     """The state file was written by a newer libmirror."""
 
 
+class SchemaMismatch(RuntimeError):
+    """A reader (``status``) found a state file at another schema version; readers never migrate."""
+
+
+def check_readable(conn: Connection) -> int | None:
+    """The schema version of a file a reader may read (None: an empty file, no schema yet).
+
+    Unlike :func:`migrate` this never writes: a file at another version raises :class:`SchemaMismatch`.
+    """
+    found = current_version(conn)
+    if found is None or found == schema.SCHEMA_VERSION:
+        return found
+    if found > schema.SCHEMA_VERSION:
+        raise SchemaMismatch(
+            f"state store has schema version {found}, this libmirror understands up to "
+            f"{schema.SCHEMA_VERSION}: upgrade libmirror"
+        )
+    raise SchemaMismatch(
+        f"state store has schema version {found}, this libmirror reads version {schema.SCHEMA_VERSION}; "
+        "the next `libmirror sync --once` or `libmirror run` of this version upgrades it (status only reads)"
+    )
+
+
 def current_version(conn: Connection) -> int | None:
     if not inspect(conn).has_table("meta"):
         return None

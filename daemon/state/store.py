@@ -14,18 +14,26 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
+import aiosqlite
 import anyio
 from sqlalchemy import String, and_, event, func, literal, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from daemon.providers.base import RemoteItem
 from daemon.state import schema
-from daemon.state.migrations import migrate
+from daemon.state.migrations import check_readable, migrate
 from daemon.sync.model import KnownLocal, LocalRow, PathState, RemoteRow, SyncedRow
 
 STATE_FILE = "state.sqlite3"
+
+
+class StoreUnreadable(RuntimeError):
+    """``StateStore.open_readonly`` could not read the state file (not a database, no permission...)."""
 
 
 def parent_path(path: str) -> str:
@@ -420,7 +428,7 @@ class StateStore:
         self._group = _GroupCommit(engine)
 
     @classmethod
-    async def open(cls, state_dir: Path | str, *, url: str | None = None) -> StateStore:
+    async def open(cls, state_dir: Path | str, *, url: str | URL | None = None) -> StateStore:
         """Open (creating and migrating as needed) the store under ``state_dir``."""
         if url is None:
             state_dir = Path(state_dir)
@@ -430,12 +438,46 @@ class StateStore:
                 fd = os.open(db, os.O_CREAT | os.O_WRONLY, 0o600)
                 os.close(fd)
             os.chmod(db, 0o600)
-            url = f"sqlite+aiosqlite:///{db}"
+            # built, not parsed: a "?" or "#" in state_dir is part of the path, not a query
+            url = URL.create("sqlite+aiosqlite", database=str(db))
         engine = create_async_engine(url)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         async with engine.begin() as conn:
             await conn.run_sync(migrate)
+        return cls(engine)
+
+    @classmethod
+    async def open_readonly(cls, state_dir: Path | str) -> StateStore | None:
+        """The store under ``state_dir`` for reading only (``libmirror status``); None when there is none.
+
+        Never creates the directory or the file, never migrates (a file at another schema version
+        raises :class:`~daemon.state.migrations.SchemaMismatch`) and takes no lock: in WAL mode it
+        reads beside a running daemon without waiting for it or holding it up. SQLite's ``-wal`` and
+        ``-shm`` files are created if a stopped daemon left none (owned like the database file).
+        """
+        db = Path(state_dir) / STATE_FILE
+        if not db.is_file():
+            return None
+        uri = f"file:{quote(str(db.resolve()))}?mode=ro"
+
+        async def connect() -> aiosqlite.Connection:
+            return await aiosqlite.connect(uri, uri=True)
+
+        engine = create_async_engine("sqlite+aiosqlite://", async_creator=connect)
+        event.listen(engine.sync_engine, "connect", _sqlite_readonly_pragmas)
+        try:
+            async with engine.connect() as conn:
+                version = await conn.run_sync(check_readable)
+        except DBAPIError as exc:
+            await engine.dispose()
+            raise StoreUnreadable(f"{db}: {exc.orig}") from exc
+        except BaseException:
+            await engine.dispose()
+            raise
+        if version is None:  # created, never set up (a first run that died at once): nothing to read
+            await engine.dispose()
+            return None
         return cls(engine)
 
     async def close(self) -> None:
@@ -486,6 +528,13 @@ class StateStore:
             key = result.inserted_primary_key
             assert key is not None
             return int(key[0])
+
+    async def find_library(self, name: str) -> int | None:
+        """The id of library ``name``; None when the store has not seen it yet (never writes)."""
+        t = schema.libraries
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t.c.id).where(t.c.name == name))).first()
+            return int(row.id) if row else None
 
     async def library_names(self) -> list[str]:
         t = schema.libraries
@@ -747,5 +796,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def _sqlite_readonly_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA query_only=ON")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.close()

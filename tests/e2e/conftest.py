@@ -103,10 +103,15 @@ class Mirror:
         return {p.relative_to(base).as_posix(): p.read_bytes() for p in base.rglob("*") if p.is_file()}
 
 
-def write_config(tmp_path: Path, remote: dict[str, str], *, provider: str = "coredata", **library: Any) -> Mirror:
+def write_config(
+    tmp_path: Path, remote: dict[str, str], *, provider: str = "coredata", allow_root: bool = True, **library: Any
+) -> Mirror:
+    """A one-library config; ``allow_root``: the tests may run as root, and every writing command refuses
+    root without it."""
     root = tmp_path / "mirror"
     lines = [
         f'state_dir = "{tmp_path / "state"}"',
+        f"allow_root = {'true' if allow_root else 'false'}",
         "",
         "[[library]]",
         'name = "board"',

@@ -42,15 +42,9 @@ class FullRun:
     output: str  # stdout + stderr of `sync --once` and of a short `libmirror run`, debug level
 
 
-def allow_root(mirror: Mirror) -> None:
-    text = mirror.config.read_text()
-    mirror.config.write_text("allow_root = true\n" + text)
-
-
 def prepare(provider: str, sb: RunningSandbox, tmp_path: Path) -> Mirror:
     library: dict[str, Any] = {"direction": "push"} if provider == "coreplus" else {}
     mirror = write_config(tmp_path, sb.remote, provider=provider, **library)
-    allow_root(mirror)
     mirror.root.mkdir()
     if provider == "coreplus":
         client = sb.backend.holdings()[0]
@@ -240,7 +234,9 @@ async def test_state_store_and_trash_are_private(tmp_path: Path, coredata: Runni
 @pytest.mark.skipif(os.geteuid() != 0, reason="the refusal only applies when running as root")
 def test_run_refuses_root_unless_allowed(tmp_path: Path) -> None:
     mirror = write_config(
-        tmp_path, {"base_url": "http://127.0.0.1:9", "root": "r", "api_user": "u", "api_key": "k" * 20}
+        tmp_path,
+        {"base_url": "http://127.0.0.1:9", "root": "r", "api_user": "u", "api_key": "k" * 20},
+        allow_root=False,
     )
     result = subprocess.run(
         [LIBMIRROR, "--config", str(mirror.config), "run"], capture_output=True, text=True, timeout=60
