@@ -67,7 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_sync.add_argument("--once", action="store_true", help="do one pass and exit (daemon mode is `run`)")
     p_sync.add_argument("--library", action="append", help="only this library (repeatable)")
     p_sync.add_argument("--dry-run", action="store_true", help="print the plan; change nothing anywhere")
-    p_sync.add_argument("--confirm-deletes", action="store_true", help="let deletes held by a safety gate through")
+    p_sync.add_argument(
+        "--confirm-deletes", action="store_true", help="let the deletes and overwrites a safety gate holds through"
+    )
+
+    p_release = sub.add_parser(
+        "release-gate", help="let the changes a safety gate holds back through, in the running service"
+    )
+    _add_config_arg(p_release, top=False)
+    p_release.add_argument("library", help="the library whose held changes you checked and accept")
 
     p_run = sub.add_parser("run", help="the daemon: watch, poll and sync every library until stopped")
     _add_config_arg(p_run, top=False)
@@ -171,6 +179,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _as_writer(config, "sync --once", lambda: anyio.run(_sync_once, config, libraries, args))
     if args.command == "status":
         return anyio.run(_status, config, args.json)
+    if args.command == "release-gate":
+        return _release_gate(config, args.library)
     if args.command == "run":
         return _as_writer(config, "run", lambda: _run_daemon(config, args))
     raise AssertionError(args.command)
@@ -220,6 +230,24 @@ def locked_message(exc: StateLocked) -> str:
         f"the state store {exc.state_dir} is in use by {who}; nothing was done. "
         f"{todo[0].upper()}{todo[1:]}, or use `libmirror status` to look at it while it runs."
     )
+
+
+def _release_gate(config: Config, name: str) -> int:
+    """Writes only a request file (never the store, never the lock): refuses root like the writers,
+    since a root-owned request could not be removed by the service user."""
+    from daemon.gate_release import release_gate
+
+    libraries = _selected(config, [name])
+    if libraries is None:
+        return EXIT_CONFIG
+    if os.geteuid() == 0 and not config.allow_root:
+        print(
+            f"error: {config.path}: refusing to run as root; run as the service's user "
+            "(sudo -u libmirror libmirror release-gate ...) or set allow_root = true",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    return anyio.run(release_gate, config, libraries[0])
 
 
 def _run_daemon(config: Config, args: argparse.Namespace) -> int:
@@ -347,6 +375,16 @@ NO_STATE = "no state yet: run `libmirror sync --once` or start the service"
 ERROR_CHARS = 300  # a stored error may quote a whole server answer (an HTML page)
 
 
+def _held_counts(status: dict[str, str]) -> dict[str, int] | None:
+    """What the held gate keeps back: ``{"local_deletes": .., "remote_deletes": .., "local_overwrites":
+    .., "remote_overwrites": ..}`` as the last pass counted it."""
+    try:
+        counts = json.loads(status.get("gate_counts") or "null")
+    except ValueError:
+        return None
+    return {str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else None
+
+
 def _clean_error(text: str | None) -> str | None:
     """A stored error text fit to print: credentials redacted as in the logs, on one line, at most
     ``ERROR_CHARS`` characters. Redacted first: the header patterns end at a line break, and a cut
@@ -408,6 +446,7 @@ async def _status_row(store: StateStore, library: LibraryConfig) -> dict[str, An
         "provider": library.provider,
         "state": state,
         "halted_because": status.get("gate") or None,
+        "held": _held_counts(status) if status.get("gate") else None,
         "error": _clean_error(status.get("daemon_detail")) if state == "retrying" else None,
         "files": counts["synced_files"],
         "pending": pending,
@@ -450,7 +489,8 @@ def _print_status_table(rows: list[dict[str, Any]]) -> None:
     console.print(table)
     for row in rows:
         if row["halted_because"]:
-            console.print(f"{row['library']}: halted: {row['halted_because']}", markup=False)
+            held = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in (row["held"] or {}).items() if n)
+            console.print(f"{row['library']}: halted ({held or 'changes held'}): {row['halted_because']}", markup=False)
         if row["error"]:
             console.print(f"{row['library']}: retrying: {row['error']}", markup=False)
         for b in row["backoff"]:
