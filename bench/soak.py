@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{total.crashes} crashes survived, {total.mid_pass_edits} edits during a pass, "
         f"{total.watcher_passes} watcher passes without a poll, {total.remote_races} remote changes between "
         f"plan and action, {total.gates_held} passes held by a gate, {total.mass_overwrites} mass overwrites, "
+        f"{total.second_writers} second writers refused, "
         f"versions lost {total.versions_lost}, duplicates {total.duplicates}, failed seeds {len(failed)}"
     )
     for line in failed:
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         "remote_races": total.remote_races,
         "gates_held": total.gates_held,
         "mass_overwrites": total.mass_overwrites,
+        "second_writers": total.second_writers,
         "versions_lost": total.versions_lost,
         "duplicates": total.duplicates,
         "failed_seeds": failed,

@@ -16,9 +16,11 @@ and the trace; ``pytest tests/simulation --seed N`` replays it.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
+import sys
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ from daemon.providers.http import HttpClient, RetryPolicy
 from daemon.sandbox.faults import BEFORE_KINDS, TRANSIENT_KINDS, FaultPlan
 from daemon.sandbox.middleware import ApiError
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
+from daemon.state.lock import StateLock
 from daemon.state.store import StateStore
 from daemon.sync.guard import OVERWRITE_PERCENT_FLOOR, overwrites_remote
 from daemon.sync.library import LibrarySync, LocalRootMissing, PassSummary
@@ -202,6 +205,8 @@ class Simulation:
         self.touched: set[str] = set()  # local paths changed since the last pass (what a watcher reports)
         self.problems: list[str] = []  # broken expectations found during the run (reported with the rest)
         self.remote_races = True
+        self.second_writer_at = self.rng.randrange(self.steps) if self.rng.random() < 0.08 else None
+        self.step_no = 0
         self.racing = False
         self.restarted = False
         # tasks between a pre-action check (``current``) and their next request: the one-request window
@@ -232,6 +237,8 @@ class Simulation:
         )
 
     async def _start_engine(self) -> None:
+        # this engine stands for `libmirror run`: it holds the store's writer lock while it lives
+        self.lock = StateLock.acquire(self.workdir / "state", "run")
         self.store = await StateStore.open(self.workdir / "state")
         self.lib = await self.store.library_id("sim")
         self.http = HttpClient(retry=FAST_RETRY)
@@ -244,6 +251,7 @@ class Simulation:
             await self.real_provider.aclose()
             await self.http.aclose()
             await self.store.close()
+            self.lock.release()
 
     async def run(self) -> Figures:
         """Run the seed; raises SimFailure on a broken invariant. Returns this run's figures."""
@@ -295,6 +303,9 @@ class Simulation:
         return {path: rid for path, rid, _ in await _remote_rows(self)}
 
     async def _step(self) -> None:
+        self.step_no += 1
+        if self.step_no - 1 == self.second_writer_at:
+            await self.second_writer()
         self.mapping = await self._mapping()
         if self.rng.random() < 0.04:
             await self.overwrite_all_local()
@@ -619,6 +630,31 @@ class Simulation:
             self.trace.add(f"same edit on both sides {rel!r} (md5 {md5(data)[:8]})")
             return True
         return False
+
+    async def second_writer(self) -> None:
+        """A `libmirror sync --once` on the same library and state store, started while a pass of this
+        engine (the running service) is under way: it must refuse with exit 4 and touch nothing."""
+        config = self.workdir / "second.toml"
+        remote = "\n".join(f"{k} = {json.dumps(v)}" for k, v in self.sandbox.remote.items())
+        config.write_text(
+            f'state_dir = "{self.workdir / "state"}"\nallow_root = true\n\n[[library]]\nname = "sim"\n'
+            f'provider = "{self.provider}"\nlocal_path = "{self.root}"\n\n[library.remote]\n{remote}\n'
+        )
+        config.chmod(0o600)
+        self.trace.add("SECOND WRITER: libmirror sync --once beside the running engine")
+        result: list[Any] = []
+
+        async def second() -> None:
+            command = [str(Path(sys.executable).with_name("libmirror")), "--config", str(config), "sync", "--once"]
+            result.append(await anyio.run_process(command, check=False))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(second)
+            await self._pass(crashy=False)
+        done = result[0]
+        self.figures.second_writers += 1
+        if done.returncode != 4 or b"in use by" not in done.stderr:
+            self.problems.append(f"a second writer was not refused: exit {done.returncode}: {done.stderr[-300:]!r}")
 
     async def overwrite_all_local(self) -> None:
         """Ransomware or a bad script rewrites every local file; the next pass must hold the uploads

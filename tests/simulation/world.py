@@ -125,6 +125,7 @@ class Figures:
     watcher_passes: int = 0
     gates_held: int = 0
     mass_overwrites: int = 0
+    second_writers: int = 0
     gate_confirmations: int = 0
     versions_lost: int = 0
     duplicates: int = 0
