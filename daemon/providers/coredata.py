@@ -13,13 +13,14 @@ import mimetypes
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import IO, Any
 
 import aiohttp
 import structlog
 from yarl import URL
 
+from daemon.local.source import UploadSource
 from daemon.providers.base import (
     Capabilities,
     DigestMismatch,
@@ -30,7 +31,7 @@ from daemon.providers.base import (
     Sink,
     TransientError,
 )
-from daemon.providers.http import HttpClient, Response, file_body
+from daemon.providers.http import HttpClient, Response
 
 log = structlog.get_logger(__name__)
 
@@ -431,14 +432,14 @@ class CoreDataProvider:
                 restarted = True
                 log.info("download_restarted", remote_id=item.remote_id)
 
-    async def _presigned_blob(self, source: Path, name: str, size: int) -> str:
+    async def _presigned_blob(self, source: UploadSource, name: str) -> str:
         """v3 flow: get a presigned upload URL, PUT the file there without our credentials."""
         ctype = _content_type(name)
         answer = (
             await self._api(
                 "POST",
                 "/api/v3/blob/presigned-upload-url/",
-                params={"content_type": ctype, "content_length": str(size)},
+                params={"content_type": ctype, "content_length": str(source.size)},
                 expect={200, 201},
                 idempotent=True,  # only hands out a fresh blob name
             )
@@ -455,15 +456,16 @@ class CoreDataProvider:
             "PUT",
             self._url(presigned),
             headers={"Content-Type": ctype},
-            body=lambda: file_body(source),
+            body=source.open,
             expect={200, 201, 204},
         )
         return blob_name
 
-    async def upload(self, parent_id: str, name: str, source: Path, size: int, digest: str) -> RemoteItem:
+    async def upload(self, parent_id: str, name: str, source: UploadSource) -> RemoteItem:
         fields = {"filename": name, "title": _title_for(name), "parent": parent_id}
+        size, digest = source.size, source.digest
         if size >= self.multipart_threshold:
-            blob_name = await self._presigned_blob(source, name, size)
+            blob_name = await self._presigned_blob(source, name)
 
             @contextmanager
             def form() -> Iterator[aiohttp.MultipartWriter]:
@@ -473,7 +475,7 @@ class CoreDataProvider:
 
             @contextmanager
             def form() -> Iterator[aiohttp.MultipartWriter]:
-                with open(source, "rb") as f:
+                with source.open() as f:
                     yield _form(fields, content=(f, name))
 
         created = await self._api("POST", "/api/v2/files/", body=form, expect={201})
@@ -487,11 +489,12 @@ class CoreDataProvider:
         log.debug("file_uploaded", remote_id=item.remote_id, bytes=size)
         return item
 
-    async def update(self, item: RemoteItem, source: Path, size: int, digest: str) -> RemoteItem:
+    async def update(self, item: RemoteItem, source: UploadSource) -> RemoteItem:
         query = {"filename": item.name, "snapshot_id": item.version}
         path = f"/api/v2/files/{item.remote_id}/content/"
-        if size >= self.multipart_threshold:
-            blob_name = await self._presigned_blob(source, item.name, size)
+        digest = source.digest
+        if source.size >= self.multipart_threshold:
+            blob_name = await self._presigned_blob(source, item.name)
             answer = await self._api(
                 "PUT",
                 path,
@@ -504,7 +507,7 @@ class CoreDataProvider:
                 path,
                 params=query,
                 headers={"Content-Type": "application/octet-stream"},
-                body=lambda: file_body(source),
+                body=source.open,
                 expect={200, 201, 204},
             )
         server_digest = answer.headers.get(DIGEST_HEADER)

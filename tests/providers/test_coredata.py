@@ -16,11 +16,13 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
+from daemon.local.source import UploadSource
 from daemon.providers.base import AuthError, InvalidResponse, RemoteItem, TransientError
 from daemon.providers.coredata import CoreDataProvider, shift_timestamp
 from daemon.providers.http import HttpClient
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
 from tests.providers.conftest import FAST_RETRY
+from tests.upload_sources import write_source
 
 pytestmark = pytest.mark.anyio
 
@@ -340,26 +342,24 @@ async def sandboxed(tmp_path: Path) -> AsyncIterator[tuple[RunningSandbox, CoreD
         await sandbox.stop()
 
 
-def _local(tmp_path: Path, data: bytes) -> tuple[Path, int, str]:
-    path = tmp_path / hashlib.md5(data).hexdigest()
-    path.write_bytes(data)
-    return path, len(data), hashlib.md5(data).hexdigest()
+def _local(tmp_path: Path, data: bytes) -> UploadSource:
+    return write_source(tmp_path / hashlib.md5(data).hexdigest(), data)
 
 
 async def test_large_files_go_through_presigned_blobs(
     sandboxed: tuple[RunningSandbox, CoreDataProvider], tmp_path: Path
 ) -> None:
     sandbox, provider = sandboxed
-    small = await provider.upload(provider.root_id, "small.txt", *_local(tmp_path, b"small"))
+    small = await provider.upload(provider.root_id, "small.txt", _local(tmp_path, b"small"))
     big_data = bytes(range(256)) * 1024  # 256 KiB, over the 64 KiB threshold
     sandbox.backend.requests.clear()
-    big = await provider.upload(provider.root_id, "big.bin", *_local(tmp_path, big_data))
+    big = await provider.upload(provider.root_id, "big.bin", _local(tmp_path, big_data))
     routes = [(r.method, r.path) for r in sandbox.backend.requests]
     assert ("POST", "/api/v3/blob/presigned-upload-url/") in routes
     assert any(m == "PUT" and p.startswith("/laika/") for m, p in routes)
     assert big.digest == hashlib.md5(big_data).hexdigest()
     sandbox.backend.requests.clear()
-    fresh = await provider.update(small, *_local(tmp_path, big_data[::-1]))
+    fresh = await provider.update(small, _local(tmp_path, big_data[::-1]))
     assert fresh.digest == hashlib.md5(big_data[::-1]).hexdigest() and fresh.version != small.version
     assert ("POST", "/api/v3/blob/presigned-upload-url/") in [(r.method, r.path) for r in sandbox.backend.requests]
 
@@ -368,7 +368,7 @@ async def test_deleted_file_leaves_through_list_changed(
     sandboxed: tuple[RunningSandbox, CoreDataProvider], tmp_path: Path
 ) -> None:
     sandbox, provider = sandboxed
-    item = await provider.upload(provider.root_id, "doomed.txt", *_local(tmp_path, b"doomed"))
+    item = await provider.upload(provider.root_id, "doomed.txt", _local(tmp_path, b"doomed"))
     assert item.modified is not None
     await provider.delete(item)
     seen = await collect(provider.list_changed(item.modified))
@@ -396,7 +396,7 @@ async def test_expired_presigned_urls_give_up_after_one_refetch(
     sandboxed: tuple[RunningSandbox, CoreDataProvider], tmp_path: Path
 ) -> None:
     sandbox, provider = sandboxed
-    item = await provider.upload(provider.root_id, "old.txt", *_local(tmp_path, b"old"))
+    item = await provider.upload(provider.root_id, "old.txt", _local(tmp_path, b"old"))
     sandbox.backend.presign_ttl = -60.0  # every URL is born expired
 
     async def sink(chunk: bytes) -> None:
