@@ -321,7 +321,9 @@ class CoreDataProvider:
         again further on; nothing moves past the start of the next query. Only a run of ties longer
         than a page is walked by offset inside that one timestamp (there is nothing finer to key on), so
         an edit inside such a run can still shift it; the overlap window of the next poll and the
-        periodic full listing heal that (DESIGN rule 4). The walk ends on the first page
+        periodic full listing heal that (DESIGN rule 4). A page inside such a run that brings no row not
+        yet seen is a paging loop (a server that ignores ``offset``) and fails the walk, as ``_walk``
+        does; every other page moves the keyset forward. The walk ends on the first page
         without ``meta.next``: an idle poll is one request. ``modified__gt``/``__gte`` and
         ``order_by`` are not in the vendor doc (tastypie-style hint, sandbox decision, see
         api-notes.md); a 400, or pages that are not in ``modified`` order, fall back to full listings.
@@ -353,6 +355,8 @@ class CoreDataProvider:
             if not items:
                 raise InvalidResponse(f"listing {URL(link).path}: an empty page that has a next page")
             if stamps[-1] == low:  # the whole page shares one timestamp: page on inside it
+                if offset and not fresh:  # an offset inside the run brought nothing new: no progress
+                    raise InvalidResponse(f"listing {URL(link).path} loops: offset {offset} repeats seen rows")
                 offset += len(items)
             else:
                 low, offset, at_low = stamps[-1], 0, set()

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import structlog
 from aiohttp import web
@@ -463,6 +464,26 @@ async def test_idle_changed_walk_is_one_request(stub: tuple[Stub, Callable[..., 
     s.files = filtered_files([file_obj(i, ROOT) for i in range(3)])
     assert await collect(build(page_size=2, overlap_seconds=0).list_changed("2024-01-03T00:00:00")) == []
     assert len(s.requests) == 1
+
+
+async def test_changed_walk_fails_on_a_server_that_ignores_offset_in_a_run_of_ties(
+    stub: tuple[Stub, Callable[..., CoreDataProvider]],
+) -> None:
+    """Inside a run of rows sharing one ``modified`` the walk pages by offset; a server that answers
+    every offset with the first page (and always a ``next``) once kept it asking forever. A page there
+    that brings no row not yet seen is a paging loop: the walk fails instead (like the full listing's
+    loop check), and the next poll tries again."""
+    s, build = stub
+    objects = [{**file_obj(i, ROOT), "modified": "2024-01-02T00:00:02"} for i in range(5)]
+
+    def first_page_always(request: web.Request) -> web.StreamResponse:
+        limit = int(request.query.get("limit", "20"))
+        return web.json_response(page(objects[:limit], 0, limit, len(objects), "/api/v2/files/"))
+
+    s.files = first_page_always
+    with anyio.fail_after(10), pytest.raises(InvalidResponse, match="loop"):
+        await collect(build(page_size=2, overlap_seconds=0).list_changed("2024-01-02T00:00:00"))
+    assert len(s.requests) <= 4, len(s.requests)
 
 
 def filtered_files(objects: list[dict[str, Any]]) -> Any:
