@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+from daemon.local.source import UploadSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,13 +137,17 @@ class Provider(Protocol):
         """Stream the content of ``item`` into ``sink``. Verifying size and digest is the caller's job."""
         ...
 
-    async def upload(self, parent_id: str, name: str, source: Path, size: int, digest: str) -> RemoteItem:
-        """Create a new file under ``parent_id`` from the local file ``source`` (streamed)."""
+    async def upload(self, parent_id: str, name: str, source: UploadSource) -> RemoteItem:
+        """Create a new file under ``parent_id`` from the local file ``source`` (streamed). The file
+        is read only through ``source.open()`` (each attempt), which refuses a symlink or any other
+        file than the planned one with ``LocalChanged``; ``source.size`` and ``source.digest`` are
+        what the server must end up holding."""
         ...
 
-    async def update(self, item: RemoteItem, source: Path, size: int, digest: str) -> RemoteItem:
-        """Replace the content of ``item``; ``item.version`` is the precondition where the API has one
-        (raise ``PreconditionFailed`` when the server's version differs)."""
+    async def update(self, item: RemoteItem, source: UploadSource) -> RemoteItem:
+        """Replace the content of ``item`` with ``source`` (read as ``upload`` does); ``item.version`` is
+        the precondition where the API has one (raise ``PreconditionFailed`` when the server's version
+        differs)."""
         ...
 
     async def move(self, item: RemoteItem, parent_id: str, name: str) -> RemoteItem:

@@ -18,7 +18,6 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -28,6 +27,7 @@ import structlog
 from yarl import URL
 
 from daemon.local.once import Once
+from daemon.local.source import UploadSource
 from daemon.providers.base import (
     Capabilities,
     DigestMismatch,
@@ -430,7 +430,7 @@ class ClinikoProvider:
                 restarted = True
                 log.info("download_restarted", remote_id=item.remote_id)
 
-    async def _presigned_post(self, patient_id: str, name: str, source: Path) -> str:
+    async def _presigned_post(self, patient_id: str, name: str, source: UploadSource) -> str:
         """Upload ``source`` to S3 with the patient's presigned POST; returns the ``upload_url``."""
         answer = await self._get_json(self._url(f"/patients/{patient_id}/attachment_presigned_post"))
         if not isinstance(answer, dict) or not isinstance(answer.get("url"), str):
@@ -446,7 +446,7 @@ class ClinikoProvider:
 
         @contextmanager
         def form() -> Iterator[aiohttp.MultipartWriter]:
-            with open(source, "rb") as handle:
+            with source.open() as handle:
                 writer = aiohttp.MultipartWriter("form-data")
                 for key, value in fields.items():
                     part = writer.append(value, {"Content-Type": "text/plain; charset=utf-8"})
@@ -466,7 +466,8 @@ class ClinikoProvider:
             key = found or key
         return post_url.rstrip("/") + "/" + quote(key, safe="/")
 
-    async def upload(self, parent_id: str, name: str, source: Path, size: int, digest: str) -> RemoteItem:
+    async def upload(self, parent_id: str, name: str, source: UploadSource) -> RemoteItem:
+        size = source.size
         if parent_id == ROOT_ID:
             raise Unsupported("Cliniko keeps attachments per patient: put the file in a patient folder")
         if not parent_id.isdigit() or not self._in_library(parent_id):
@@ -534,7 +535,7 @@ class ClinikoProvider:
 
     # --- what Cliniko cannot do -----------------------------------------------------------------
 
-    async def update(self, item: RemoteItem, source: Path, size: int, digest: str) -> RemoteItem:
+    async def update(self, item: RemoteItem, source: UploadSource) -> RemoteItem:
         raise Unsupported("Cliniko attachments are immutable; a new version is uploaded as a new attachment")
 
     async def move(self, item: RemoteItem, parent_id: str, name: str) -> RemoteItem:

@@ -3,7 +3,7 @@
 The API lists files and folders tenant-wide, so the library's subtree is computed here from the folder
 listing (parent chains that reach the root). Content moves through presigned URLs that must be fetched
 without our ``Authorization`` header. Everything that is a sandbox *decision* rather than vendor
-documentation (folder create/rename/delete, the 409 on a stale ``snapshot_id``, ``modified__gt``,
+documentation (folder create/rename/delete, the 409 on a stale ``snapshot_id``, ``modified__gt``/``__gte``,
 ``order_by``) is marked where it is used, and folder capabilities live in ``CAPABILITIES`` only.
 """
 
@@ -13,13 +13,14 @@ import mimetypes
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import IO, Any
 
 import aiohttp
 import structlog
 from yarl import URL
 
+from daemon.local.source import UploadSource
 from daemon.providers.base import (
     Capabilities,
     DigestMismatch,
@@ -30,7 +31,7 @@ from daemon.providers.base import (
     Sink,
     TransientError,
 )
-from daemon.providers.http import HttpClient, Response, file_body
+from daemon.providers.http import HttpClient, Response
 
 log = structlog.get_logger(__name__)
 
@@ -135,6 +136,18 @@ def shift_timestamp(since: str, seconds: int) -> str:
     return shifted.isoformat(timespec="microseconds" if "." in since else "seconds")
 
 
+class _Unordered(Exception):
+    """A changed-since page that is not in ``modified`` order: the server ignores ``order_by``."""
+
+
+def _server_time(stamp: str | None) -> datetime:
+    """A server timestamp, for comparing with other stamps of the same server only (DESIGN rule 4)."""
+    try:
+        return datetime.fromisoformat(stamp or "")
+    except ValueError:
+        raise InvalidResponse(f"CoreData timestamp {stamp!r} is not an ISO date-time") from None
+
+
 class CoreDataProvider:
     """The Provider protocol on CoreData's v2 file API (v3 only for presigned blob uploads)."""
 
@@ -187,6 +200,20 @@ class CoreDataProvider:
     async def _get_json(self, path: str, **kwargs: Any) -> Any:
         return (await self._api("GET", path, expect={200}, **kwargs)).json()
 
+    async def _page(self, link: str) -> tuple[dict[str, Any], list[Any], str | None]:
+        """One page of a tastypie listing: its ``meta``, its ``objects`` and its ``meta.next`` link."""
+        page = await self._get_json(link)
+        if not isinstance(page, dict) or not isinstance(page.get("meta"), dict):
+            raise InvalidResponse(f"listing {URL(link).path} has no 'meta' object")
+        meta = page["meta"]
+        objects = page.get("objects")
+        if not isinstance(objects, list):
+            raise InvalidResponse(f"listing {URL(link).path}: field 'objects' is not a list")
+        nxt = meta.get("next")
+        if nxt is not None and not isinstance(nxt, str):
+            raise InvalidResponse(f"listing {URL(link).path}: field 'meta.next' is not a string")
+        return meta, objects, nxt or None
+
     async def _walk(self, first: str) -> AsyncIterator[list[Any]]:
         """Every page of a tastypie listing, following ``meta.next``.
 
@@ -201,13 +228,7 @@ class CoreDataProvider:
             visited: set[str] = set()
             moved = False
             while link is not None:
-                page = await self._get_json(link)
-                if not isinstance(page, dict) or not isinstance(page.get("meta"), dict):
-                    raise InvalidResponse(f"listing {URL(link).path} has no 'meta' object")
-                meta = page["meta"]
-                objects = page.get("objects")
-                if not isinstance(objects, list):
-                    raise InvalidResponse(f"listing {URL(link).path}: field 'objects' is not a list")
+                meta, objects, nxt = await self._page(link)
                 count = meta.get("total_count")
                 if not isinstance(count, int) or isinstance(count, bool):
                     raise InvalidResponse(f"listing {URL(link).path}: field 'meta.total_count' is not an int")
@@ -222,9 +243,6 @@ class CoreDataProvider:
                     raise InvalidResponse(f"listing {URL(link).path} loops back to offset {offset}")
                 visited.add(offset)
                 yield objects
-                nxt = meta.get("next")
-                if nxt is not None and not isinstance(nxt, str):
-                    raise InvalidResponse(f"listing {URL(link).path}: field 'meta.next' is not a string")
                 if nxt:
                     nxt_offset = URL(nxt, encoded=True).query.get("offset")
                     if nxt_offset is not None and nxt_offset in visited:
@@ -280,24 +298,70 @@ class CoreDataProvider:
             async for page in self.list_files():
                 yield page
             return
-        cursor = shift_timestamp(since, self.overlap_seconds)
-        first = str(
-            URL("/api/v2/files/").with_query(
-                {"modified__gt": cursor, "order_by": "modified", "limit": str(self.page_size)}
-            )
-        )
         try:
-            async for objects in self._walk(first):
-                page = [file_item(obj) for obj in objects]
-                if page:
-                    yield page
-        except ProviderError as exc:
-            if exc.status != 400:
+            async for page in self._changed_walk(shift_timestamp(since, self.overlap_seconds)):
+                yield page
+        except (ProviderError, _Unordered) as exc:
+            if isinstance(exc, ProviderError) and exc.status != 400:
                 raise
             self._changed_since_ok = False
             log.warning("changed_since_unsupported", provider=self.name, reason=str(exc))
             async for page in self.list_files():
                 yield page
+
+    async def _changed_walk(self, cursor: str) -> AsyncIterator[list[RemoteItem]]:
+        """Every file modified after ``cursor``, oldest change first, by keyset paging.
+
+        Offset paging over ``order_by=modified`` loses rows under concurrent change: a row edited
+        after its page was read moves to the end, every later row moves one place back, and the row at
+        the next page boundary is never seen (until the next full listing). So each page is a query
+        of its own that starts where the last one ended: ``modified__gte`` the last ``modified`` seen,
+        the rows of that timestamp already seen skipped (several rows may share one timestamp on a
+        server whose clock has coarse steps). A row edited mid-walk gets a newer ``modified`` and is met
+        again further on; nothing moves past the start of the next query. Only a run of ties longer
+        than a page is walked by offset inside that one timestamp (there is nothing finer to key on), so
+        an edit inside such a run can still shift it; the overlap window of the next poll and the
+        periodic full listing heal that (DESIGN rule 4). A page inside such a run that brings no row not
+        yet seen is a paging loop (a server that ignores ``offset``) and fails the walk, as ``_walk``
+        does; every other page moves the keyset forward. The walk ends on the first page
+        without ``meta.next``: an idle poll is one request. ``modified__gt``/``__gte`` and
+        ``order_by`` are not in the vendor doc (tastypie-style hint, sandbox decision, see
+        api-notes.md); a 400, or pages that are not in ``modified`` order, fall back to full listings.
+        """
+        op, bound = "modified__gt", cursor
+        low = _server_time(cursor)
+        at_low: set[str] = set()  # ids already yielded whose ``modified`` equals ``low``
+        offset = 0
+        while True:
+            query = {op: bound, "order_by": "modified", "limit": str(self.page_size)}
+            if offset:
+                query["offset"] = str(offset)
+            link = str(URL("/api/v2/files/").with_query(query))
+            _meta, objects, nxt = await self._page(link)
+            items = [file_item(obj) for obj in objects]
+            stamps = [_server_time(item.modified) for item in items]
+            floor = low
+            for stamp in stamps:
+                if stamp < floor or (op == "modified__gt" and stamp == low):
+                    raise _Unordered(f"listing {URL(link).path}: rows not in 'modified' order after {bound}")
+                floor = stamp
+            fresh = [
+                item for item, stamp in zip(items, stamps, strict=True) if stamp != low or item.remote_id not in at_low
+            ]
+            if fresh:
+                yield fresh
+            if nxt is None:
+                return
+            if not items:
+                raise InvalidResponse(f"listing {URL(link).path}: an empty page that has a next page")
+            if stamps[-1] == low:  # the whole page shares one timestamp: page on inside it
+                if offset and not fresh:  # an offset inside the run brought nothing new: no progress
+                    raise InvalidResponse(f"listing {URL(link).path} loops: offset {offset} repeats seen rows")
+                offset += len(items)
+            else:
+                low, offset, at_low = stamps[-1], 0, set()
+                op, bound = "modified__gte", items[-1].modified or ""
+            at_low.update(item.remote_id for item, stamp in zip(items, stamps, strict=True) if stamp == low)
 
     async def get_folder(self, folder_id: str) -> RemoteItem | None:
         try:
@@ -372,14 +436,14 @@ class CoreDataProvider:
                 restarted = True
                 log.info("download_restarted", remote_id=item.remote_id)
 
-    async def _presigned_blob(self, source: Path, name: str, size: int) -> str:
+    async def _presigned_blob(self, source: UploadSource, name: str) -> str:
         """v3 flow: get a presigned upload URL, PUT the file there without our credentials."""
         ctype = _content_type(name)
         answer = (
             await self._api(
                 "POST",
                 "/api/v3/blob/presigned-upload-url/",
-                params={"content_type": ctype, "content_length": str(size)},
+                params={"content_type": ctype, "content_length": str(source.size)},
                 expect={200, 201},
                 idempotent=True,  # only hands out a fresh blob name
             )
@@ -396,15 +460,16 @@ class CoreDataProvider:
             "PUT",
             self._url(presigned),
             headers={"Content-Type": ctype},
-            body=lambda: file_body(source),
+            body=source.open,
             expect={200, 201, 204},
         )
         return blob_name
 
-    async def upload(self, parent_id: str, name: str, source: Path, size: int, digest: str) -> RemoteItem:
+    async def upload(self, parent_id: str, name: str, source: UploadSource) -> RemoteItem:
         fields = {"filename": name, "title": _title_for(name), "parent": parent_id}
+        size, digest = source.size, source.digest
         if size >= self.multipart_threshold:
-            blob_name = await self._presigned_blob(source, name, size)
+            blob_name = await self._presigned_blob(source, name)
 
             @contextmanager
             def form() -> Iterator[aiohttp.MultipartWriter]:
@@ -414,7 +479,7 @@ class CoreDataProvider:
 
             @contextmanager
             def form() -> Iterator[aiohttp.MultipartWriter]:
-                with open(source, "rb") as f:
+                with source.open() as f:
                     yield _form(fields, content=(f, name))
 
         created = await self._api("POST", "/api/v2/files/", body=form, expect={201})
@@ -428,11 +493,12 @@ class CoreDataProvider:
         log.debug("file_uploaded", remote_id=item.remote_id, bytes=size)
         return item
 
-    async def update(self, item: RemoteItem, source: Path, size: int, digest: str) -> RemoteItem:
+    async def update(self, item: RemoteItem, source: UploadSource) -> RemoteItem:
         query = {"filename": item.name, "snapshot_id": item.version}
         path = f"/api/v2/files/{item.remote_id}/content/"
-        if size >= self.multipart_threshold:
-            blob_name = await self._presigned_blob(source, item.name, size)
+        digest = source.digest
+        if source.size >= self.multipart_threshold:
+            blob_name = await self._presigned_blob(source, item.name)
             answer = await self._api(
                 "PUT",
                 path,
@@ -445,7 +511,7 @@ class CoreDataProvider:
                 path,
                 params=query,
                 headers={"Content-Type": "application/octet-stream"},
-                body=lambda: file_body(source),
+                body=source.open,
                 expect={200, 201, 204},
             )
         server_digest = answer.headers.get(DIGEST_HEADER)

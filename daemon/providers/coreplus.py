@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, NoReturn
 
 import aiohttp
@@ -24,6 +23,7 @@ import anyio
 import structlog
 
 from daemon.local.once import Once
+from daemon.local.source import UploadSource
 from daemon.providers.base import (
     Capabilities,
     InvalidResponse,
@@ -260,14 +260,15 @@ class CorePlusProvider:
             raise Unsupported("coreplus client folders are matched to existing clients by name, never created")
         return await self._create_folder(parent_id, name)
 
-    async def upload(self, parent_id: str, name: str, source: Path, size: int, digest: str) -> RemoteItem:
+    async def upload(self, parent_id: str, name: str, source: UploadSource) -> RemoteItem:
+        size = source.size
         if parent_id == ROOT_ID:
             raise Unsupported("coreplus keeps files per client: put it in a client folder")
         meta = self._meta(parent_id, name, size, is_folder=False)
 
         @contextmanager
         def form() -> Iterator[aiohttp.MultipartWriter]:
-            with open(source, "rb") as f:
+            with source.open() as f:
                 yield _form(meta, (f, name))
 
         answer = await self._call("POST", FILE_PATH, body=form, expect={200, 201})
@@ -314,7 +315,7 @@ class CorePlusProvider:
     async def download(self, item: RemoteItem, sink: Sink) -> None:
         self._unsupported("downloading")
 
-    async def update(self, item: RemoteItem, source: Path, size: int, digest: str) -> RemoteItem:
+    async def update(self, item: RemoteItem, source: UploadSource) -> RemoteItem:
         self._unsupported("replacing a file's content")
 
     async def move(self, item: RemoteItem, parent_id: str, name: str) -> RemoteItem:

@@ -13,15 +13,14 @@ import hashlib
 import json as jsonlib
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
-from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import aiohttp
 import anyio
@@ -150,13 +149,6 @@ def redact_url(url: URL | str) -> str:
     """Scheme, host and path only: query strings carry signatures and keys."""
     u = url if isinstance(url, URL) else URL(url, encoded=True)
     return str(u.with_query(None).with_fragment(None).with_user(None))
-
-
-@contextmanager
-def file_body(path: Path) -> Iterator[IO[bytes]]:
-    """A file opened for streaming as a request body; aiohttp reads it in chunks and sends its size."""
-    with open(path, "rb") as f:
-        yield f
 
 
 class Response:

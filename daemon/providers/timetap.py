@@ -18,7 +18,6 @@ import mimetypes
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,6 +25,7 @@ import anyio
 import structlog
 from yarl import URL
 
+from daemon.local.source import UploadSource
 from daemon.providers.base import (
     AuthError,
     Capabilities,
@@ -371,7 +371,7 @@ class TimeTapProvider:
                 restarted = True
                 log.info("download_restarted", remote_id=item.remote_id)
 
-    async def upload(self, parent_id: str, name: str, source: Path, size: int, digest: str) -> RemoteItem:
+    async def upload(self, parent_id: str, name: str, source: UploadSource) -> RemoteItem:
         """``POST /businessWeb/fileUploadS3.do`` (multipart), as a private DOCUMENT in ``parent_id``."""
         fields = {"businessId": str(self.business_id), "uploadedFileName": name, "userName": self.user_name}
         parent = self._wire_parent(parent_id)
@@ -380,7 +380,7 @@ class TimeTapProvider:
 
         @contextmanager
         def form() -> Iterator[aiohttp.MultipartWriter]:
-            with open(source, "rb") as handle:
+            with source.open() as handle:
                 writer = aiohttp.MultipartWriter("form-data")
                 for key, value in fields.items():
                     part = writer.append(value, {"Content-Type": "text/plain; charset=utf-8"})
@@ -393,6 +393,7 @@ class TimeTapProvider:
         obj = _check(answer.json())
         self._remember(obj)
         item = self._item(obj)
+        size = source.size
         if item.size != size:
             try:  # a short or long copy is worse than none; the local file is still there
                 await self.delete(item)
@@ -402,7 +403,7 @@ class TimeTapProvider:
         log.debug("file_uploaded", remote_id=item.remote_id, bytes=size)
         return item
 
-    async def update(self, item: RemoteItem, source: Path, size: int, digest: str) -> RemoteItem:
+    async def update(self, item: RemoteItem, source: UploadSource) -> RemoteItem:
         raise Unsupported("TimeTap cannot replace a file's content; a new file is uploaded instead")
 
     # --- tree changes ---------------------------------------------------------------------------

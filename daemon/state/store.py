@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import aiosqlite
 import anyio
-from sqlalchemy import String, and_, event, func, literal, select, text
+from sqlalchemy import ColumnElement, String, and_, event, func, literal, select, text, true
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
@@ -42,10 +42,18 @@ def parent_path(path: str) -> str:
     return head
 
 
-def _like_prefix(path: str) -> str:
-    """A LIKE pattern for every path under folder ``path``."""
-    escaped = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "/%"
+def under_folder(column: ColumnElement[str], folder: str) -> ColumnElement[bool]:
+    """``column`` names a path strictly under folder ``folder`` (``"Docs"`` → ``Docs/...``).
+
+    A range on the path, ``'Docs/' <= path < 'Docs0'`` (``'0'`` is ``'/'`` + 1), compared byte by byte
+    (BINARY, the collation of every path column and of their indexes): case-sensitive, so ``docs/...``
+    is never taken for ``Docs/...`` (SQLite's LIKE ignores ASCII case), free of wildcards to escape, and
+    answered from the (lib, path) primary key. ``""`` is the library root: every path is under it.
+    """
+    if not folder:
+        return true()
+    path = column.collate("BINARY")
+    return and_(path >= folder + "/", path < folder + "0")
 
 
 def _remote_from(row: Any) -> RemoteRow:
@@ -239,9 +247,7 @@ class Txn:
         t = schema.local
         await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.path == path))
         if recursive:
-            await self.conn.execute(
-                t.delete().where(t.c.lib == self.lib, t.c.path.like(_like_prefix(path), escape="\\"))
-            )
+            await self.conn.execute(t.delete().where(t.c.lib == self.lib, under_folder(t.c.path, path)))
 
     # -- remote tree -----------------------------------------------------------------------------
     async def put_remote(self, row: RemoteRow, generation: int = 0) -> None:
@@ -271,9 +277,7 @@ class Txn:
         t = schema.remote
         await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.path == path))
         if recursive:
-            await self.conn.execute(
-                t.delete().where(t.c.lib == self.lib, t.c.path.like(_like_prefix(path), escape="\\"))
-            )
+            await self.conn.execute(t.delete().where(t.c.lib == self.lib, under_folder(t.c.path, path)))
 
     async def delete_remote_id(self, remote_id: str) -> None:
         t = schema.remote
@@ -332,9 +336,7 @@ class Txn:
         t = schema.synced
         await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.path == path))
         if recursive:
-            await self.conn.execute(
-                t.delete().where(t.c.lib == self.lib, t.c.path.like(_like_prefix(path), escape="\\"))
-            )
+            await self.conn.execute(t.delete().where(t.c.lib == self.lib, under_folder(t.c.path, path)))
 
     # -- all three trees ---------------------------------------------------------------------------
     async def move_subtree(self, src: str, dst: str) -> None:
@@ -348,11 +350,7 @@ class Txn:
             return
         cut = len(src) + 1  # SQLite substr() is 1-based: the rest after ``src``
         for table in (schema.local, schema.remote, schema.synced):
-            # LIKE ignores ASCII case in SQLite: the substr() comparison keeps "Docs" apart from "docs"
-            inside = and_(
-                table.c.path.like(_like_prefix(src), escape="\\"),
-                func.substr(table.c.path, 1, cut, type_=String) == src + "/",
-            )
+            inside = under_folder(table.c.path, src)
             values: dict[str, Any] = {"path": literal(dst, String).concat(func.substr(table.c.path, cut, type_=String))}
             if table is schema.local:
                 values["parent"] = literal(dst, String).concat(func.substr(table.c.parent, cut, type_=String))

@@ -21,6 +21,7 @@ import structlog
 from daemon.local import atomic, ops
 from daemon.local.names import safe_local_path
 from daemon.local.once import Once
+from daemon.local.source import UploadSource
 from daemon.providers.base import (
     AuthError,
     FolderResolver,
@@ -309,19 +310,22 @@ class Executor:
         source = self._abs(action.path)
         if not atomic.stat_matches(source, local):
             raise Replan("local file changed since it was scanned")
+        # the provider reads the file only through this: a symlink or another file swapped in after
+        # the check above is refused (LocalChanged: re-planned), never followed or sent
+        upload = UploadSource.planned(source, local)
         existing = action.remote
         replacing = False
         if existing is not None and not existing.is_dir and self.provider.capabilities.can_update:
-            item = await self.provider.update(remote_item(existing), source, local.size, local.digest)
+            item = await self.provider.update(remote_item(existing), upload)
         else:
             parent_id = await self.remote_parent_id(action.path)
             name = action.path.rpartition("/")[2]
             if existing is not None and not existing.is_dir and self.provider.capabilities.can_delete:
                 base = action.synced.digest if action.synced is not None else None
-                item = await self._replace(action.path, existing, base, parent_id, name, source, local)
+                item = await self._replace(action.path, existing, base, parent_id, name, upload, local)
                 replacing = True
             else:
-                item = await self.provider.upload(parent_id, name, source, local.size, local.digest)
+                item = await self.provider.upload(parent_id, name, upload)
         sent: str | None = local.digest
         if not atomic.stat_matches(source, local):
             sent = await self._what_was_sent(item)
@@ -353,7 +357,7 @@ class Executor:
         base_digest: str | None,
         parent_id: str,
         name: str,
-        source: Path,
+        source: UploadSource,
         local: LocalRow,
     ) -> RemoteItem:
         """Upload the new version, then delete the old one: never delete first, so the remote always
@@ -367,13 +371,13 @@ class Executor:
         await retire.confirm(self.provider, old)
         async with self.store.transaction(self.lib) as tx:
             await tx.begin_replace(path, old.remote_id, parent_id, local.size, local.digest)
-        item = await self.provider.upload(parent_id, name, source, local.size, local.digest)
+        item = await self.provider.upload(parent_id, name, source)
         async with self.store.transaction(self.lib) as tx:
             await tx.replace_uploaded(path, item.remote_id)
         try:
             await retire.retire(self.provider, self.root, old, base_digest)
         except RemoteChanged:
-            await self._withdraw(path, item, source, local)
+            await self._withdraw(path, item, source.path, local)
             raise
         return item  # the caller ends the replacement in the transaction that records the new version
 

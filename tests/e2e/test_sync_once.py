@@ -169,3 +169,39 @@ def test_logs_are_json_lines_without_secrets(sandbox: Sandbox, mirror: Mirror) -
     assert all(e.get("library") == "board" for e in events if e["event"] in ("action", "pass"))
     assert sandbox.remote["api_key"] not in result.stdout + result.stderr
     assert "Signature=" not in result.stdout
+
+
+def test_deleting_a_folder_spares_its_sibling_that_differs_only_in_case(sandbox: Sandbox, mirror: Mirror) -> None:
+    """Local ``Docs`` and ``docs`` are two folders; deleting ``Docs`` deletes ``Docs/a.txt`` remotely and
+    nothing of ``docs`` (the store's subtree match once ignored case: ``docs/b.txt`` looked deleted
+    locally and was deleted remotely while still on disk).
+
+    ``sync --once`` lists the remote side in full first, and the name mapping keeps sibling names
+    distinct case-insensitively, so this pass also gives the remote ``docs`` folder a suffixed local
+    name (a rename, same inode); ``tests/sync/test_case_siblings.py`` covers the daemon's watcher
+    pass, where ``docs/b.txt`` keeps its name."""
+    mirror.sync()
+    (mirror.root / "Docs").mkdir()
+    (mirror.root / "Docs" / "a.txt").write_bytes(b"upper\n")
+    (mirror.root / "docs").mkdir()
+    (mirror.root / "docs" / "b.txt").write_bytes(b"lower\n")
+    mirror.sync()
+    remote = remote_files(sandbox)
+    assert remote["Docs/a.txt"] == b"upper\n" and remote["docs/b.txt"] == b"lower\n"
+    b_stat = (mirror.root / "docs" / "b.txt").stat()
+
+    (mirror.root / "Docs" / "a.txt").unlink()
+    (mirror.root / "Docs").rmdir()
+    result = mirror.sync()
+    deleted = [e["path"] for e in mirror.events(result) if e["event"] == "action" and e["action"] == "delete_remote"]
+    assert deleted == ["Docs/a.txt"]
+    remote = remote_files(sandbox)
+    assert "Docs/a.txt" not in remote
+    assert remote["docs/b.txt"] == b"lower\n"
+    [(where, data)] = [(p, d) for p, d in mirror.files().items() if p.endswith("/b.txt")]
+    assert data == b"lower\n" and where.startswith("docs")
+    after = (mirror.root / where).stat()
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (b_stat.st_ino, b_stat.st_mtime_ns, b_stat.st_size)
+    assert b"lower\n" not in mirror.trash().values()
+    assert mirror.sync().returncode == 0
+    assert remote_files(sandbox)["docs/b.txt"] == b"lower\n"

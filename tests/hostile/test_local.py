@@ -13,12 +13,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from daemon.config import load_config
+from daemon.local.source import UploadSource
 from daemon.providers import make_provider
 from daemon.sandbox.runner import RunningSandbox
 from daemon.state.store import StateStore
 from daemon.sync.library import LibrarySync, PassSummary
 from tests.e2e.conftest import Mirror
 from tests.hostile.conftest import sync_once
+from tests.upload_sources import edited_once_opened
 
 pytestmark = pytest.mark.anyio
 
@@ -116,12 +118,15 @@ async def test_file_changing_while_it_is_uploaded(coredata: RunningSandbox, mirr
     target = mirror.root / "moving.txt"
     target.write_bytes(b"version A" * 1000)
 
+    def rewrite() -> None:
+        target.write_bytes(b"version B, written while A was on its way")
+
     def change_during_upload(provider: Any) -> None:
         real = provider.upload
 
-        async def upload(parent_id: str, name: str, source: Path, size: int, digest: str) -> Any:
-            target.write_bytes(b"version B, written while A was on its way")
-            return await real(parent_id, name, source, size, digest)
+        async def upload(parent_id: str, name: str, source: UploadSource) -> Any:
+            # right after the provider opened and checked A, the file is rewritten in place: B is sent
+            return await real(parent_id, name, edited_once_opened(source, rewrite))
 
         provider.upload = upload
 

@@ -29,6 +29,7 @@ from daemon.providers.http import HttpClient, RetryPolicy
 from daemon.sandbox.faults import FaultPlan
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
 from tests.providers.conftest import fault_hooks
+from tests.upload_sources import write_source
 
 pytestmark = pytest.mark.anyio
 FAST = RetryPolicy(attempts=4, base=0.01, cap=0.05)
@@ -70,9 +71,8 @@ async def files_of(provider: ClinikoProvider) -> dict[str, RemoteItem]:
 
 
 async def upload(provider: ClinikoProvider, tmp_path: Path, parent: str, name: str, data: bytes) -> RemoteItem:
-    source = tmp_path / f"up-{hashlib.md5(name.encode()).hexdigest()}"
-    source.write_bytes(data)
-    return await provider.upload(parent, name, source, len(data), hashlib.md5(data).hexdigest())
+    source = write_source(tmp_path / f"up-{hashlib.md5(name.encode()).hexdigest()}", data)
+    return await provider.upload(parent, name, source)
 
 
 # ---- pure helpers ---------------------------------------------------------------------------------

@@ -16,9 +16,11 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
+from daemon.local.source import UploadSource
 from daemon.providers.base import AuthError, PreconditionFailed, Provider, RemoteItem
 from daemon.providers.http import HttpClient, Response
 from tests.providers.conftest import FAST_RETRY, ProviderEnv, fault_hooks
+from tests.upload_sources import write_source
 
 pytestmark = pytest.mark.anyio
 
@@ -63,15 +65,14 @@ class Uploader:
         self.dir.mkdir(exist_ok=True)
         self.count = 0
 
-    def write(self, data: bytes) -> tuple[Path, str]:
+    def write(self, data: bytes) -> UploadSource:
         self.count += 1
-        path = self.dir / f"f{self.count}"
-        path.write_bytes(data)
-        return path, hashlib.md5(data).hexdigest()
+        return write_source(self.dir / f"f{self.count}", data)
 
     async def upload(self, parent_id: str, name: str, data: bytes) -> RemoteItem:
-        path, digest = self.write(data)
-        item = await self.provider.upload(parent_id, name, path, len(data), digest)
+        source = self.write(data)
+        digest = source.digest
+        item = await self.provider.upload(parent_id, name, source)
         assert item.name == name and item.parent_id == parent_id and not item.is_dir
         assert item.size in (None, len(data))
         if self.provider.capabilities.has_digest:
@@ -79,8 +80,7 @@ class Uploader:
         return item
 
     async def update(self, item: RemoteItem, data: bytes) -> RemoteItem:
-        path, digest = self.write(data)
-        return await self.provider.update(item, path, len(data), digest)
+        return await self.provider.update(item, self.write(data))
 
 
 @pytest.fixture

@@ -11,15 +11,19 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import structlog
 from aiohttp import web
+from yarl import URL
 
+from daemon.local.source import UploadSource
 from daemon.providers.base import AuthError, InvalidResponse, RemoteItem, TransientError
 from daemon.providers.coredata import CoreDataProvider, shift_timestamp
 from daemon.providers.http import HttpClient
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
 from tests.providers.conftest import FAST_RETRY
+from tests.upload_sources import write_source
 
 pytestmark = pytest.mark.anyio
 
@@ -179,7 +183,7 @@ async def test_missing_field_is_named(stub: tuple[Stub, Callable[..., CoreDataPr
 
 async def test_changed_since_query_and_overlap(stub: tuple[Stub, Callable[..., CoreDataProvider]]) -> None:
     s, build = stub
-    s.files = s.paged_files([file_obj(1, "elsewhere")])
+    s.files = s.paged_files([{**file_obj(1, "elsewhere"), "modified": "2024-01-02T10:00:01.000000"}])
     items = await collect(build(overlap_seconds=120).list_changed("2024-01-02T10:00:00.500000"))
     assert [i.remote_id for i in items] == ["file1"]  # outside the root, still reported
     assert len(s.requests) == 1
@@ -206,6 +210,19 @@ async def test_changed_since_rejected_falls_back_to_full_listing(
     assert [i.remote_id for i in first] == [i.remote_id for i in second] == ["file1"]
     assert [e["event"] for e in logs].count("changed_since_unsupported") == 1
     assert sum("modified__gt" in r.query for r in s.requests) == 1
+
+
+async def test_changed_since_ignored_falls_back_to_full_listing(
+    stub: tuple[Stub, Callable[..., CoreDataProvider]],
+) -> None:
+    """A server that ignores the filter (rows older than the bound) or the ordering would make the
+    keyset walk skip or loop: it is treated as one that rejects the filter."""
+    s, build = stub
+    s.files = s.paged_files([file_obj(3, ROOT), file_obj(1, ROOT), file_obj(2, "elsewhere")])
+    with structlog.testing.capture_logs() as logs:
+        items = await collect(build(page_size=2).list_changed("2024-01-02T00:00:00.000001"))
+    assert [i.remote_id for i in items] == ["file3", "file1"]
+    assert [e["event"] for e in logs].count("changed_since_unsupported") == 1
 
 
 def test_shift_timestamp_keeps_the_server_shape() -> None:
@@ -326,26 +343,24 @@ async def sandboxed(tmp_path: Path) -> AsyncIterator[tuple[RunningSandbox, CoreD
         await sandbox.stop()
 
 
-def _local(tmp_path: Path, data: bytes) -> tuple[Path, int, str]:
-    path = tmp_path / hashlib.md5(data).hexdigest()
-    path.write_bytes(data)
-    return path, len(data), hashlib.md5(data).hexdigest()
+def _local(tmp_path: Path, data: bytes) -> UploadSource:
+    return write_source(tmp_path / hashlib.md5(data).hexdigest(), data)
 
 
 async def test_large_files_go_through_presigned_blobs(
     sandboxed: tuple[RunningSandbox, CoreDataProvider], tmp_path: Path
 ) -> None:
     sandbox, provider = sandboxed
-    small = await provider.upload(provider.root_id, "small.txt", *_local(tmp_path, b"small"))
+    small = await provider.upload(provider.root_id, "small.txt", _local(tmp_path, b"small"))
     big_data = bytes(range(256)) * 1024  # 256 KiB, over the 64 KiB threshold
     sandbox.backend.requests.clear()
-    big = await provider.upload(provider.root_id, "big.bin", *_local(tmp_path, big_data))
+    big = await provider.upload(provider.root_id, "big.bin", _local(tmp_path, big_data))
     routes = [(r.method, r.path) for r in sandbox.backend.requests]
     assert ("POST", "/api/v3/blob/presigned-upload-url/") in routes
     assert any(m == "PUT" and p.startswith("/laika/") for m, p in routes)
     assert big.digest == hashlib.md5(big_data).hexdigest()
     sandbox.backend.requests.clear()
-    fresh = await provider.update(small, *_local(tmp_path, big_data[::-1]))
+    fresh = await provider.update(small, _local(tmp_path, big_data[::-1]))
     assert fresh.digest == hashlib.md5(big_data[::-1]).hexdigest() and fresh.version != small.version
     assert ("POST", "/api/v3/blob/presigned-upload-url/") in [(r.method, r.path) for r in sandbox.backend.requests]
 
@@ -354,7 +369,7 @@ async def test_deleted_file_leaves_through_list_changed(
     sandboxed: tuple[RunningSandbox, CoreDataProvider], tmp_path: Path
 ) -> None:
     sandbox, provider = sandboxed
-    item = await provider.upload(provider.root_id, "doomed.txt", *_local(tmp_path, b"doomed"))
+    item = await provider.upload(provider.root_id, "doomed.txt", _local(tmp_path, b"doomed"))
     assert item.modified is not None
     await provider.delete(item)
     seen = await collect(provider.list_changed(item.modified))
@@ -382,7 +397,7 @@ async def test_expired_presigned_urls_give_up_after_one_refetch(
     sandboxed: tuple[RunningSandbox, CoreDataProvider], tmp_path: Path
 ) -> None:
     sandbox, provider = sandboxed
-    item = await provider.upload(provider.root_id, "old.txt", *_local(tmp_path, b"old"))
+    item = await provider.upload(provider.root_id, "old.txt", _local(tmp_path, b"old"))
     sandbox.backend.presign_ttl = -60.0  # every URL is born expired
 
     async def sink(chunk: bytes) -> None:
@@ -403,3 +418,94 @@ async def test_wrong_key_names_the_settings(sandboxed: tuple[RunningSandbox, Cor
             await bad.list_folders()
     finally:
         await bad.aclose()
+
+
+async def test_changed_walk_misses_nothing_when_a_row_changes_mid_walk(
+    sandboxed: tuple[RunningSandbox, CoreDataProvider],
+) -> None:
+    """A row the walk has already passed is edited between two page requests: ordered by ``modified``,
+    it moves to the end. Offset paging then shifted every later row one place back and skipped the
+    one at the page boundary until the hourly full listing; each page is now its own query from the
+    last ``modified`` seen, so the edit cannot hide another change."""
+    sandbox, provider = sandboxed  # page_size=2, overlap 0
+    backend = sandbox.backend
+    start = backend.clock.now()
+    nodes = [backend.add_file(None, f"s{i}.txt", f"{i}".encode()) for i in range(7)]
+    backend.requests.clear()
+    seen: list[RemoteItem] = []
+    edited = False
+    async for items in provider.list_changed(start):
+        seen.extend(items)
+        if not edited:  # after page 1, before page 2 is asked for: a colleague edits s0
+            backend.set_content(nodes[0].id, b"edited mid-walk")
+            edited = True
+    names = [i.name for i in seen]
+    assert set(names) == {f"s{i}.txt" for i in range(7)}, names
+    latest = {i.remote_id: i for i in seen}  # later pages win (items are upserts)
+    assert latest[nodes[0].id].version == backend.get_file(nodes[0].id).snapshot_id  # the edit is seen too
+    assert sorted(names) == sorted(f"s{i}.txt" for i in [*range(7), 0])  # nothing twice but the edited row
+
+
+async def test_changed_walk_handles_rows_sharing_a_timestamp(
+    stub: tuple[Stub, Callable[..., CoreDataProvider]],
+) -> None:
+    """A server whose clock has one-second steps stamps many rows alike: ties at a page boundary,
+    and a run of ties longer than a page, are walked without a row lost or repeated."""
+    s, build = stub
+    stamps = ["2024-01-02T00:00:01"] + ["2024-01-02T00:00:02"] * 5 + ["2024-01-02T00:00:03"] * 2
+    objects = [{**file_obj(i, ROOT), "modified": stamp} for i, stamp in enumerate(stamps)]
+    s.files = filtered_files(objects)
+    items = await collect(build(page_size=2, overlap_seconds=0).list_changed("2024-01-02T00:00:00"))
+    assert [i.remote_id for i in items] == [f"file{i}" for i in range(len(stamps))]
+
+
+async def test_idle_changed_walk_is_one_request(stub: tuple[Stub, Callable[..., CoreDataProvider]]) -> None:
+    s, build = stub
+    s.files = filtered_files([file_obj(i, ROOT) for i in range(3)])
+    assert await collect(build(page_size=2, overlap_seconds=0).list_changed("2024-01-03T00:00:00")) == []
+    assert len(s.requests) == 1
+
+
+async def test_changed_walk_fails_on_a_server_that_ignores_offset_in_a_run_of_ties(
+    stub: tuple[Stub, Callable[..., CoreDataProvider]],
+) -> None:
+    """Inside a run of rows sharing one ``modified`` the walk pages by offset; a server that answers
+    every offset with the first page (and always a ``next``) once kept it asking forever. A page there
+    that brings no row not yet seen is a paging loop: the walk fails instead (like the full listing's
+    loop check), and the next poll tries again."""
+    s, build = stub
+    objects = [{**file_obj(i, ROOT), "modified": "2024-01-02T00:00:02"} for i in range(5)]
+
+    def first_page_always(request: web.Request) -> web.StreamResponse:
+        limit = int(request.query.get("limit", "20"))
+        return web.json_response(page(objects[:limit], 0, limit, len(objects), "/api/v2/files/"))
+
+    s.files = first_page_always
+    with anyio.fail_after(10), pytest.raises(InvalidResponse, match="loop"):
+        await collect(build(page_size=2, overlap_seconds=0).list_changed("2024-01-02T00:00:00"))
+    assert len(s.requests) <= 4, len(s.requests)
+
+
+def filtered_files(objects: list[dict[str, Any]]) -> Any:
+    """A stub file listing that honours ``modified__gt``/``__gte`` and ``order_by=modified`` (ties in
+    list order) with limit/offset paging."""
+
+    def handler(request: web.Request) -> web.StreamResponse:
+        rows = list(objects)
+        if "modified__gt" in request.query:
+            rows = [o for o in rows if o["modified"] > request.query["modified__gt"]]
+        if "modified__gte" in request.query:
+            rows = [o for o in rows if o["modified"] >= request.query["modified__gte"]]
+        if request.query.get("order_by") == "modified":
+            rows.sort(key=lambda o: str(o["modified"]))
+        limit = int(request.query.get("limit", "20"))
+        offset = int(request.query.get("offset", "0"))
+        body = page(rows[offset : offset + limit], offset, limit, len(rows), "/api/v2/files/")
+        if body["meta"]["next"]:  # tastypie keeps the filters in the next link
+            keep = [(k, v) for k, v in request.query.items() if k not in ("limit", "offset")]
+            body["meta"]["next"] = str(
+                URL("/api/v2/files/").with_query([*keep, ("limit", str(limit)), ("offset", str(offset + limit))])
+            )
+        return web.json_response(body)
+
+    return handler

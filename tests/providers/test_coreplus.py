@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import time
 from collections.abc import AsyncIterator
@@ -14,6 +13,7 @@ import jwt
 import pytest
 from aiohttp import web
 
+from daemon.local.source import UploadSource
 from daemon.providers.base import AuthError, FolderResolver, Provider, Unsupported
 from daemon.providers.coreplus import ROOT_ID, CorePlusProvider, split_parent
 from daemon.providers.coreplus_auth import JwtSigner
@@ -21,6 +21,7 @@ from daemon.providers.coreplus_clients import Client, match_folder
 from daemon.providers.http import RetryPolicy
 from daemon.sandbox.coreplus_backend import CorePlusBackend
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
+from tests.upload_sources import edited_once_opened, write_source
 
 pytestmark = pytest.mark.anyio
 
@@ -57,10 +58,13 @@ def backend(sandbox: RunningSandbox) -> CorePlusBackend:
     return sandbox.backend
 
 
-def local_file(tmp_path: Path, data: bytes, name: str = "f") -> tuple[Path, int, str]:
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path, len(data), hashlib.md5(data).hexdigest()
+def grow(path: Path) -> None:
+    with open(path, "ab") as handle:
+        handle.write(b"!")
+
+
+def local_file(tmp_path: Path, data: bytes, name: str = "f") -> UploadSource:
+    return write_source(tmp_path / name, data)
 
 
 # --- matching (pure) ----------------------------------------------------------------------------
@@ -99,9 +103,9 @@ async def test_protocols_and_push_only_surface(provider: CorePlusProvider, tmp_p
     caps = provider.capabilities
     assert (caps.can_download, caps.can_update, caps.can_move, caps.can_delete, caps.has_digest) == (False,) * 5
     assert caps.can_mkdir and caps.can_upload and not caps.changed_since
-    path, size, digest = local_file(tmp_path, b"loose")
+    source = local_file(tmp_path, b"loose")
     with pytest.raises(Unsupported, match="client folder"):
-        await provider.upload(ROOT_ID, "loose.txt", path, size, digest)
+        await provider.upload(ROOT_ID, "loose.txt", source)
     with pytest.raises(Unsupported):
         await provider.mkdir(ROOT_ID, "New Client")
     with pytest.raises(Unsupported):
@@ -139,8 +143,9 @@ async def test_upload_into_client_and_nested_folders(
     assert sub is not None and sub.is_dir and sub.parent_id == client.id
     deeper = await provider.mkdir(sub.remote_id, "2024 ü")
     data = bytes(range(256)) * 1000
-    path, size, digest = local_file(tmp_path, data)
-    item = await provider.upload(deeper.remote_id, "Bericht März.pdf", path, size, digest)
+    source = local_file(tmp_path, data)
+    size, digest = source.size, source.digest
+    item = await provider.upload(deeper.remote_id, "Bericht März.pdf", source)
     assert (item.parent_id, item.name, item.size, item.digest, item.version) == (
         deeper.remote_id,
         "Bericht März.pdf",
@@ -148,7 +153,7 @@ async def test_upload_into_client_and_nested_folders(
         None,
         item.remote_id,
     )
-    at_top = await provider.upload(top.remote_id, "top.txt", *local_file(tmp_path, b"top", "t")[0:3])
+    at_top = await provider.upload(top.remote_id, "top.txt", local_file(tmp_path, b"top", "t"))
     (holding,) = [c for c in backend(sandbox).holdings() if c["clientId"] == client.id]
     paths = {i["path"]: i for i in holding["items"]}
     assert set(paths) == {"Letters", "Letters/2024 ü", "Letters/2024 ü/Bericht März.pdf", "top.txt"}
@@ -187,7 +192,7 @@ async def test_every_attempt_gets_a_fresh_token(sandbox: RunningSandbox, tmp_pat
     try:
         top = await provider.resolve_local_folder(ROOT_ID, "Anna Smith")
         assert top is not None
-        await provider.upload(top.remote_id, "a.txt", *local_file(tmp_path, b"a")[0:3])
+        await provider.upload(top.remote_id, "a.txt", local_file(tmp_path, b"a"))
     finally:
         await provider.aclose()
     assert len(seen) == 2 and seen[0] != seen[1]
@@ -201,10 +206,10 @@ async def test_pacing_stays_under_ten_per_second(sandbox: RunningSandbox, tmp_pa
     try:
         top = await provider.resolve_local_folder(ROOT_ID, "Anna Smith")
         assert top is not None
-        path, size, digest = local_file(tmp_path, b"x" * 100)
+        source = local_file(tmp_path, b"x" * 100)
         async with anyio.create_task_group() as tg:
             for i in range(24):
-                tg.start_soon(provider.upload, top.remote_id, f"f{i}.txt", path, size, digest)
+                tg.start_soon(provider.upload, top.remote_id, f"f{i}.txt", source)
     finally:
         await provider.aclose()
     b = backend(sandbox)
@@ -221,9 +226,9 @@ async def test_429_backs_off_and_retries(tmp_path: Path) -> None:
         try:
             top = await provider.resolve_local_folder(ROOT_ID, "Anna Smith")
             assert top is not None
-            path, size, digest = local_file(tmp_path, b"y")
+            source = local_file(tmp_path, b"y")
             for i in range(4):
-                await provider.upload(top.remote_id, f"g{i}.txt", path, size, digest)
+                await provider.upload(top.remote_id, f"g{i}.txt", source)
         finally:
             await provider.aclose()
         b = backend(sandbox)
@@ -254,7 +259,7 @@ async def test_size_mismatch_is_refused_and_nothing_stored(
     backend(sandbox).add_client("Anna", "Smith")
     top = await provider.resolve_local_folder(ROOT_ID, "Anna Smith")
     assert top is not None
-    path, size, digest = local_file(tmp_path, b"12345")
-    with pytest.raises(Exception, match="400"):
-        await provider.upload(top.remote_id, "a.txt", path, size + 1, digest)
+    source = local_file(tmp_path, b"12345")
+    with pytest.raises(Exception, match="400"):  # the file grew after it was opened: 6 bytes sent, 5 declared
+        await provider.upload(top.remote_id, "a.txt", edited_once_opened(source, lambda: grow(source.path)))
     assert backend(sandbox).holdings()[0]["items"] == []

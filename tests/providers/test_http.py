@@ -25,11 +25,11 @@ from daemon.providers.http import (
     RateLimiter,
     RetryPolicy,
     budget_key,
-    file_body,
     parse_retry_after,
     redact_url,
     shared_rate_limiter,
 )
+from tests.upload_sources import write_source
 
 pytestmark = pytest.mark.anyio
 
@@ -208,8 +208,7 @@ async def test_streamed_upload_is_reopened_for_each_attempt(
     serve: Callable[[Routes], Awaitable[str]], client: HttpClient, tmp_path: Path
 ) -> None:
     payload = bytes(range(256)) * 4096  # 1 MiB
-    source = tmp_path / "big.bin"
-    source.write_bytes(payload)
+    source = write_source(tmp_path / "big.bin", payload)
     received: list[bytes] = []
     lengths: list[str | None] = []
 
@@ -219,7 +218,7 @@ async def test_streamed_upload_is_reopened_for_each_attempt(
         return web.Response(status=500 if len(received) == 1 else 201)
 
     base = await serve(lambda app: app.router.add_put("/up/", handler))
-    resp = await client.request("PUT", f"{base}/up/", body=lambda: file_body(source), expect={201})
+    resp = await client.request("PUT", f"{base}/up/", body=source.open, expect={201})
     assert resp.status == 201
     assert received == [payload, payload]
     assert lengths == [str(len(payload))] * 2

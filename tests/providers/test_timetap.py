@@ -18,6 +18,7 @@ from daemon.providers.timetap import ROOT_ID, TimeTapProvider, modified_token, s
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
 from daemon.sandbox.timetap_backend import TimeTapBackend
 from tests.providers.conftest import FAST_RETRY
+from tests.upload_sources import write_source
 
 pytestmark = pytest.mark.anyio
 
@@ -211,9 +212,8 @@ async def test_upload_move_and_permanent_delete(sandbox: RunningSandbox, http: H
     provider = build(sandbox, http)
     outer = await provider.mkdir(ROOT_ID, "Waivers")
     inner = await provider.mkdir(outer.remote_id, "2024")
-    source = tmp_path / "w.pdf"
-    source.write_bytes(b"%PDF waiver")
-    item = await provider.upload(inner.remote_id, "waiver.pdf", source, 11, hashlib.md5(b"%PDF waiver").hexdigest())
+    source = write_source(tmp_path / "w.pdf", b"%PDF waiver")
+    item = await provider.upload(inner.remote_id, "waiver.pdf", source)
     stored = b.get(item.remote_id)
     assert (stored.parentFileLibraryUUID, stored.createdUser, stored.fileLibraryType) == (
         inner.remote_id,
@@ -229,7 +229,7 @@ async def test_upload_move_and_permanent_delete(sandbox: RunningSandbox, http: H
     assert (renamed.remote_id, renamed.parent_id, renamed.name) == (item.remote_id, outer.remote_id, "signed.pdf")
 
     with pytest.raises(Unsupported):
-        await provider.update(renamed, source, 11, "")
+        await provider.update(renamed, source)
     await provider.delete(renamed)
     assert renamed.remote_id not in b.objects  # gone for good, no trash
     _, files = await poll(provider)

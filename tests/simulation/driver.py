@@ -34,6 +34,7 @@ import structlog
 from daemon.config import LibraryConfig, RemoteConfig
 from daemon.control import ControlDir
 from daemon.local import marker
+from daemon.local.source import UploadSource
 from daemon.providers.base import Provider, ProviderError
 from daemon.providers.http import HttpClient, RetryPolicy
 from daemon.sandbox.faults import BEFORE_KINDS, TRANSIENT_KINDS, FaultPlan
@@ -429,12 +430,12 @@ class Simulation:
                 await anyio.sleep(1.1)  # e.g. a presigned URL the sandbox expired: the next one is new
 
     # -- helpers for invariants --------------------------------------------------------------------
-    async def check_upload(self, parent_id: str, name: str, source: Path) -> None:
+    async def check_upload(self, parent_id: str, name: str, source: UploadSource) -> None:
         """Before an upload: the same content must not already be live under that name and parent
         (entries the engine maps to another local name, e.g. a case clash, are another path)."""
         mapped_name = {rid: path.rpartition("/")[2] for path, rid in (await self._mapping()).items()}
         try:
-            data = Path(source).read_bytes()
+            data = source.path.read_bytes()
         except OSError:
             return
         if not data:

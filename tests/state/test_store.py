@@ -215,3 +215,48 @@ async def test_a_commit_cancelled_half_way_never_leaves_the_database_locked(tmp_
             await tx.put_local(LocalRow("after.txt", size=1))
     assert await store.local_at(lib, "after.txt") is not None
     await store.close()
+
+
+async def test_recursive_deletes_keep_a_sibling_that_differs_only_in_case(tmp_path: Path) -> None:
+    """Deleting folder ``Docs`` drops ``Docs/...`` and nothing of ``docs/...`` (SQLite's LIKE ignores
+    ASCII case: the planner then saw ``docs/b.txt`` deleted locally and deleted it remotely)."""
+    store = await StateStore.open(tmp_path)
+    lib = await store.library_id("x")
+    paths = ["Docs", "Docs/a.txt", "Docs/sub", "Docs/sub/c.txt", "docs", "docs/b.txt", "DOCS/d.txt", "Docs0/e.txt"]
+    async with store.transaction(lib) as tx:
+        for i, p in enumerate(paths):
+            is_dir = p in ("Docs", "Docs/sub", "docs")
+            await tx.put_local(LocalRow(p, is_dir=is_dir, inode=i + 1))
+            await tx.put_remote(RemoteRow(p, remote_id=f"r{i}", is_dir=is_dir))
+            await tx.put_synced(SyncedRow(p, is_dir=is_dir, remote_id=f"r{i}"))
+    async with store.transaction(lib) as tx:
+        await tx.delete_local("Docs", recursive=True)
+        await tx.delete_remote("Docs", recursive=True)
+        await tx.delete_synced("Docs", recursive=True)
+    for p in paths:
+        gone = p == "Docs" or p.startswith("Docs/")
+        for name, row in (
+            ("local", await store.local_at(lib, p)),
+            ("remote", await store.remote_at(lib, p)),
+            ("synced", await store.synced_at(lib, p)),
+        ):
+            assert (row is None) == gone, (name, p)
+    await store.close()
+
+
+async def test_subtree_match_is_a_range_on_the_primary_key(tmp_path: Path) -> None:
+    """The "path is under folder" expression compiles to a range SQLite answers from the (lib, path)
+    index, not a scan of the whole tree."""
+    from sqlalchemy import select
+
+    from daemon.state import schema
+    from daemon.state.store import under_folder
+
+    store = await StateStore.open(tmp_path)
+    t = schema.local
+    stmt = select(t.c.path).where(t.c.lib == 1, under_folder(t.c.path, "Docs"))
+    compiled = stmt.compile(store.engine.sync_engine, compile_kwargs={"literal_binds": True})
+    async with store.engine.connect() as conn:
+        plan = " ".join(str(r[-1]) for r in await conn.execute(text(f"EXPLAIN QUERY PLAN {compiled}")))
+    assert "SEARCH" in plan and "lib=? AND path>? AND path<?" in plan, plan
+    await store.close()

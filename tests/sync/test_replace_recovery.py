@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from daemon.config import LibraryConfig, RemoteConfig
+from daemon.local.source import UploadSource
 from daemon.providers.base import Capabilities, Provider, ProviderError
 from daemon.providers.http import HttpClient, RetryPolicy
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
@@ -20,6 +21,7 @@ from daemon.state.store import StateStore
 from daemon.sync.library import LibrarySync
 from daemon.sync.model import Direction
 from tests.simulation.remotes import TimeTapRemote
+from tests.upload_sources import edited_once_opened
 
 pytestmark = pytest.mark.anyio
 
@@ -34,10 +36,10 @@ class Cut:
     """Wraps the real provider; ``after_upload`` / ``on_delete`` decide where the run is cut."""
 
     def __init__(
-        self, real: Provider, *, after_upload: bool = False, on_delete: str = "", before_upload: Any = None
+        self, real: Provider, *, after_upload: bool = False, on_delete: str = "", during_upload: Any = None
     ) -> None:
         self.real = real
-        self.before_upload = before_upload
+        self.during_upload = during_upload
         self.after_upload = after_upload
         self.on_delete = on_delete  # "stop" | "error" | ""
         self.uploads = 0
@@ -46,11 +48,11 @@ class Cut:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 
-    async def upload(self, *args: Any) -> Any:
+    async def upload(self, parent_id: str, name: str, source: UploadSource) -> Any:
         self.uploads += 1
-        if self.before_upload is not None:
-            self.before_upload()
-        item = await self.real.upload(*args)
+        if self.during_upload is not None:  # runs right after the provider opened and checked the file
+            source = edited_once_opened(source, self.during_upload)
+        item = await self.real.upload(parent_id, name, source)
         if self.after_upload:
             raise Stop
         return item
@@ -188,7 +190,7 @@ async def test_a_file_edited_while_it_is_sent_is_not_sent_twice(tmp_path: Path) 
         def edit() -> None:
             (root / "scan.pdf").write_bytes(b"version B")
 
-        first = await one_pass(sandbox, state, root, before_upload=edit)
+        first = await one_pass(sandbox, state, root, during_upload=edit)
         assert first.uploads == 1
         assert live_files(sandbox) == [("scan.pdf", b"version B")]
         second = await one_pass(sandbox, state, root)
