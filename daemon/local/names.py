@@ -14,7 +14,7 @@ import hashlib
 import os
 import stat
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,24 +136,53 @@ def possible_local_names(name: str, remote_id: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class NameRequest:
-    """One entry of a folder asking for a local name. ``current`` is the name it already has locally."""
+    """One entry of a folder asking for a local name.
+
+    ``current`` is the local name it already has, and ``current_raw`` the server's name it had when it
+    got that local name (None: not known)."""
 
     remote_id: str
     raw_name: str
     current: str | None = None
+    current_raw: str | None = None
 
 
-def assign_local_names(siblings: Sequence[NameRequest]) -> dict[str, str]:
-    """Give every entry of one folder a safe local name, distinct case-insensitively.
+def assign_local_names(siblings: Sequence[NameRequest], local_only: Collection[str] = ()) -> dict[str, str]:
+    """Give every entry of one folder a safe local name; new names are distinct case-insensitively.
 
-    Stability first: an id keeps its ``current`` name while that name is still one it is entitled to
-    (its sanitised name, or that name with its own id suffix) and no other id holds it. Then the new
-    claimants, smallest remote id first: the plain name if free, else the name with `` (~XXXXXX)``
-    (6 hex chars of sha1(remote_id)) before the extension. The result does not depend on the order of
+    A mapping is decided once and then kept (DESIGN rule 6): an id whose server name has not changed
+    since it got its local name keeps that name, whatever the sanitiser would say now (a name our own
+    upload sent, such as ``Q3?.txt``, is never renamed on disk a pass later). Next, an id keeps its
+    ``current`` name while that name is still one it is entitled to (its sanitised name, or that name
+    with its own id suffix) and no other id holds it. Then the new claimants, smallest remote id first:
+    the plain name if free, else the name with `` (~XXXXXX)`` (6 hex chars of sha1(remote_id)) before
+    the extension. A name is not free when a sibling holds it case-insensitively, nor when a local
+    entry of the folder that no remote id holds (``local_only``) differs from it only in case: the two
+    would be one file on a case-insensitive share. The result does not depend on the order of
     ``siblings``. Names that sanitise to nothing are left out and logged once.
     """
+    result: dict[str, str] = {}
+    taken: set[str] = set()
+    kept: set[str] = set()
+    # 0. the mapping of an entry whose server name is unchanged stays as it was decided
+    for req in sorted(siblings, key=lambda r: r.remote_id):
+        if req.current is not None and req.current_raw is not None and req.current_raw == req.raw_name:
+            if req.current in kept:
+                continue
+            result[req.remote_id] = req.current
+            kept.add(req.current)
+            taken.add(_fold(req.current))
+    local_exact = set(local_only)
+    local_folds = {_fold(n) for n in local_only}
+
+    def free(candidate: str) -> bool:
+        fold = _fold(candidate)
+        return fold not in taken and (fold not in local_folds or candidate in local_exact)
+
     wanted: dict[str, str] = {}
     for req in sorted(siblings, key=lambda r: r.remote_id):
+        if req.remote_id in result:
+            continue
         clean = sanitize_name(req.raw_name)
         if clean is None:
             if _skipped_once.first((req.remote_id, req.raw_name)):
@@ -166,8 +195,6 @@ def assign_local_names(siblings: Sequence[NameRequest]) -> dict[str, str]:
             continue
         wanted[req.remote_id] = clean
 
-    result: dict[str, str] = {}
-    taken: set[str] = set()
     by_id = {r.remote_id: r for r in siblings}
     # 1. ids that keep the name they have
     for rid, clean in wanted.items():
@@ -184,7 +211,7 @@ def assign_local_names(siblings: Sequence[NameRequest]) -> dict[str, str]:
             continue
         candidates = [clean, _disambiguate(clean, rid), _disambiguate(clean, rid, 12), _disambiguate(clean, rid, 40)]
         for candidate in candidates:
-            if _fold(candidate) not in taken:
+            if free(candidate):
                 break
         else:  # a 40-hex collision among siblings: give up on this one, loudly
             log.error(
@@ -201,7 +228,9 @@ def assign_local_names(siblings: Sequence[NameRequest]) -> dict[str, str]:
                 remote_id=rid,
                 raw_name=raw,
                 local_name=local,
-                reason="another entry of the folder has the same name (or differs only in case)"
+                reason="the name it was synced under is kept"
+                if rid not in wanted
+                else "another entry of the folder has the same name (or differs only in case)"
                 if local != wanted[rid]
                 else "the name cannot be used on disk as it is (separators, control characters, reserved or "
                 "over-long names, trailing dots or spaces, Unicode normalisation)",

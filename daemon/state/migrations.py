@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, inspect, select, text
 
 from daemon.state import schema
 
@@ -19,8 +19,15 @@ def _v1_to_v2(conn: Connection) -> None:
     schema.pending_replace.create(conn, checkfirst=True)
 
 
+def _v2_to_v3(conn: Connection) -> None:
+    """Version 3 keeps each remote item's own (raw) name beside the local name it was given, so the
+    mapping stays what it was while the server's name does not change."""
+    if "name" not in {c["name"] for c in inspect(conn).get_columns("remote")}:
+        conn.execute(text("ALTER TABLE remote ADD COLUMN name TEXT"))
+
+
 # version n -> function upgrading n to n + 1
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 class SchemaTooNew(RuntimeError):

@@ -20,7 +20,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -51,6 +51,7 @@ remote = Table(
     Column("version", String, nullable=False, default=""),
     Column("modified", String),
     Column("generation", Integer, nullable=False, default=0),
+    Column("name", Text),  # the server's own name of the item (v3; NULL: not known, rows of v2)
 )
 Index("ix_remote_id", remote.c.lib, remote.c.remote_id)
 Index("ix_remote_parent", remote.c.lib, remote.c.parent_id)

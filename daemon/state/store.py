@@ -66,6 +66,7 @@ def _remote_from(row: Any) -> RemoteRow:
         digest=row.digest,
         version=row.version,
         modified=row.modified,
+        name=row.name,
     )
 
 
@@ -103,7 +104,7 @@ _LOCAL_UPSERT = _upsert(schema.local, ("lib", "path"), ("parent", "is_dir", "siz
 _REMOTE_UPSERT = _upsert(
     schema.remote,
     ("lib", "path"),
-    ("remote_id", "parent_id", "is_dir", "size", "digest", "version", "modified", "generation"),
+    ("remote_id", "parent_id", "is_dir", "size", "digest", "version", "modified", "generation", "name"),
 )
 _SYNCED_UPSERT = _upsert(
     schema.synced,
@@ -268,6 +269,7 @@ class Txn:
                 "version": r.version,
                 "modified": r.modified,
                 "generation": generation,
+                "name": r.name,
             }
             for r in rows
         ]
@@ -546,6 +548,13 @@ class StateStore:
             rows = await conn.execute(select(t).where(t.c.lib == lib, t.c.parent == parent))
             return {r.path.rpartition("/")[2]: _local_from(r) for r in rows}
 
+    async def local_names(self, lib: int, parent: str) -> list[str]:
+        """The names of the local entries directly in folder ``parent``."""
+        t = schema.local
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(t.c.path).where(t.c.lib == lib, t.c.parent == parent))
+            return [r.path.rpartition("/")[2] for r in rows]
+
     async def local_tree(self, lib: int) -> dict[str, dict[str, KnownLocal]]:
         """The whole local tree as {parent folder: {name: row}}, in one query (for full rescans)."""
         t = schema.local
@@ -712,6 +721,7 @@ class StateStore:
                l.inode AS l_inode, l.digest AS l_digest,
                r.path AS r_path, r.remote_id AS r_remote_id, r.parent_id AS r_parent_id, r.is_dir AS r_is_dir,
                r.size AS r_size, r.digest AS r_digest, r.version AS r_version, r.modified AS r_modified,
+               r.name AS r_name,
                s.path AS s_path, s.is_dir AS s_is_dir, s.digest AS s_digest, s.size AS s_size,
                s.remote_id AS s_remote_id, s.remote_version AS s_remote_version,
                s.local_mtime_ns AS s_local_mtime_ns, s.local_inode AS s_local_inode
@@ -756,6 +766,7 @@ class StateStore:
                         digest=m["r_digest"],
                         version=m["r_version"],
                         modified=m["r_modified"],
+                        name=m["r_name"],
                     )
                     if m["r_path"] is not None
                     else None

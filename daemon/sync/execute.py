@@ -73,6 +73,7 @@ def remote_row(item: RemoteItem, path: str) -> RemoteRow:
         digest=item.digest,
         version=item.version,
         modified=item.modified,
+        name=item.name,
     )
 
 

@@ -298,10 +298,12 @@ class LibrarySync:
             # a watcher pass polls first, so a retry sees what the server holds instead of sending it
             # twice (found by the simulation once its watcher passes stopped polling)
             poll_remote, full_remote = True, False
-        if poll_remote and (self.options.direction is not Direction.PUSH or self.provider.capabilities.can_download):
-            observed = await self.observe_remote(full=full_remote)
+        # the local side first: a new remote name is decided against the local entries too (a remote
+        # "hello.txt" beside a local-only "Hello.txt" gets its own name in the pass that first sees it)
         if self.root.exists() and scan_local is not False:
             await self.observe_local(None if scan_local is True else list(scan_local))
+        if poll_remote and (self.options.direction is not Direction.PUSH or self.provider.capabilities.can_download):
+            observed = await self.observe_remote(full=full_remote)
         if observed is not None and await self._quiet(observed, scan_local, marker_present):
             # an idle poll: nothing new on either side, nothing waiting, no gate to re-evaluate
             summary.quiet = True

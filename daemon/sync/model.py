@@ -34,6 +34,7 @@ class RemoteRow:
     digest: str | None = None  # MD5 hex where the provider has one
     version: str = ""  # provider's version token: snapshot_id, updated_at, "size:modifiedDate" ...
     modified: str | None = None  # server timestamp, compared only with the same server's timestamps
+    name: str | None = None  # the server's own name (unsanitised); None where not known
 
 
 @dataclass(frozen=True, slots=True)

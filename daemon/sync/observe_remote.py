@@ -11,6 +11,7 @@ fails half-way therefore changes nothing. Incremental polls apply the changed fi
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import structlog
@@ -39,6 +40,10 @@ class RemoteObservation:
     skipped: list[str] = field(default_factory=list)
 
 
+def _local_name(row: RemoteRow) -> str:
+    return row.path.rpartition("/")[2]
+
+
 def _row(item: RemoteItem, path: str) -> RemoteRow:
     return RemoteRow(
         path=path,
@@ -49,6 +54,7 @@ def _row(item: RemoteItem, path: str) -> RemoteRow:
         digest=item.digest,
         version=item.version,
         modified=item.modified,
+        name=item.name,
     )
 
 
@@ -113,10 +119,13 @@ class RemoteObserver:
             children = await self.store.listing_children(self.lib, parent_id)
             if not children:
                 continue
-            current = {
-                r.remote_id: r.path.rpartition("/")[2] for r in await self.store.remote_children(self.lib, parent_id)
-            }
-            names = assign_local_names([NameRequest(c.remote_id, c.name, current.get(c.remote_id)) for c in children])
+            current = {r.remote_id: r for r in await self.store.remote_children(self.lib, parent_id)}
+            requests = []
+            for c in children:
+                row = current.get(c.remote_id)
+                held = (row.path.rpartition("/")[2], row.name) if row is not None else (None, None)
+                requests.append(NameRequest(c.remote_id, c.name, *held))
+            names = assign_local_names(requests, await self._local_only(parent_path, current.values()))
             rows: list[RemoteRow] = []
             for child in children:
                 name = names.get(child.remote_id)
@@ -181,6 +190,12 @@ class RemoteObserver:
             return
         await self._apply_change(fresh, await self._generation(), self._outside, RemoteObservation(kind="check"))
 
+    async def _local_only(self, folder: str, held: Iterable[RemoteRow]) -> list[str]:
+        """Names of the local entries of ``folder`` that no remote row holds (a new remote name must not
+        differ from one of them only in case)."""
+        mapped = {_local_name(r) for r in held}
+        return [name for name in await self.store.local_names(self.lib, folder) if name not in mapped]
+
     async def _folder_path(self, folder_id: str, generation: int, outside: set[str]) -> str | None:
         """The library path of a folder, fetching unknown folders up to the root; None if outside."""
         if folder_id == self.provider.root_id:
@@ -206,14 +221,19 @@ class RemoteObserver:
     async def _place(self, item: RemoteItem, parent_path: str, generation: int) -> str | None:
         """Name ``item`` among its known siblings and write its row; None if the name is unusable."""
         assert item.parent_id is not None
-        siblings = [
-            r for r in await self.store.remote_children(self.lib, item.parent_id) if r.remote_id != item.remote_id
-        ]
+        children = await self.store.remote_children(self.lib, item.parent_id)
+        siblings = [r for r in children if r.remote_id != item.remote_id]
         previous = await self.store.remote_by_id(self.lib, item.remote_id)
-        current = previous.path.rpartition("/")[2] if previous and previous.parent_id == item.parent_id else None
-        requests = [NameRequest(r.remote_id, r.path.rpartition("/")[2], r.path.rpartition("/")[2]) for r in siblings]
-        requests.append(NameRequest(item.remote_id, item.name, current))
-        name = assign_local_names(requests).get(item.remote_id)
+        same_folder = previous is not None and previous.parent_id == item.parent_id
+        current = previous.path.rpartition("/")[2] if previous and same_folder else None
+        requests = [
+            NameRequest(r.remote_id, r.name if r.name is not None else _local_name(r), _local_name(r), r.name)
+            for r in siblings
+        ]
+        requests.append(
+            NameRequest(item.remote_id, item.name, current, previous.name if previous and same_folder else None)
+        )
+        name = assign_local_names(requests, await self._local_only(parent_path, children)).get(item.remote_id)
         if name is None:
             return None
         path = join(parent_path, name)

@@ -40,7 +40,7 @@ def remote_item(row: RemoteRow) -> RemoteItem:
     return RemoteItem(
         remote_id=row.remote_id,
         parent_id=row.parent_id,
-        name=row.path.rpartition("/")[2],
+        name=row.name if row.name is not None else row.path.rpartition("/")[2],
         is_dir=row.is_dir,
         size=row.size,
         digest=row.digest,
@@ -57,8 +57,12 @@ def difference(planned: RemoteRow, fresh: RemoteItem | None) -> str | None:
         return "it changed kind"
     if fresh.parent_id != planned.parent_id:
         return "it was moved (or deleted into a trash) on the server"
-    clean = sanitize_name(fresh.name)
-    if clean is None or planned.path.rpartition("/")[2] not in possible_local_names(clean, fresh.remote_id):
+    if planned.name is not None:
+        if fresh.name != planned.name:
+            return f"it was renamed on the server to {fresh.name!r}"
+    elif (clean := sanitize_name(fresh.name)) is None or planned.path.rpartition("/")[2] not in possible_local_names(
+        clean, fresh.remote_id
+    ):
         return f"it was renamed on the server to {fresh.name!r}"
     if planned.is_dir or fresh.version == planned.version:
         return None

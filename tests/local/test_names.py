@@ -192,3 +192,23 @@ def test_each_changed_remote_name_is_logged_once() -> None:
     by_id = {e["remote_id"]: e for e in changed}
     assert by_id["id-log-2"]["local_name"] == first["id-log-2"] and "same name" in by_id["id-log-2"]["reason"]
     assert by_id["id-log-3"]["raw_name"] == "a/b:c.txt" and "cannot be used" in by_id["id-log-3"]["reason"]
+
+
+def test_a_mapping_is_kept_while_the_server_name_is_unchanged() -> None:
+    """Our upload of ``Q3?.txt`` comes back from the listing under that raw name: it keeps the local name
+    it was synced under, though the sanitiser would map it to ``Q3_.txt`` (issue 13 §2)."""
+    from daemon.local.names import NameRequest, assign_local_names
+
+    kept = assign_local_names([NameRequest("id-1", "Q3?.txt", current="Q3?.txt", current_raw="Q3?.txt")])
+    assert kept == {"id-1": "Q3?.txt"}
+    renamed = assign_local_names([NameRequest("id-1", "Q4?.txt", current="Q3?.txt", current_raw="Q3?.txt")])
+    assert renamed == {"id-1": "Q4_.txt"}  # renamed on the server: mapped afresh
+
+
+def test_a_new_name_avoids_a_local_only_case_variant() -> None:
+    from daemon.local.names import NameRequest, assign_local_names
+
+    names = assign_local_names([NameRequest("id-1", "hello.txt")], local_only=["Hello.txt"])
+    assert names["id-1"].startswith("hello (~") and names["id-1"].endswith(").txt")
+    same = assign_local_names([NameRequest("id-1", "hello.txt")], local_only=["hello.txt"])
+    assert same == {"id-1": "hello.txt"}  # the same name on both sides is one path: the planner decides

@@ -133,6 +133,7 @@ async def test_version_1_file_is_migrated(tmp_path: Path) -> None:
     lib = await store.library_id("kept")
     async with store.engine.begin() as conn:  # make it look like a file written by version 1
         await conn.execute(text("DROP TABLE pending_replace"))
+        await conn.execute(text("ALTER TABLE remote DROP COLUMN name"))
         await conn.execute(text("UPDATE meta SET value='1' WHERE key='schema_version'"))
     await store.close()
     store = await StateStore.open(tmp_path)
@@ -143,6 +144,25 @@ async def test_version_1_file_is_migrated(tmp_path: Path) -> None:
     async with store.transaction(lib) as tx:
         await tx.begin_replace("a.txt", "old", "parent", 3, "d")
     assert [p.path for p in await store.pending_replaces(lib)] == ["a.txt"]
+    await store.close()
+
+
+async def test_version_2_file_gets_the_remote_name_column(tmp_path: Path) -> None:
+    """Version 3 keeps each remote item's own name; rows of a version 2 file keep theirs unknown."""
+    store = await StateStore.open(tmp_path)
+    lib = await store.library_id("kept")
+    async with store.transaction(lib) as tx:
+        await tx.put_remote(RemoteRow("a.txt", "id-a", version="1", name="a.txt"))
+    async with store.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE remote DROP COLUMN name"))
+        await conn.execute(text("UPDATE meta SET value='2' WHERE key='schema_version'"))
+    await store.close()
+    store = await StateStore.open(tmp_path)
+    row = await store.remote_at(lib, "a.txt")
+    assert row is not None and row.remote_id == "id-a" and row.name is None
+    async with store.transaction(lib) as tx:
+        await tx.put_remote(RemoteRow("b.txt", "id-b", name="b?.txt"))
+    assert (await store.remote_at(lib, "b.txt")).name == "b?.txt"  # type: ignore[union-attr]
     await store.close()
 
 
