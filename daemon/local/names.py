@@ -156,7 +156,9 @@ def assign_local_names(siblings: Sequence[NameRequest], local_only: Collection[s
     ``current`` name while that name is still one it is entitled to (its sanitised name, or that name
     with its own id suffix) and no other id holds it. Then the new claimants, smallest remote id first:
     the plain name if free, else the name with `` (~XXXXXX)`` (6 hex chars of sha1(remote_id)) before
-    the extension. A name is not free when a sibling holds it case-insensitively, nor when a local
+    the extension; a server name that a local-only entry has exactly is taken as it is (the
+    sanitiser's rewrite would make one file two). A name is not free when a sibling holds it
+    case-insensitively, nor when a local
     entry of the folder that no remote id holds (``local_only``) differs from it only in case: the two
     would be one file on a case-insensitive share. The result does not depend on the order of
     ``siblings``. Names that sanitise to nothing are left out and logged once.
@@ -210,14 +212,21 @@ def assign_local_names(siblings: Sequence[NameRequest], local_only: Collection[s
         if rid in result:
             continue
         candidates = [clean, _disambiguate(clean, rid), _disambiguate(clean, rid, 12), _disambiguate(clean, rid, 40)]
-        for candidate in candidates:
-            if free(candidate):
-                break
-        else:  # a 40-hex collision among siblings: give up on this one, loudly
+        raw = by_id[rid].raw_name
+        chosen: str | None
+        if raw != clean and raw in local_exact and raw not in result.values():
+            # a local entry has exactly the server's name (one the sanitiser would change, e.g. our own
+            # upload of "Q3?.txt" whose answer was lost): they are one path, as on the server, even
+            # when the folder already holds a case variant of it (the user made both)
+            chosen = raw
+        else:
+            chosen = next((c for c in candidates if free(c)), None)
+        if chosen is None:  # a 40-hex collision among siblings: give up on this one, loudly
             log.error(
                 "local_name_collision", remote_id=rid, name=clean, next_step="entry skipped until the folder changes"
             )
             continue
+        candidate = chosen
         result[rid] = candidate
         taken.add(_fold(candidate))
     for rid, local in result.items():

@@ -96,6 +96,13 @@ def _created(answer: Any, what: str) -> dict[str, Any]:
     return obj
 
 
+def _check_name(name: str) -> None:
+    """coreplus refuses a name with a path separator (``/`` or ``\\``: 400 "'name' must be a non-empty
+    file name"): such a file is reported once and left alone, not sent every pass."""
+    if not name.strip() or "/" in name or "\\" in name:
+        raise Unsupported(f"coreplus cannot store the name {name!r} (no '/' or '\\' in names): rename it to upload it")
+
+
 class CorePlusProvider:
     """The Provider protocol (upload and folder creation only) plus ``FolderResolver`` for clients."""
 
@@ -237,6 +244,7 @@ class CorePlusProvider:
         }
 
     async def _create_folder(self, parent_id: str, name: str) -> RemoteItem:
+        _check_name(name)
         meta = self._meta(parent_id, name, 0, is_folder=True)
 
         @contextmanager
@@ -264,6 +272,7 @@ class CorePlusProvider:
         size = source.size
         if parent_id == ROOT_ID:
             raise Unsupported("coreplus keeps files per client: put it in a client folder")
+        _check_name(name)
         meta = self._meta(parent_id, name, size, is_folder=False)
 
         @contextmanager

@@ -66,6 +66,7 @@ class PassSummary:
     released: bool = False  # the operator's release-gate request let held changes through
     planned: list[Action] = field(default_factory=list)  # the first round's plan (dry runs print it)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    unsupported: list[tuple[str, str]] = field(default_factory=list)  # (path, why): the API cannot do it
     quiet: bool = False  # an idle poll that found nothing to plan: no pass was run
 
     @property
@@ -368,6 +369,7 @@ class LibrarySync:
             summary.bytes_up += report.bytes_up
             summary.bytes_down += report.bytes_down
             summary.skipped += len(report.unsupported)
+            summary.unsupported += [(action.path, reason) for action, reason in report.unsupported]
             for action, _reason in report.unsupported:
                 left_out.add(action.path)  # nothing more to try for it in this pass
             for action, message in report.failed:

@@ -162,6 +162,7 @@ class RemoteObserver:
         outside = self._outside  # folders known to be outside the library (the trash), until a full listing
         async for page in self.provider.list_changed(since):
             known = await self.store.remote_by_ids(self.lib, [item.remote_id for item in page])
+            changes: list[tuple[RemoteItem, str | None]] = []
             for item in _checked(page):
                 newest = _later(newest, item.modified)
                 seen = known.get(item.remote_id)
@@ -172,7 +173,12 @@ class RemoteObserver:
                     and seen.parent_id == item.parent_id
                 ):
                     continue  # inside the overlap window again, unchanged since we applied it
-                await self._apply_change(item, generation, outside, obs)
+                changes.append((item, await self._parent_path(item, generation, outside)))
+            # departures first: a name an item leaves behind is free for the item that arrives under it
+            # in the same answer (a Cliniko attachment archived and re-added under its name), so the
+            # newcomer is named as a full listing would name it, not with a suffix for ever
+            for item, parent_path in sorted(changes, key=lambda c: c[1] is not None):
+                await self._apply_change(item, parent_path, generation, obs)
         if newest is not None and newest != since:
             async with self.store.transaction(self.lib) as tx:
                 await tx.set_cursor(CURSOR_MODIFIED, newest)
@@ -188,7 +194,9 @@ class RemoteObserver:
                 async with self.store.transaction(self.lib) as tx:
                     await tx.delete_remote(planned.path, recursive=planned.is_dir)
             return
-        await self._apply_change(fresh, await self._generation(), self._outside, RemoteObservation(kind="check"))
+        generation = await self._generation()
+        parent_path = await self._parent_path(fresh, generation, self._outside)
+        await self._apply_change(fresh, parent_path, generation, RemoteObservation(kind="check"))
 
     async def _local_only(self, folder: str, held: Iterable[RemoteRow]) -> list[str]:
         """Names of the local entries of ``folder`` that no remote row holds (a new remote name must not
@@ -245,10 +253,15 @@ class RemoteObserver:
             await tx.put_remote(_row(item, path), generation)
         return path
 
-    async def _apply_change(self, item: RemoteItem, generation: int, outside: set[str], obs: RemoteObservation) -> None:
-        parent_path = None
-        if item.parent_id is not None:
-            parent_path = await self._folder_path(item.parent_id, generation, outside)
+    async def _parent_path(self, item: RemoteItem, generation: int, outside: set[str]) -> str | None:
+        """The library path of the folder holding ``item``; None when it is outside the library."""
+        if item.parent_id is None:
+            return None
+        return await self._folder_path(item.parent_id, generation, outside)
+
+    async def _apply_change(
+        self, item: RemoteItem, parent_path: str | None, generation: int, obs: RemoteObservation
+    ) -> None:
         if parent_path is None:
             previous = await self.store.remote_by_id(self.lib, item.remote_id)
             if previous is not None:

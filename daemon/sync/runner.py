@@ -39,6 +39,9 @@ RETRY_FACTOR = 2.0
 RETRY_CAP_S = 300.0
 POLL_JITTER = 0.1  # up to 10 % early, so daemons do not poll in lock-step and never later than poll_interval
 FALLBACK_RESCAN_MIN_S = 60.0
+# catch-up rescans after the watcher starts: by then its inotify watches are in place (on a busy
+# machine the watch thread can take seconds to set them up); a rescan of unchanged files costs stats only
+WATCH_CATCH_UP_S = (1.0, 5.0, 15.0)
 
 
 @dataclass
@@ -242,6 +245,19 @@ class LibraryRunner:
             self.on_pass(summary)
         return summary
 
+    async def _catch_up(self) -> None:
+        """Local rescans while the watcher starts: inotify sees nothing until its watches are in place,
+        so a file written in that moment (right after the start-up pass, or while the watcher starts on
+        a busy machine) would otherwise wait for the next periodic rescan (found by the daemon tests on
+        a loaded machine: a burst of new files sat unsynced for minutes)."""
+        waited = 0.0
+        for at in WATCH_CATCH_UP_S:
+            await anyio.sleep(at - waited)
+            waited = at
+            await self._root_ready.wait()
+            log.debug("watcher_catch_up_rescan", after_s=at)
+            self.trigger(Work(full_local=True))
+
     async def _every(self, interval: float, work: Work, jitter: bool) -> None:
         while True:
             factor = 1 - self.rng.uniform(0.0, POLL_JITTER) if jitter else 1.0
@@ -252,11 +268,14 @@ class LibraryRunner:
         root = self.config.local_path
         if not root.is_dir():
             await self._root_ready.wait()  # the first pass creates it
-        try:
-            self.state.watching = True
-            await watch_changes(root, self.config.settle, lambda paths: self.trigger(Work(paths=paths)))
-        except WatcherUnavailable:
-            pass
+        self.state.watching = True
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._catch_up)
+            try:
+                await watch_changes(root, self.config.settle, lambda paths: self.trigger(Work(paths=paths)))
+            except WatcherUnavailable:
+                pass
+            tg.cancel_scope.cancel()
         self.state.watching = False
         interval = min(self.config.local_rescan_interval, max(FALLBACK_RESCAN_MIN_S, self.config.poll_interval))
         log.warning("watcher_fallback", rescan_every_s=interval)

@@ -212,3 +212,12 @@ def test_a_new_name_avoids_a_local_only_case_variant() -> None:
     assert names["id-1"].startswith("hello (~") and names["id-1"].endswith(").txt")
     same = assign_local_names([NameRequest("id-1", "hello.txt")], local_only=["hello.txt"])
     assert same == {"id-1": "hello.txt"}  # the same name on both sides is one path: the planner decides
+
+
+def test_a_server_name_a_local_file_has_exactly_is_that_file() -> None:
+    """Our upload of ``Q3?.txt`` whose answer was lost shows up in the next listing: it must map onto the
+    local ``Q3?.txt`` (recognised as ours), not onto the sanitised ``Q3_.txt`` (a second copy)."""
+    from daemon.local.names import NameRequest, assign_local_names
+
+    assert assign_local_names([NameRequest("id-1", "Q3?.txt")], local_only=["Q3?.txt"]) == {"id-1": "Q3?.txt"}
+    assert assign_local_names([NameRequest("id-1", "Q3?.txt")]) == {"id-1": "Q3_.txt"}

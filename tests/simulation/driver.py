@@ -30,6 +30,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import structlog
+import structlog.testing
 
 from daemon.config import LibraryConfig, RemoteConfig
 from daemon.control import ControlDir
@@ -37,6 +38,7 @@ from daemon.local import marker
 from daemon.local.source import UploadSource
 from daemon.providers.base import Provider, ProviderError
 from daemon.providers.http import HttpClient, RetryPolicy
+from daemon.sandbox.cliniko_backend import Unprocessable
 from daemon.sandbox.faults import BEFORE_KINDS, TRANSIENT_KINDS, FaultPlan
 from daemon.sandbox.middleware import ApiError
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
@@ -153,6 +155,9 @@ class _CountingSink:
 
 
 NAMES = ["notes", "report", "Data", "plan", "x", "café", "naïve", "日本語", "Ünïcødé", "ßtraße", "a b"]
+# names the remote-name sanitiser would change (ordinary on Linux file servers): a pass must never rename
+# them on disk once they are synced
+ODD_NAMES = ["Q3?", "a:b", "star*", "pipe|x", 'say "hi"', "back\\slash", "trail.", "tab\there"]
 EXTS = [".txt", ".md", ".bin", ""]
 DIR_NAMES = ["docs", "Photos", "été", "sub", "Ärzte", "q"]
 
@@ -206,6 +211,11 @@ class Simulation:
         self.touched: set[str] = set()  # local paths changed since the last pass (what a watcher reports)
         self.problems: list[str] = []  # broken expectations found during the run (reported with the rest)
         self.remote_races = True
+        self.used_names: set[str] = set()
+        self.unsyncable: set[str] = set()  # paths the provider cannot hold (reported and skipped)
+        self.renamed_ids: set[str] = set()  # remote ids the driver renamed or moved (a local rename may follow)
+        self.logs: list[dict[str, Any]] = []
+        self.logs_seen = 0
         self.second_writer_at = self.rng.randrange(self.steps) if self.rng.random() < 0.08 else None
         self.step_no = 0
         self.racing = False
@@ -268,12 +278,14 @@ class Simulation:
         try:
             await self._start_engine()
             try:
-                for _ in range(self.steps):
-                    await self._step()
-                await self._settle()
-                from tests.simulation.invariants import check
+                # the engine's log lines are what `_check_renames` reads (the actions it took)
+                with structlog.testing.capture_logs() as self.logs:
+                    for _ in range(self.steps):
+                        await self._step()
+                    await self._settle()
+                    from tests.simulation.invariants import check
 
-                problems = await check(self)
+                    problems = await check(self)
             finally:
                 await self._stop_engine()
         finally:
@@ -294,6 +306,8 @@ class Simulation:
             + "\n".join(f"- {p}" for p in problems)
             + "\ntrace:\n"
             + self.trace.render()
+            + "\nthe engine's last log lines:\n"
+            + "\n".join(_compact(e) for e in self.logs[-150:])
         )
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -393,6 +407,8 @@ class Simulation:
             await self._stop_engine()
             await self._start_engine()
             return None
+        await self._check_renames()
+        self.unsyncable.update(path for path, _why in summary.unsupported)
         self.figures.passes += 1
         if summary.held:
             self.figures.gates_held += 1
@@ -460,8 +476,16 @@ class Simulation:
     def _name(self, taken: list[str], *, folder: bool = False) -> str | None:
         taken_nfc = {nfc(t) for t in taken}
         for _ in range(10):
-            if taken and self.rng.random() < 0.12:
+            roll = self.rng.random()
+            if taken and roll < 0.12:
                 name = self.rng.choice(taken).swapcase()  # differs only in case from a sibling
+            elif self.used_names and roll < 0.2:
+                name = self.rng.choice(sorted(self.used_names)).swapcase()  # a case variant from either side
+            elif roll < 0.28:
+                name = self.rng.choice(ODD_NAMES) + self.rng.choice(["", ".txt"])
+            elif roll < 0.34:
+                # a folder's name for a file or the other way round: kind clashes between the sides
+                name = self.rng.choice(NAMES if folder else DIR_NAMES)
             elif folder:
                 name = self.rng.choice(DIR_NAMES) + self.rng.choice(["", "", " 2", "-b"])
             else:
@@ -469,6 +493,7 @@ class Simulation:
             if self.rng.random() < 0.2:
                 name = unicodedata.normalize("NFD", name)
             if nfc(name) not in taken_nfc and name.strip() and name != MARKER_NAME:
+                self.used_names.add(name)
                 return name
         return None
 
@@ -632,6 +657,20 @@ class Simulation:
             return True
         return False
 
+    async def _check_renames(self) -> None:
+        """No pass renames a local file or folder that neither side renamed: every ``move_local`` the
+        engine logged must follow a remote rename or move made by the driver."""
+        new, self.logs_seen = self.logs[self.logs_seen :], len(self.logs)
+        moves = [e for e in new if e.get("event") == "action" and e.get("action") == "move_local"]
+        if not moves:
+            return
+        mapping = await self._mapping()
+        for e in moves:
+            if mapping.get(e["path"]) not in self.renamed_ids:
+                self.problems.append(
+                    f"renamed behind the user's back: {e.get('src')!r} -> {e['path']!r} ({e.get('reason')})"
+                )
+
     async def second_writer(self) -> None:
         """A `libmirror sync --once` on the same library and state store, started while a pass of this
         engine (the running service) is under way: it must refuse with exit 4 and touch nothing."""
@@ -772,7 +811,10 @@ class Simulation:
             if name is None:
                 return False
             data = self.content()
-            a.create(pid(parent), name, data)
+            try:
+                a.create(pid(parent), name, data)
+            except (ApiError, Unprocessable):  # a name this server refuses: another user could not either
+                return False
             self.ledger.observe({name: data}, "remote")
             self.trace.add(f"remote create {parent + '/' if parent else ''}{name!r} (md5 {md5(data)[:8]})")
             return True
@@ -803,6 +845,7 @@ class Simulation:
             if name is None:
                 return False
             a.rename(paths[path], pid(parent), name)
+            self.renamed_ids.add(paths[path].id)
             self.trace.add(f"remote {op} {path!r} -> {parent + '/' if parent else ''}{name!r}")
             return True
         if op == "mkdir":
@@ -833,12 +876,18 @@ class Simulation:
             if name is None:
                 return False
             a.rename(paths[path], pid(parent), name)
+            self.renamed_ids.add(paths[path].id)
             self.trace.add(f"remote rename dir {path!r} -> {name!r}")
             return True
         return False
 
 
 MARKER_NAME = marker.MARKER
+
+
+def _compact(event: dict[str, Any]) -> str:
+    rest = " ".join(f"{k}={v!r}" for k, v in event.items() if k not in ("event", "log_level"))
+    return f"  {event.get('log_level', '')[:4]} {event.get('event')} {rest}"[:400]
 
 
 def _soft_delete_type() -> type:

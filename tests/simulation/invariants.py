@@ -46,6 +46,11 @@ def _diff(local: dict[str, bytes], remote: dict[str, bytes]) -> list[str]:
     return out
 
 
+def _syncable(sim: Simulation, local: dict[str, bytes]) -> dict[str, bytes]:
+    """The local files the provider can hold: a name it refuses is reported and stays local only."""
+    return {p: c for p, c in local.items() if p not in sim.unsyncable}
+
+
 async def check(sim: Simulation) -> list[str]:
     problems: list[str] = list(sim.problems)
     adapter = sim.adapter
@@ -57,7 +62,7 @@ async def check(sim: Simulation) -> list[str]:
     if summary is None:
         problems.append("quiescence: the last pass failed as a whole")
     else:
-        work = [a for a in summary.planned if a.kind is not ActionKind.SKIP]
+        work = [a for a in summary.planned if a.kind is not ActionKind.SKIP and a.path not in sim.unsyncable]
         if work:
             problems.append(
                 "quiescence: one more pass still plans " + ", ".join(f"{a.kind.value} {a.path!r}" for a in work[:8])
@@ -87,7 +92,7 @@ async def check(sim: Simulation) -> list[str]:
         for e in live:
             if mapped[e.id] != 1:
                 problems.append(f"convergence: live remote {e.name!r} ({e.id}) is mapped {mapped[e.id]} times")
-        problems += [f"convergence: {d}" for d in _diff(local, view)]
+        problems += [f"convergence: {d}" for d in _diff(_syncable(sim, local), view)]
         extra_dirs = local_dirs(sim.root) ^ view_dirs
         if extra_dirs:
             problems.append(f"convergence: folders on one side only: {sorted(extra_dirs)[:8]}")
@@ -96,7 +101,7 @@ async def check(sim: Simulation) -> list[str]:
         held = {(nfc(p), c) for p, c in adapter.all_paths()}
         # a remote folder cannot be removed on coreplus: a local file that took its name cannot go there
         folders = {nfc(p) for p, e in adapter.paths().items() if e.is_dir}
-        for path, data in sorted(local.items()):
+        for path, data in sorted(_syncable(sim, local).items()):
             if (path, data) not in held and path not in folders:
                 problems.append(f"convergence (push-only): {path!r} (md5 {md5(data)[:8]}) is not on the server")
 
