@@ -154,6 +154,11 @@ class LibrarySync:
         )
 
     # -- observation -------------------------------------------------------------------------------
+    @property
+    def _remote_observable(self) -> bool:
+        """Whether the remote side can be listed (a push-only API such as coreplus cannot be)."""
+        return self.options.direction is not Direction.PUSH or self.provider.capabilities.can_download
+
     async def observe_local(self, paths: list[str] | None = None) -> int:
         """Scan the whole root (or only ``paths``) into the local tree; returns the rows changed."""
         changed = 0
@@ -303,7 +308,7 @@ class LibrarySync:
         # "hello.txt" beside a local-only "Hello.txt" gets its own name in the pass that first sees it)
         if self.root.exists() and scan_local is not False:
             await self.observe_local(None if scan_local is True else list(scan_local))
-        if poll_remote and (self.options.direction is not Direction.PUSH or self.provider.capabilities.can_download):
+        if poll_remote and self._remote_observable:
             observed = await self.observe_remote(full=full_remote)
         if observed is not None and await self._quiet(observed, scan_local, marker_present):
             # an idle poll: nothing new on either side, nothing waiting, no gate to re-evaluate
@@ -381,7 +386,7 @@ class LibrarySync:
                 )
                 for change in report.remote_changes:
                     await self.remote.record_fresh(change.planned, change.fresh)
-                if any(a.kind in _REMOTE_CHECKED for a in report.replanned):
+                if self._remote_observable and any(a.kind in _REMOTE_CHECKED for a in report.replanned):
                     await self.observe_remote(full=False)
             if not report.done and not report.replanned:
                 break

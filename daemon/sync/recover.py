@@ -42,7 +42,7 @@ async def _orphan_upload(store: StateStore, lib: int, provider: Provider, pendin
         and r.remote_id != pending.old_remote_id
         and r.size == pending.size
         and (r.digest is None or r.digest == pending.digest)
-        and r.path.rpartition("/")[2] in possible_local_names(name, r.remote_id)
+        and (r.name == name or r.path.rpartition("/")[2] in possible_local_names(name, r.remote_id))
         and r.path.rpartition("/")[0] == parent
     ]
     known = await store.synced_remote_ids(lib, [r.remote_id for r in siblings])
@@ -78,7 +78,8 @@ async def finish_replacements(
                 "replace_abandoned", path=pending.path, detail="the new upload is not on the server; it is pushed again"
             )
             continue
-        if not await _finish(store, lib, provider, root, pending, new):
+        ours = pending.new_remote_id is None or await _holds_upload(provider, new, pending)
+        if not await _finish(store, lib, provider, root, pending, new, ours=ours):
             waiting.add(pending.path)
     return waiting
 
@@ -135,8 +136,25 @@ async def _withdraw(store: StateStore, lib: int, provider: Provider, pending: Pe
     return True
 
 
+async def _holds_upload(provider: Provider, new: RemoteRow, pending: PendingReplace) -> bool:
+    """Whether the server still holds the bytes our interrupted upload sent under ``new``: someone may
+    have edited it since (its listed digest, or the content itself where the provider lists none)."""
+    if new.size is not None and new.size != pending.size:
+        return False
+    if new.digest is not None:
+        return new.digest == pending.digest
+    return await remote_md5(provider, remote_item(new)) == (pending.size, pending.digest)
+
+
 async def _finish(
-    store: StateStore, lib: int, provider: Provider, root: Path, pending: PendingReplace, new: RemoteRow
+    store: StateStore,
+    lib: int,
+    provider: Provider,
+    root: Path,
+    pending: PendingReplace,
+    new: RemoteRow,
+    *,
+    ours: bool,
 ) -> bool:
     """Retire the old version; the new upload becomes the synced version of the path, unless someone
     else's file took the name meanwhile (e.g. an edit made in the web app): that one keeps it, ours
@@ -166,7 +184,9 @@ async def _finish(
                     digest=pending.digest,
                     size=pending.size,
                     remote_id=new.remote_id,
-                    remote_version=new.version,
+                    # edited on the server since our upload: no version of ours, so the plan sees the
+                    # change (found by the soak: a colleague's edit was taken for our upload)
+                    remote_version=new.version if ours else "",
                     local_mtime_ns=local.mtime_ns if same and local else 0,
                     local_inode=local.inode if same and local else 0,
                 )

@@ -141,7 +141,7 @@ async def test_interrupted_replacement_is_finished_not_repeated(tmp_path: Path, 
 class Deletes:
     """A provider stand-in that records deletes; its server still holds every item as listed."""
 
-    capabilities = Capabilities()
+    capabilities = Capabilities(can_download=False)
 
     def __init__(self) -> None:
         self.deleted: list[str] = []
