@@ -375,6 +375,14 @@ NO_STATE = "no state yet: run `libmirror sync --once` or start the service"
 ERROR_CHARS = 300  # a stored error may quote a whole server answer (an HTML page)
 
 
+def _json_status(status: dict[str, str], key: str) -> Any:
+    """A JSON value the last pass stored under ``key`` (None when absent or unreadable)."""
+    try:
+        return json.loads(status.get(key) or "null")
+    except ValueError:
+        return None
+
+
 def _held_counts(status: dict[str, str]) -> dict[str, int] | None:
     """What the held gate keeps back: ``{"local_deletes": .., "remote_deletes": .., "local_overwrites":
     .., "remote_overwrites": ..}`` as the last pass counted it."""
@@ -447,6 +455,7 @@ async def _status_row(store: StateStore, library: LibraryConfig) -> dict[str, An
         "state": state,
         "halted_because": status.get("gate") or None,
         "held": _held_counts(status) if status.get("gate") else None,
+        "unsyncable": _json_status(status, "unsyncable"),
         "error": _clean_error(status.get("daemon_detail")) if state == "retrying" else None,
         "files": counts["synced_files"],
         "pending": pending,
@@ -493,6 +502,13 @@ def _print_status_table(rows: list[dict[str, Any]]) -> None:
             console.print(f"{row['library']}: halted ({held or 'changes held'}): {row['halted_because']}", markup=False)
         if row["error"]:
             console.print(f"{row['library']}: retrying: {row['error']}", markup=False)
+        if row["unsyncable"]:
+            paths = ", ".join(row["unsyncable"]["paths"][:5])
+            console.print(
+                f"{row['library']}: {row['unsyncable']['count']} local name(s) cannot be synced (not UTF-8; "
+                f"rename them): {paths}",
+                markup=False,
+            )
         for b in row["backoff"]:
             line = f"{row['library']}: backoff {b['path']} ({b['attempts']}x, next {b['next_attempt']})"
             console.print(f"{line}: {b['last_error'] or ''}", markup=False)

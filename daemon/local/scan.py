@@ -56,7 +56,40 @@ class Vanished:
     is_dir: bool
 
 
-LocalChange = LocalRow | Vanished
+@dataclass(frozen=True, slots=True)
+class Unsyncable:
+    """A local entry whose name cannot be synced (not valid UTF-8): skipped with everything under it.
+    ``shown`` is the path with the undecodable bytes escaped, for logs and ``status``."""
+
+    shown: str
+
+
+LocalChange = LocalRow | Vanished | Unsyncable
+
+
+def _encodable(name: str) -> bool:
+    """False for a name holding bytes that are not UTF-8 (Python keeps them as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown_path(rel: str) -> str:
+    """``rel`` printable: bytes that are not UTF-8 as ``\\xNN`` escapes."""
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")
+
+
+def _not_utf8(dir_abs: str, rel: str) -> Unsyncable:
+    shown = shown_path(rel)
+    if _name_once.first(("utf8", dir_abs, rel)):
+        log.warning(
+            "name_not_utf8",
+            path=shown,
+            next_step="skipped with everything under it; rename it to valid UTF-8 to sync it",
+        )
+    return Unsyncable(shown)
 
 
 class KnownRows(Protocol):
@@ -117,7 +150,7 @@ class _ToHash:
 class _Listing:
     ok: bool = True
     present: set[str] = field(default_factory=set)  # names that must not be reported vanished
-    rows: list[LocalChange] = field(default_factory=list)  # folder rows and kind-change vanishes
+    rows: list[LocalChange] = field(default_factory=list)  # folder rows, kind-change vanishes, unsyncable
     to_hash: list[_ToHash] = field(default_factory=list)
     subdirs: list[str] = field(default_factory=list)
     dir_to_file: list[str] = field(default_factory=list)  # known folders that are files now
@@ -212,7 +245,7 @@ def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str
     with it:
         for entry in it:  # the hot loop: one lstat and a few C calls per unchanged file
             name = entry.name
-            if not name.isascii() and not is_nfc(name):
+            if not name.isascii() and not (is_nfc(name) and _encodable(name)):
                 odd.append(name)
                 continue
             is_dir = entry.is_dir(follow_symlinks=False)
@@ -241,6 +274,9 @@ def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str
                 continue
             _classify(out, prefix + name, name, st, known)
     for name in odd:
+        if not _encodable(name):
+            out.rows.append(_not_utf8(dir_abs, join(dir_rel, name)))
+            continue
         fixed = _normalize_name(dir_abs, dir_rel, name)
         if fixed is None:
             out.present.add(to_nfc(name))  # left as it is: its NFC row must not read as vanished
@@ -459,6 +495,8 @@ async def _observe_one(
     limiter: anyio.CapacityLimiter,
 ) -> list[LocalChange]:
     root_s = os.fspath(root)
+    if not _encodable(rel):
+        return [_not_utf8(root_s, rel)]
     parent, name = parent_of(rel), name_of(rel)
     if not (parent.isascii() or is_nfc(parent)):
         return []  # the folder's own event (or the next scan) renames it first

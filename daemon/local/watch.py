@@ -29,6 +29,7 @@ import structlog
 import watchfiles
 
 from daemon.local.marker import MARKER
+from daemon.local.once import Once
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +57,17 @@ def relative_path(root: Path, path: str) -> str | None:
     if not parts or parts[0] == MARKER:
         return None
     return "/".join(parts)
+
+
+def _undecodable_name(exc: BaseException) -> bool:
+    """watchfiles' error for a changed path that is not valid UTF-8 (its Rust side cannot decode it),
+    alone or as the only failure of an exception group."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return isinstance(exc, RuntimeError) and "decode path" in str(exc).lower()
+
+
+_restart_once = Once()
 
 
 def _is_watch_limit(exc: BaseException) -> bool:
@@ -100,10 +112,25 @@ async def watch_changes(
 
     async def pump() -> None:
         with send:
-            async for changes in awatch(root, **kwargs):
-                batch = {rel for _, p in changes if (rel := relative_path(root, p)) is not None}
-                if batch:
-                    send.send_nowait(batch)
+            while True:
+                try:
+                    async for changes in awatch(root, **kwargs):
+                        batch = {rel for _, p in changes if (rel := relative_path(root, p)) is not None}
+                        if batch:
+                            send.send_nowait(batch)
+                    return
+                except BaseException as exc:  # awatch raises it inside an exception group
+                    if not _undecodable_name(exc):
+                        raise
+                    # watchfiles cannot hand over a name that is not UTF-8 and drops the whole batch:
+                    # watch again, and have the whole root looked at (the scanner skips such names)
+                    if _restart_once.first(str(root)):
+                        log.warning(
+                            "watch_name_not_utf8",
+                            root=str(root),
+                            detail="a name that is not UTF-8 changed; the watcher restarted, the folder is rescanned",
+                        )
+                    send.send_nowait({""})
 
     async def settle_and_hand_over() -> None:
         with receive:

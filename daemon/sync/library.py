@@ -18,7 +18,7 @@ from daemon.control import ControlDir, Release
 from daemon.local import atomic, marker, trash
 from daemon.local.ignore import IgnoreMatcher
 from daemon.local.once import Once
-from daemon.local.scan import Vanished, observe_paths, scan_tree
+from daemon.local.scan import LocalChange, Unsyncable, Vanished, observe_paths, scan_tree
 from daemon.providers.base import Provider
 from daemon.state.store import StateStore
 from daemon.sync.execute import Executor, ProgressCallback
@@ -135,6 +135,7 @@ class LibrarySync:
     ) -> None:
         self.config = config
         self.control = control
+        self.unsyncable: set[str] = set()  # local names that cannot be synced (shown escaped), for status
         self.store = store
         self.lib = lib
         self.provider = provider
@@ -163,6 +164,7 @@ class LibrarySync:
         """Scan the whole root (or only ``paths``) into the local tree; returns the rows changed."""
         changed = 0
         if paths is None:
+            self.unsyncable.clear()  # a full scan finds them all again
             known = PrefetchedKnownRows(await self.store.local_tree(self.lib))
             async for batch in scan_tree(self.root, self.ignore, known):
                 changed += await self._apply_local(batch)
@@ -170,9 +172,10 @@ class LibrarySync:
             changed += await self._apply_local(await observe_paths(self.root, paths, self.ignore, self.known))
         return changed
 
-    async def _apply_local(self, batch: list[LocalRow | Vanished]) -> int:
+    async def _apply_local(self, batch: list[LocalChange]) -> int:
         if not batch:
             return 0
+        self.unsyncable.update(c.shown for c in batch if isinstance(c, Unsyncable))
         async with self.store.transaction(self.lib) as tx:
             rows = [c for c in batch if isinstance(c, LocalRow)]
             await tx.put_locals(rows)
@@ -417,6 +420,8 @@ class LibrarySync:
             if not dry_run:
                 await tx.set_status("last_pass", datetime.now().astimezone().isoformat(timespec="seconds"))
             await tx.set_status("gate", "; ".join(summary.gate_reasons))
+            shown = sorted(self.unsyncable)
+            await tx.set_status("unsyncable", json.dumps({"count": len(shown), "paths": shown[:100]}) if shown else "")
             await tx.set_status("gate_counts", json.dumps(vars(summary.gate_counts)) if summary.gate_counts else "")
             if summary.conflicts and not dry_run:
                 await tx.set_status("conflicts_total", str(conflicts_before + summary.conflicts))
