@@ -122,11 +122,19 @@ def _fold(name: str) -> str:
     return unicodedata.normalize("NFC", name.casefold())
 
 
+def with_suffix(name: str, suffix: str, *, is_dir: bool = False) -> str:
+    """``name`` with ``suffix`` before its extension (a folder's whole name is its stem), the stem cut
+    so that the result fits ``MAX_NAME_BYTES``: every name the engine invents (conflict copies,
+    `` (~XXXXXX)`` suffixes, numbered trash names) obeys the limit remote names obey."""
+    stem, ext = (name, "") if is_dir else _split_ext(name)
+    tail = suffix + ext
+    return to_nfc(_fit_bytes(stem, MAX_NAME_BYTES - len(tail.encode("utf-8")))) + tail
+
+
 def _disambiguate(name: str, remote_id: str, hash_chars: int = 6) -> str:
     """``name`` with a suffix derived only from ``remote_id``, so the same id always gets the same name."""
     tag = hashlib.sha1(remote_id.encode("utf-8")).hexdigest()[:hash_chars]
-    stem, ext = _split_ext(name)
-    return sanitize_name(f"{stem} (~{tag}){ext}") or f"_ (~{tag})"
+    return sanitize_name(with_suffix(name, f" (~{tag})")) or f"_ (~{tag})"
 
 
 def possible_local_names(name: str, remote_id: str) -> tuple[str, ...]:

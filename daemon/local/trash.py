@@ -19,7 +19,7 @@ import structlog
 from daemon.local.checks import LocalChanged, require, stat_matches
 from daemon.local.fsops import fsync_dir, rename_noreplace
 from daemon.local.marker import MARKER, TRASH_DIR, private_subdir
-from daemon.local.names import safe_local_path
+from daemon.local.names import safe_local_path, with_suffix
 from daemon.sync.model import LocalRow
 
 log = structlog.get_logger(__name__)
@@ -29,9 +29,7 @@ _MAX_SUFFIX = 10_000
 
 def _numbered(rel: str, n: int) -> str:
     head, _, name = rel.rpartition("/")
-    dot = name.rfind(".")
-    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
-    numbered = f"{stem} ({n}){ext}"
+    numbered = with_suffix(name, f" ({n})")
     return f"{head}/{numbered}" if head else numbered
 
 
@@ -73,12 +71,19 @@ def _into_trash(root: Path, src: Path, rel: str, today: date | None) -> Path:
         day_dir.mkdir(0o700)
     except FileExistsError:
         pass
+    blocked = False
     for n in range(1, _MAX_SUFFIX):
-        candidate_rel = rel if n == 1 else _numbered(rel, n)
-        dst = safe_local_path(root, f"{day_rel}/{candidate_rel}")
-        if os.path.lexists(dst):
+        # numbered names of the last component; when a folder on the way is a file in the trash (a file
+        # trashed earlier under the name a folder has now), the whole path under a folder "~N" instead
+        candidate_rel = f"~{n}/{rel}" if blocked else rel if n == 1 else _numbered(rel, n)
+        try:
+            dst = safe_local_path(root, f"{day_rel}/{candidate_rel}")
+            if os.path.lexists(dst):
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError, ValueError):
+            blocked = True
             continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
         try:
             _move(src, dst)
         except FileExistsError:

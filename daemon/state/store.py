@@ -341,9 +341,10 @@ class Txn:
             await self.conn.execute(t.delete().where(t.c.lib == self.lib, under_folder(t.c.path, path)))
 
     # -- all three trees ---------------------------------------------------------------------------
-    async def move_subtree(self, src: str, dst: str) -> None:
+    async def move_subtree(self, src: str, dst: str, *, local_only: bool = False) -> None:
         """Re-key the rows at ``src`` and under ``src/`` to ``dst`` in the local, remote and synced
-        trees: a folder that moved in one call takes its whole subtree along, in this transaction.
+        trees (``local_only``: the local tree alone, for a local folder renamed aside as a conflict
+        copy): a folder that moved in one call takes its whole subtree along, in this transaction.
 
         A row already at a new path is replaced by the moved one (the executor only moves onto
         paths its plan saw empty on that tree).
@@ -351,7 +352,7 @@ class Txn:
         if src == dst:
             return
         cut = len(src) + 1  # SQLite substr() is 1-based: the rest after ``src``
-        for table in (schema.local, schema.remote, schema.synced):
+        for table in (schema.local,) if local_only else (schema.local, schema.remote, schema.synced):
             inside = under_folder(table.c.path, src)
             values: dict[str, Any] = {"path": literal(dst, String).concat(func.substr(table.c.path, cut, type_=String))}
             if table is schema.local:

@@ -282,6 +282,12 @@ class Executor:
         if row is not None and row.is_dir:
             return row.remote_id
         if row is not None:
+            if not self.provider.capabilities.can_delete:
+                # nothing can move the file out of the way (push-only coreplus): say so once, not loop
+                raise Unsupported(
+                    f"the remote holds a file named {folder!r}, which it cannot remove: the files of the "
+                    "local folder of that name are not uploaded; rename the folder to upload them"
+                )
             raise Replan(f"remote {folder!r} is a file, not a folder")
         parent_id = await self._ensure_folder_locked(parent_path(folder))
         name = folder.rpartition("/")[2]
@@ -528,11 +534,13 @@ class Executor:
             detail="both sides changed; the remote version keeps the name, the local version is kept as a copy",
         )
         async with self.store.batched(self.lib) as tx:
-            await tx.delete_local(original, recursive=local.is_dir)
+            if local.is_dir:
+                # the folder's contents moved with it: their rows follow, so the next round pushes the
+                # copy whole (it used to wait for the next full scan)
+                await tx.move_subtree(original, copy, local_only=True)
+            else:
+                await tx.delete_local(original)
             await tx.put_local(new_local)
-        if local.is_dir:
-            # the folder's contents moved with it: the next scan records them under the new name
-            return 0
         return 0
 
     async def _do_mkdir_local(self, action: Action) -> int:

@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
 
+from daemon.local.names import with_suffix
 from daemon.sync.model import (
     Action,
     ActionKind,
@@ -83,19 +84,15 @@ class _Change(Enum):
 def conflict_copy_name(path: str, now_label: str, taken: Callable[[str], bool], *, is_dir: bool = False) -> str:
     """``dir/NAME (conflicted copy LABEL).EXT``; `` 2``, `` 3``... before the extension while taken.
 
-    Folders (``is_dir``) keep their whole name as the stem: a dot in a folder name is no extension.
+    Folders (``is_dir``) keep their whole name as the stem: a dot in a folder name is no extension. A
+    long name gives way before the suffix, so the copy's name fits the file system's limit too.
     """
     parent, name = posixpath.split(path)
-    dot = name.rfind(".")
-    if is_dir or dot <= 0:
-        stem, ext = name, ""
-    else:
-        stem, ext = name[:dot], name[dot:]
-    base = f"{stem} (conflicted copy {now_label})"
-    candidate = posixpath.join(parent, base + ext)
+    suffix = f" (conflicted copy {now_label})"
+    candidate = posixpath.join(parent, with_suffix(name, suffix, is_dir=is_dir))
     n = 2
     while taken(candidate):
-        candidate = posixpath.join(parent, f"{base} {n}{ext}")
+        candidate = posixpath.join(parent, with_suffix(name, f"{suffix} {n}", is_dir=is_dir))
         n += 1
     return candidate
 
@@ -125,15 +122,53 @@ def plan(states: Sequence[PathState], options: PlanOptions, *, now_label: str) -
     for path in sorted(by_path):
         if path not in consumed:
             actions += planner.decide(by_path[path])
-    return _ordered(_hold_busy_rmdirs(actions, by_path.values()))
+    return _ordered(_skip_under_blocked(_hold_busy_rmdirs(actions, by_path.values(), name_copy)))
 
 
-def _hold_busy_rmdirs(actions: list[Action], states: Iterable[PathState]) -> list[Action]:
+_INTO_REMOTE_FOLDER = frozenset({ActionKind.UPLOAD, ActionKind.MKDIR_REMOTE, ActionKind.MOVE_REMOTE})
+
+
+def _skip_under_blocked(actions: list[Action]) -> list[Action]:
+    """A local folder whose name the remote gives to a file, with no way to settle it this time (a
+    push-only library cannot rename the local folder, nor delete a file it did not put there): nothing
+    can be put under that name remotely, so the actions that would are reported as SKIP instead of
+    being refused by the executor on every pass."""
+    blocked = [
+        a.path
+        for a in actions
+        if a.kind is ActionKind.SKIP
+        and a.local is not None
+        and a.local.is_dir
+        and a.remote is not None
+        and not a.remote.is_dir
+    ]
+    if not blocked:
+        return actions
+    out = []
+    for a in actions:
+        under = next((b for b in blocked if a.path.startswith(b + "/")), None)
+        if under is not None and a.kind in _INTO_REMOTE_FOLDER:
+            reason = f"the remote has a file named {under!r}: rename the local folder to sync what is in it"
+            out.append(Action(ActionKind.SKIP, a.path, reason, local=a.local, remote=a.remote, synced=a.synced))
+            if a.src is not None:  # the move's source stays as it is on the server, reported too
+                out.append(Action(ActionKind.SKIP, a.src, reason, remote=a.remote, synced=a.synced))
+            continue
+        out.append(a)
+    return out
+
+
+def _hold_busy_rmdirs(
+    actions: list[Action], states: Iterable[PathState], name_copy: Callable[[str, bool], str]
+) -> list[Action]:
     """Turn RMDIR_* into SKIP when the folder keeps a child this round (e.g. an unsynced local edit).
 
     Without this a folder deleted on one side but holding a change on the other would get an RMDIR
     that the executor refuses every pass. Children removed by this plan (trash, delete, move away,
     an inner RMDIR) do not count; folders are checked deepest first so inner RMDIRs are known.
+
+    One exception: a local folder the remote replaced by a FILE of the same name cannot stay, or the
+    two kinds would fight over the name for ever (its new children could never be uploaded): the
+    folder becomes a conflict copy, the remote file takes the name, and the copy is pushed as new.
     """
     gone: dict[ActionKind, set[str]] = {ActionKind.RMDIR_LOCAL: set(), ActionKind.RMDIR_REMOTE: set()}
     for a in actions:
@@ -161,7 +196,17 @@ def _hold_busy_rmdirs(actions: list[Action], states: Iterable[PathState]) -> lis
     for i, a in rmdirs:
         prefix = a.path + "/"
         busy = [p for p in present[a.kind] if p.startswith(prefix) and stays(p, a.kind)]
-        if busy:
+        if busy and a.kind is ActionKind.RMDIR_LOCAL and a.remote is not None and not a.remote.is_dir:
+            held[i] = Action(
+                kind=ActionKind.CONFLICT_COPY,
+                path=name_copy(a.path, True),
+                src=a.path,
+                reason=f"{a.reason}, but {busy[0]} stays: the local folder is kept as a copy",
+                local=a.local,
+                remote=a.remote,
+                synced=a.synced,
+            )
+        elif busy:
             held[i] = Action(
                 kind=ActionKind.SKIP,
                 path=a.path,

@@ -221,3 +221,22 @@ def test_a_server_name_a_local_file_has_exactly_is_that_file() -> None:
 
     assert assign_local_names([NameRequest("id-1", "Q3?.txt")], local_only=["Q3?.txt"]) == {"id-1": "Q3?.txt"}
     assert assign_local_names([NameRequest("id-1", "Q3?.txt")]) == {"id-1": "Q3_.txt"}
+
+
+def test_every_name_the_engine_invents_fits_the_limit() -> None:
+    """A 250-byte name (which the sanitiser accepts) gave a 286-byte conflict copy and OSError 36."""
+    from daemon.local.names import MAX_NAME_BYTES, NameRequest, assign_local_names, sanitize_name
+    from daemon.sync.plan import conflict_copy_name
+
+    long = "é" * 100 + "x" * 45 + ".txt"  # 249 bytes
+    assert sanitize_name(long) == long
+    copy = conflict_copy_name(f"dir/{long}", "2026-12-05 101010", lambda p: False)
+    assert len(copy.rpartition("/")[2].encode()) <= MAX_NAME_BYTES and copy.endswith(
+        " (conflicted copy 2026-12-05 101010).txt"
+    )
+    second = conflict_copy_name(f"dir/{long}", "2026-12-05 101010", lambda p: p == copy)
+    assert second != copy and len(second.rpartition("/")[2].encode()) <= MAX_NAME_BYTES
+    folder = conflict_copy_name("x" * 250, "2026-12-05 101010", lambda p: False, is_dir=True)
+    assert len(folder.encode()) <= MAX_NAME_BYTES
+    names = assign_local_names([NameRequest("id-1", long), NameRequest("id-2", long)])
+    assert len(set(names.values())) == 2 and all(len(n.encode()) <= MAX_NAME_BYTES for n in names.values())

@@ -125,3 +125,26 @@ def test_make_and_remove_dir(root: Path) -> None:
     assert remove_empty_dir(root, "p/q") is True
     with pytest.raises(LocalChanged):
         remove_empty_dir(root, "file")
+
+
+def test_trash_names_fit_and_a_file_in_the_way_is_no_dead_end(tmp_path: Path) -> None:
+    """Numbered trash names obey the length limit; a file trashed earlier under the name a folder has
+    now (``a.txt``, later a folder ``a.txt/``) does not block trashing what is inside that folder."""
+    from daemon.local.marker import ensure_marker
+    from daemon.local.names import MAX_NAME_BYTES
+    from daemon.local.trash import move_to_trash
+
+    root = tmp_path / "root"
+    root.mkdir()
+    ensure_marker(root)
+    long = "y" * 251 + ".txt"
+    for _ in range(2):
+        (root / long).write_bytes(b"v")
+        kept = move_to_trash(root, long)
+        assert len(kept.name.encode()) <= MAX_NAME_BYTES
+    (root / "a.txt").write_bytes(b"a file first")
+    move_to_trash(root, "a.txt")
+    (root / "a.txt").mkdir()
+    (root / "a.txt" / "inner.md").write_bytes(b"then a folder of that name")
+    kept = move_to_trash(root, "a.txt/inner.md")
+    assert kept.read_bytes() == b"then a folder of that name"

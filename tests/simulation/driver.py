@@ -666,7 +666,9 @@ class Simulation:
             return
         mapping = await self._mapping()
         for e in moves:
-            if mapping.get(e["path"]) not in self.renamed_ids:
+            rid = mapping.get(e["path"])
+            # (None: the item moved on since, e.g. renamed again while a crashed pass ran; not decidable)
+            if rid is not None and rid not in self.renamed_ids:
                 self.problems.append(
                     f"renamed behind the user's back: {e.get('src')!r} -> {e['path']!r} ({e.get('reason')})"
                 )

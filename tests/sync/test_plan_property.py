@@ -16,7 +16,7 @@ from daemon.sync.plan import plan
 from tests.sync.simulated import Tree, World, parents, run_until_stable
 
 DIRS = ["d1", "d2", "d1/d3"]
-NAMES = ["f1.txt", "f2.txt", "f3"]
+NAMES = ["f1.txt", "f2.txt", "f3", "d2", "d4"]  # "d2", "d4": file names that are folder names elsewhere (kind clashes)
 OPS = ["edit", "edit_same", "create", "create_same", "delete", "rmdir", "mkdir", "move", "move_dir"]
 DIR_SLOTS = [*DIRS, "d4", "d2/d5"]  # where a moved folder may land
 SIDES = ["local", "remote"]
@@ -35,7 +35,7 @@ def scenarios(draw: st.DrawFn, *, dir_move_first: bool = False) -> Scenario:
     drawn = draw(st.sets(st.sampled_from(DIRS), min_size=1 if dir_move_first else 0))
     dirs = {d for d in drawn if all(p in DIRS for p in parents(d))}
     dirs = {d for d in dirs if all(p in dirs for p in parents(d))}
-    slots = sorted([*NAMES, *(f"{d}/{n}" for d in dirs for n in NAMES)])
+    slots = sorted(p for p in [*NAMES, *(f"{d}/{n}" for d in dirs for n in NAMES)] if p not in dirs)
     files = draw(st.sets(st.sampled_from(slots), max_size=6))
     base: Tree = dict.fromkeys(dirs)
     for i, path in enumerate(sorted(files)):

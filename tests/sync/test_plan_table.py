@@ -574,3 +574,23 @@ def test_order_is_deterministic_mkdirs_first_rmdirs_last() -> None:
         shuffled = states[:]
         random.Random(seed).shuffle(shuffled)
         assert [(a.kind, a.path) for a in plan(shuffled, TWO_WAY, now_label=NOW)] == expected
+
+
+def test_a_folder_the_remote_replaced_by_a_file_gives_way_when_it_keeps_a_new_child() -> None:
+    """Synced folder X with a new local child; remotely X became a file. The folder becomes a conflict
+    copy (the file takes the name, the copy is pushed as new); holding the RMDIR for ever never
+    converged: the child's upload under a remote file was refused every pass (issue 13 §4)."""
+    states = [
+        PathState("X", local=loc("X"), remote=rem("X", "f9", "v1", b"a file now"), synced=base("X", "d1", "")),
+        PathState("X/new.txt", local=loc("X/new.txt", b"new child")),
+    ]
+    actions = plan(states, TWO_WAY, now_label=NOW)
+    assert [(a.kind, a.path, a.src) for a in actions] == [
+        (K.CONFLICT_COPY, f"X (conflicted copy {NOW})", "X"),
+        (K.UPLOAD, "X/new.txt", None),
+    ]
+
+
+def test_a_folder_the_remote_replaced_by_a_file_is_removed_when_empty() -> None:
+    state = PathState("X", local=loc("X"), remote=rem("X", "f9", "v1", b"a file now"), synced=base("X", "d1", ""))
+    assert one(state).kind is K.RMDIR_LOCAL
