@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from daemon.sandbox.access_log import RequestLog
 from daemon.sandbox.blobs import BlobStore, BlobWritten, new_blob_name
@@ -316,7 +316,7 @@ class ClinikoBackend:
         """Test/seed helper: an attachment as if uploaded in Cliniko's web app."""
         key = self.upload_prefix(patient_id) + filename
         self.store_object(key, self.blobs.write_bytes(new_blob_name(), data))
-        attachment = self.create_attachment(patient_id, f"http://sandbox/s3/{BUCKET}/{key}", description)
+        attachment = self.create_attachment(patient_id, f"http://sandbox/s3/{BUCKET}/{quote(key)}", description)
         if processed:
             attachment.ready_at = self.time()
             self._complete(attachment)

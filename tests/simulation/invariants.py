@@ -101,8 +101,12 @@ async def check(sim: Simulation) -> list[str]:
         held = {(nfc(p), c) for p, c in adapter.all_paths()}
         # a remote folder cannot be removed on coreplus: a local file that took its name cannot go there
         folders = {nfc(p) for p, e in adapter.paths().items() if e.is_dir}
+        # ... nor can a file it holds: a local folder that took a file's name is skipped and reported
+        files = {nfc(p) for p, e in adapter.paths().items() if not e.is_dir}
         for path, data in sorted(_syncable(sim, local).items()):
-            if (path, data) not in held and path not in folders:
+            parts = path.split("/")
+            under_file = any("/".join(parts[:n]) in files for n in range(1, len(parts)))
+            if (path, data) not in held and path not in folders and not under_file:
                 problems.append(f"convergence (push-only): {path!r} (md5 {md5(data)[:8]}) is not on the server")
 
     # no lost version
@@ -116,8 +120,15 @@ async def check(sim: Simulation) -> list[str]:
     # no duplicates
     dups = 0
     if adapter.two_way:
-        # entries the engine maps to distinct local names (a case clash gets " (~hash)") are distinct paths
-        renamed = {rid for path, rid, _ in await _remote_rows(sim) if " (~" in path.rpartition("/")[2]}
+        # entries the engine maps to other local names than their own (a case clash gets " (~hash)", a
+        # name the disk cannot hold is rewritten) are distinct local paths: a local file later made
+        # under the server's name is another file, uploaded under it (nothing is copied twice)
+        by_id = {e.id: e for e in live}
+        renamed = {
+            rid
+            for path, rid, _ in await _remote_rows(sim)
+            if rid in by_id and path.rpartition("/")[2] != nfc(by_id[rid].name)
+        }
         names = Counter((e.parent, nfc(e.name)) for e in live if e.id not in renamed)
         for (parent, name), n in names.items():
             if n > 1:
