@@ -75,12 +75,15 @@ def test_release_gate_lets_the_running_service_apply_the_held_deletes(
 def test_a_release_of_other_changes_than_those_held_is_not_applied(
     tmp_path: Path, sandbox_procs: SandboxStarter
 ) -> None:
+    """A release names what it lets through: one made for two held deletes is not applied once a third
+    one joined them (the operator must look again)."""
+    from daemon.control import ControlDir
+
     info = sandbox_procs("cd", 6)
     api = CoreDataAPI(info["remote"])
     root = tmp_path / "mirror"
     config = tmp_path / "config.toml"
-    # no poll during the test: the only pass after the release request is the watcher's, for the third delete
-    block = library_block("board", root, info["remote"], settle=0.3, poll_interval=600, max_delete_count=1)
+    block = library_block("board", root, info["remote"], settle=0.3, poll_interval=POLL, max_delete_count=1)
     write_daemon_config(config, tmp_path / "state", [block])
     daemon = Daemon(config)
     try:
@@ -89,14 +92,17 @@ def test_a_release_of_other_changes_than_those_held_is_not_applied(
         mark = len(daemon.events)
         for rel in files[:2]:
             (root / rel).unlink()
-        gate = daemon.wait_for(lambda e: e.get("event") == "safety_gate", TIMEOUT, start=mark)
-        daemon.wait_for(lambda e: e.get("event") == "pass", TIMEOUT, start=daemon.events.index(gate))
-        # the operator released two deletes; meanwhile a third one joined them: not what was released
-        assert _cli(config, "release-gate", "board").returncode == 0
+        daemon.wait_for(lambda e: e.get("event") == "safety_gate" and e["remote_deletes"] == 2, TIMEOUT, start=mark)
+        daemon.wait_for(lambda e: e.get("event") == "pass", TIMEOUT, start=mark)
+        released_two = _status(config)["halted_because"]
         mark = len(daemon.events)
         (root / files[2]).unlink()
+        daemon.wait_for(lambda e: e.get("event") == "safety_gate" and e["remote_deletes"] == 3, TIMEOUT, start=mark)
+        # the operator's release of the two, arriving now (as if asked a moment before the third delete)
+        mark = len(daemon.events)
+        ControlDir(tmp_path / "state").request_release("board", released_two)
         daemon.wait_for(lambda e: e.get("event") == "gate_release_not_applied", TIMEOUT, start=mark)
         assert all(rel in api.tree() for rel in files[:3])
-        assert not [e for e in daemon.events[mark:] if e.get("event") == "remote_deleted"]
+        assert not [e for e in daemon.events if e.get("event") in ("remote_deleted", "gate_released")]
     finally:
         assert daemon.stop() == 0
