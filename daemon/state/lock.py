@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 LOCK_FILE = "lock"
 _MAX_READ = 512
+_NAME_RETRIES = 20
+_NAME_RETRY_S = 0.025
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,13 @@ class StateLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_holder(fd)
+            # the holder writes its pid right after it locks: a refused process that came in between
+            # (two started together) reads again for a moment, so the message can name it
+            for _ in range(_NAME_RETRIES):
+                if holder.pid is not None:
+                    break
+                time.sleep(_NAME_RETRY_S)
+                holder = _read_holder(fd)
             os.close(fd)
             raise StateLocked(state_dir, holder) from None
         except BaseException:

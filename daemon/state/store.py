@@ -222,6 +222,14 @@ class Txn:
         self.conn = conn
         self.lib = lib
 
+    async def _exec(self, statement: Any, parameters: Any = None) -> Any:
+        """One statement, shielded from cancellation: a cancel in the middle of a write made the
+        driver abandon its connection with the write lock still held (its close never ran), and every
+        later writer failed with "database is locked" (found by the simulation's in-process crashes).
+        A cancel between statements still rolls the transaction back."""
+        with anyio.CancelScope(shield=True):
+            return await self.conn.execute(statement, parameters)
+
     # -- local tree ------------------------------------------------------------------------------
     async def put_local(self, row: LocalRow) -> None:
         await self.put_locals([row])
@@ -242,13 +250,13 @@ class Txn:
             }
             for r in rows
         ]
-        await self.conn.execute(_LOCAL_UPSERT, values)
+        await self._exec(_LOCAL_UPSERT, values)
 
     async def delete_local(self, path: str, *, recursive: bool = False) -> None:
         t = schema.local
-        await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.path == path))
+        await self._exec(t.delete().where(t.c.lib == self.lib, t.c.path == path))
         if recursive:
-            await self.conn.execute(t.delete().where(t.c.lib == self.lib, under_folder(t.c.path, path)))
+            await self._exec(t.delete().where(t.c.lib == self.lib, under_folder(t.c.path, path)))
 
     # -- remote tree -----------------------------------------------------------------------------
     async def put_remote(self, row: RemoteRow, generation: int = 0) -> None:
@@ -273,33 +281,33 @@ class Txn:
             }
             for r in rows
         ]
-        await self.conn.execute(_REMOTE_UPSERT, values)
+        await self._exec(_REMOTE_UPSERT, values)
 
     async def delete_remote(self, path: str, *, recursive: bool = False) -> None:
         t = schema.remote
-        await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.path == path))
+        await self._exec(t.delete().where(t.c.lib == self.lib, t.c.path == path))
         if recursive:
-            await self.conn.execute(t.delete().where(t.c.lib == self.lib, under_folder(t.c.path, path)))
+            await self._exec(t.delete().where(t.c.lib == self.lib, under_folder(t.c.path, path)))
 
     async def delete_remote_id(self, remote_id: str) -> None:
         t = schema.remote
-        await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.remote_id == remote_id))
+        await self._exec(t.delete().where(t.c.lib == self.lib, t.c.remote_id == remote_id))
 
     async def sweep_remote(self, generation: int) -> int:
         """Drop every remote row not seen by the full listing ``generation``."""
         t = schema.remote
-        result = await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.generation != generation))
+        result = await self._exec(t.delete().where(t.c.lib == self.lib, t.c.generation != generation))
         return int(result.rowcount or 0)
 
     # -- raw listing staging -------------------------------------------------------------------
     async def clear_listing(self) -> None:
         t = schema.remote_listing
-        await self.conn.execute(t.delete().where(t.c.lib == self.lib))
+        await self._exec(t.delete().where(t.c.lib == self.lib))
 
     async def add_listing(self, items: Sequence[RemoteItem]) -> None:
         if not items:
             return
-        await self.conn.execute(
+        await self._exec(
             _LISTING_UPSERT,
             [
                 {
@@ -319,7 +327,7 @@ class Txn:
 
     # -- synced tree -----------------------------------------------------------------------------
     async def put_synced(self, row: SyncedRow) -> None:
-        await self.conn.execute(
+        await self._exec(
             _SYNCED_UPSERT,
             {
                 "lib": self.lib,
@@ -336,9 +344,9 @@ class Txn:
 
     async def delete_synced(self, path: str, *, recursive: bool = False) -> None:
         t = schema.synced
-        await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.path == path))
+        await self._exec(t.delete().where(t.c.lib == self.lib, t.c.path == path))
         if recursive:
-            await self.conn.execute(t.delete().where(t.c.lib == self.lib, under_folder(t.c.path, path)))
+            await self._exec(t.delete().where(t.c.lib == self.lib, under_folder(t.c.path, path)))
 
     # -- all three trees ---------------------------------------------------------------------------
     async def move_subtree(self, src: str, dst: str, *, local_only: bool = False) -> None:
@@ -357,21 +365,21 @@ class Txn:
             values: dict[str, Any] = {"path": literal(dst, String).concat(func.substr(table.c.path, cut, type_=String))}
             if table is schema.local:
                 values["parent"] = literal(dst, String).concat(func.substr(table.c.parent, cut, type_=String))
-            await self.conn.execute(
+            await self._exec(
                 table.update().prefix_with("OR REPLACE").where(table.c.lib == self.lib, inside).values(values)
             )
             top: dict[str, Any] = {"path": dst}
             if table is schema.local:
                 top["parent"] = parent_path(dst)
-            await self.conn.execute(
+            await self._exec(
                 table.update().prefix_with("OR REPLACE").where(table.c.lib == self.lib, table.c.path == src).values(top)
             )
 
     # -- replacement uploads in flight -----------------------------------------------------------
     async def begin_replace(self, path: str, old_remote_id: str, parent_id: str, size: int, digest: str) -> None:
         t = schema.pending_replace
-        await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.path == path))
-        await self.conn.execute(
+        await self._exec(t.delete().where(t.c.lib == self.lib, t.c.path == path))
+        await self._exec(
             t.insert(),
             {
                 "lib": self.lib,
@@ -386,24 +394,22 @@ class Txn:
 
     async def replace_uploaded(self, path: str, new_remote_id: str) -> None:
         t = schema.pending_replace
-        await self.conn.execute(
-            t.update().where(t.c.lib == self.lib, t.c.path == path), {"new_remote_id": new_remote_id}
-        )
+        await self._exec(t.update().where(t.c.lib == self.lib, t.c.path == path), {"new_remote_id": new_remote_id})
 
     async def end_replace(self, path: str) -> None:
         t = schema.pending_replace
-        await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.path == path))
+        await self._exec(t.delete().where(t.c.lib == self.lib, t.c.path == path))
 
     # -- misc ------------------------------------------------------------------------------------
     async def set_cursor(self, name: str, value: str) -> None:
-        await self.conn.execute(_CURSOR_UPSERT, {"lib": self.lib, "name": name, "value": value})
+        await self._exec(_CURSOR_UPSERT, {"lib": self.lib, "name": name, "value": value})
 
     async def set_status(self, key: str, value: str) -> None:
-        await self.conn.execute(_STATUS_UPSERT, {"lib": self.lib, "key": key, "value": value})
+        await self._exec(_STATUS_UPSERT, {"lib": self.lib, "key": key, "value": value})
 
     async def record_failure(self, path: str, error: str, now: float, *, base: float, factor: float, cap: float) -> int:
         t = schema.failures
-        row = (await self.conn.execute(select(t.c.attempts).where(t.c.lib == self.lib, t.c.path == path))).first()
+        row = (await self._exec(select(t.c.attempts).where(t.c.lib == self.lib, t.c.path == path))).first()
         attempts = (row.attempts if row else 0) + 1
         delay = min(cap, base * factor ** (attempts - 1))
         stmt = sqlite_insert(t).values(
@@ -413,12 +419,12 @@ class Txn:
             index_elements=["lib", "path"],
             set_={"attempts": stmt.excluded.attempts, "next_at": stmt.excluded.next_at, "last_error": error},
         )
-        await self.conn.execute(stmt)
+        await self._exec(stmt)
         return attempts
 
     async def clear_failure(self, path: str) -> None:
         t = schema.failures
-        await self.conn.execute(t.delete().where(t.c.lib == self.lib, t.c.path == path))
+        await self._exec(t.delete().where(t.c.lib == self.lib, t.c.path == path))
 
 
 class StateStore:

@@ -122,7 +122,7 @@ def plan(states: Sequence[PathState], options: PlanOptions, *, now_label: str) -
     for path in sorted(by_path):
         if path not in consumed:
             actions += planner.decide(by_path[path])
-    return _ordered(_skip_under_blocked(_hold_busy_rmdirs(actions, by_path.values(), name_copy)))
+    return _ordered(_hold_busy_rmdirs(_skip_under_blocked(actions), by_path.values(), name_copy))
 
 
 _INTO_REMOTE_FOLDER = frozenset({ActionKind.UPLOAD, ActionKind.MKDIR_REMOTE, ActionKind.MOVE_REMOTE})

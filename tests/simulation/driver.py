@@ -493,7 +493,8 @@ class Simulation:
             if self.rng.random() < 0.2:
                 name = unicodedata.normalize("NFD", name)
             if nfc(name) not in taken_nfc and name.strip() and name != MARKER_NAME:
-                self.used_names.add(name)
+                if _utf8(name):  # a case variant of a name that is not UTF-8 stays local
+                    self.used_names.add(name)
                 return name
         return None
 
@@ -557,6 +558,9 @@ class Simulation:
         if op == "create" and file_dirs:
             parent = rng.choice(file_dirs)
             name = self._name(self._children(parent))
+            if name is not None and rng.random() < 0.04:
+                # a name copied from an old system: not UTF-8 (the engine skips it and reports it)
+                name = os.fsdecode(b"old-\x81\xfe-" + os.fsencode(name))
             if name is None:
                 return False
             rel = f"{parent}/{name}" if parent else name
@@ -890,6 +894,14 @@ class Simulation:
 
 
 MARKER_NAME = marker.MARKER
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _compact(event: dict[str, Any]) -> str:

@@ -46,9 +46,18 @@ def _diff(local: dict[str, bytes], remote: dict[str, bytes]) -> list[str]:
     return out
 
 
+def _utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _syncable(sim: Simulation, local: dict[str, bytes]) -> dict[str, bytes]:
-    """The local files the provider can hold: a name it refuses is reported and stays local only."""
-    return {p: c for p, c in local.items() if p not in sim.unsyncable}
+    """The local files the provider can hold: a name it refuses is reported and stays local only, as
+    does a name that is not UTF-8 (and everything under it)."""
+    return {p: c for p, c in local.items() if p not in sim.unsyncable and _utf8(p)}
 
 
 async def check(sim: Simulation) -> list[str]:
@@ -93,7 +102,7 @@ async def check(sim: Simulation) -> list[str]:
             if mapped[e.id] != 1:
                 problems.append(f"convergence: live remote {e.name!r} ({e.id}) is mapped {mapped[e.id]} times")
         problems += [f"convergence: {d}" for d in _diff(_syncable(sim, local), view)]
-        extra_dirs = local_dirs(sim.root) ^ view_dirs
+        extra_dirs = (local_dirs(sim.root) ^ view_dirs) - sim.unsyncable
         if extra_dirs:
             problems.append(f"convergence: folders on one side only: {sorted(extra_dirs)[:8]}")
     else:
