@@ -77,19 +77,41 @@ def _encodable(name: str) -> bool:
 
 
 def shown_path(rel: str) -> str:
-    """``rel`` printable: bytes that are not UTF-8 as ``\\xNN`` escapes."""
-    return os.fsencode(rel).decode("utf-8", "backslashreplace")
+    """``rel`` printable: bytes that are not UTF-8 as ``\\xNN`` escapes, and so are control and other
+    unprintable characters (an escape sequence in a file name must not reach an operator's terminal
+    through ``status``)."""
+    try:
+        text = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no byte on disk decodes to
+        text = rel.encode("utf-8", "backslashreplace").decode("ascii")
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else _escaped(ch) for ch in text)
 
 
-def _not_utf8(dir_abs: str, rel: str) -> Unsyncable:
+def _escaped(ch: str) -> str:
+    o = ord(ch)
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
+
+
+def _not_utf8(root: str, rel: str) -> Unsyncable:
     shown = shown_path(rel)
-    if _name_once.first(("utf8", dir_abs, rel)):
+    if _name_once.first(("utf8", root, rel)):
         log.warning(
             "name_not_utf8",
             path=shown,
             next_step="skipped with everything under it; rename it to valid UTF-8 to sync it",
         )
     return Unsyncable(shown)
+
+
+def _first_unencodable(rel: str) -> str | None:
+    """The leading part of ``rel`` up to its first component that is not UTF-8 (None: all are)."""
+    parts = rel.split("/")
+    for i, part in enumerate(parts):
+        if not _encodable(part):
+            return "/".join(parts[: i + 1])
+    return None
 
 
 class KnownRows(Protocol):
@@ -275,7 +297,9 @@ def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str
             _classify(out, prefix + name, name, st, known)
     for name in odd:
         if not _encodable(name):
-            out.rows.append(_not_utf8(dir_abs, join(dir_rel, name)))
+            bad = _unsyncable_entry(root, dir_abs, dir_rel, name, ignore)
+            if bad is not None:
+                out.rows.append(bad)
             continue
         fixed = _normalize_name(dir_abs, dir_rel, name)
         if fixed is None:
@@ -293,6 +317,19 @@ def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str
             continue
         _classify(out, rel, fixed, st, known)
     return out
+
+
+def _unsyncable_entry(root: str, dir_abs: str, dir_rel: str, name: str, ignore: IgnoreMatcher) -> Unsyncable | None:
+    """The report for an entry whose name is not UTF-8, unless it is gone or ignored (an ignored name
+    is invisible, whatever its bytes)."""
+    try:
+        st = os.lstat(Path(dir_abs, name))
+    except OSError:
+        return None
+    rel = join(dir_rel, name)
+    if ignore.matches_entry(rel, stat.S_ISDIR(st.st_mode)):
+        return None
+    return _not_utf8(root, rel)
 
 
 # --- hashing -------------------------------------------------------------------------------------
@@ -495,9 +532,12 @@ async def _observe_one(
     limiter: anyio.CapacityLimiter,
 ) -> list[LocalChange]:
     root_s = os.fspath(root)
-    if not _encodable(rel):
-        return [_not_utf8(root_s, rel)]
     parent, name = parent_of(rel), name_of(rel)
+    if not _encodable(name):  # (observe_paths cut the path at its first such name)
+        # reported once, whatever changed below it; nothing when it is gone by now (renamed to a good
+        # name: that name's own event brings it in) or ignored
+        found = await anyio.to_thread.run_sync(_unsyncable_entry, root_s, _abs(root_s, parent), parent, name, ignore)
+        return [found] if found is not None else []
     if not (parent.isascii() or is_nfc(parent)):
         return []  # the folder's own event (or the next scan) renames it first
     k = await cache.row(to_nfc(rel))
@@ -554,6 +594,7 @@ async def observe_paths(
     seen: set[str] = set()
     for raw in rel_paths:
         rel = raw.strip("/")
+        rel = _first_unencodable(rel) or rel  # under a name that is not UTF-8: that name is what counts
         if rel in seen:
             continue
         seen.add(rel)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from daemon.local.names import name_of, parent_of
-from daemon.local.scan import LocalChange, Vanished
+from daemon.local.scan import LocalChange, Unsyncable, Vanished
 from daemon.sync.model import LocalRow
 
 
@@ -18,6 +18,8 @@ class MemoryKnown:
 
     def apply(self, changes: list[LocalChange]) -> None:
         for change in changes:
+            if isinstance(change, Unsyncable):
+                continue  # nothing is stored for a name that cannot be synced
             if isinstance(change, Vanished):
                 self.rows.pop(change.path, None)
                 if change.is_dir:

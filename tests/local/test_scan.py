@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from daemon.local import scan as scan_mod
 from daemon.local.ignore import IgnoreMatcher
 from daemon.local.marker import ensure_marker
-from daemon.local.scan import LocalChange, Vanished, md5_file, observe_paths, scan_tree
+from daemon.local.scan import LocalChange, Unsyncable, Vanished, md5_file, observe_paths, scan_tree
 from daemon.sync.model import LocalRow
 from tests.local.memory_known import MemoryKnown
 
@@ -277,3 +277,74 @@ async def test_observe_nfd_path_is_normalized(root: Path) -> None:
     known.apply(changes)
     # the watcher then reports the old NFD name as gone: the NFC file must not read as vanished
     assert await observe_paths(root, [nfd], IgnoreMatcher(), known) == []
+
+
+BAD = b"\x19\x81\xfe"  # not UTF-8 (issue 13 §1); 0x19 is a control character as well
+
+
+def _plant_bad_names(root: Path) -> None:
+    raw = os.fsencode(root)
+    with open(raw + b"/" + BAD, "wb") as f:
+        f.write(b"file")
+    os.mkdir(raw + b"/dir " + BAD)
+    with open(raw + b"/dir " + BAD + b"/inside.txt", "wb") as f:
+        f.write(b"under a broken folder")
+    with open(raw + b"/sub/" + BAD + b".txt", "wb") as f:
+        f.write(b"in a good folder")
+    with open(raw + b"/sub/" + BAD + b".swp", "wb") as f:
+        f.write(b"ignored, whatever its name")
+
+
+# shown escaped: the bytes that are not UTF-8 and the control character, so nothing raw reaches a terminal
+SHOWN = {"\\x19\\x81\\xfe", "dir \\x19\\x81\\xfe", "sub/\\x19\\x81\\xfe.txt"}
+
+
+def _all_utf8(changes: list[LocalChange]) -> bool:
+    try:
+        for c in changes:
+            if not isinstance(c, Unsyncable):
+                c.path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(changes: list[LocalChange]) -> list[str]:
+    return sorted(c.shown for c in changes if isinstance(c, Unsyncable))
+
+
+async def test_names_not_utf8_are_skipped_and_shown_printable(root: Path) -> None:
+    _plant_bad_names(root)
+    known = MemoryKnown()
+    with capture_logs() as logs:
+        out = await _scan(root, known)
+    # nothing with a broken name (or under a broken folder) is reported, the rest is
+    assert _all_utf8(out)
+    assert set(_rows(out)) == {"a.txt", "sub", "sub/b.bin", "sub/deep", "sub/deep/c.txt"}
+    assert _shown(out) == sorted(SHOWN)
+    warned = [e for e in logs if e["event"] == "name_not_utf8"]
+    assert sorted(e["path"] for e in warned) == sorted(SHOWN)
+    assert all(e["path"].isprintable() for e in warned)
+
+
+async def test_observe_paths_reports_a_broken_name_once_by_its_own_path(root: Path) -> None:
+    known = MemoryKnown()
+    await _scan(root, known)
+    _plant_bad_names(root)
+    (root / "new.txt").write_text("n")
+    # what a watcher hands over: the broken names, and a file under the broken folder
+    watcher = [
+        os.fsdecode(p)
+        for p in (BAD, b"dir " + BAD + b"/inside.txt", b"dir " + BAD, b"sub/" + BAD + b".txt", b"sub/" + BAD + b".swp")
+    ]
+    with capture_logs() as logs:
+        changes = await observe_paths(root, [*watcher, "new.txt"], IgnoreMatcher(), known)
+    assert _all_utf8(changes)
+    assert set(_rows(changes)) == {"new.txt"}
+    # the file under the broken folder is not a broken name of its own: the folder is (one entry, one warning)
+    assert _shown(changes) == sorted(SHOWN)
+    assert sorted(e["path"] for e in logs if e["event"] == "name_not_utf8") == sorted(SHOWN)
+    # a broken name the watcher reports once it is gone (renamed to a good name) is not listed
+    os.rename(os.fsencode(root) + b"/" + BAD, os.fsencode(root) + b"/fixed.txt")
+    changes = await observe_paths(root, [os.fsdecode(BAD), "fixed.txt"], IgnoreMatcher(), known)
+    assert set(_rows(changes)) == {"fixed.txt"} and _shown(changes) == []
