@@ -173,6 +173,17 @@ def _render_json_line(logger: WrappedLogger, method_name: str, event_dict: Event
     return f"<{priority}>" + json.dumps(ordered, default=str, ensure_ascii=False)
 
 
+def _encodable_line(line: str) -> str:
+    """``line`` with any lone surrogate (a file name whose bytes are not UTF-8) written as a ``\\udcXX``
+    escape: a strict UTF-8 stream refuses it, which broke the whole pass that logged it. In a JSON line
+    the escape is JSON's own, so the value parses back as it was."""
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return line.encode("utf-8", "backslashreplace").decode("utf-8")
+    return line
+
+
 class _StdlibToStructlog(logging.Handler):
     """Feeds stdlib ``logging`` records (aiohttp, asyncio, SQLAlchemy) into the structlog pipeline."""
 
@@ -210,7 +221,10 @@ def configure_logging(
     if fmt is None:
         fmt = "console" if is_tty else "json"
 
-    renderer: Processor = _render_json_line if fmt == "json" else structlog.dev.ConsoleRenderer(colors=is_tty)
+    inner: Processor = _render_json_line if fmt == "json" else structlog.dev.ConsoleRenderer(colors=is_tty)
+
+    def renderer(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> str:
+        return _encodable_line(str(inner(logger, method_name, event_dict)))
 
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,

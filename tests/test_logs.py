@@ -303,3 +303,18 @@ def test_redaction_end_to_end_in_json() -> None:
     ((_, event),) = lines(stream)
     assert event["headers"] == {"Authorization": REDACTED}
     assert event["note"] == "retry with [redacted]"
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_a_name_that_is_not_utf8_is_logged_escaped(fmt: Any) -> None:
+    """A path holding bytes that are not UTF-8 (surrogate escapes) must not break a strict UTF-8 stream
+    (journald's, a terminal's): it is written escaped, and the JSON line still parses."""
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", write_through=True)
+    configure_logging(fmt, "info", stream)
+    structlog.get_logger("t").warning("odd_name", path="old\udc81\udcfe.txt", nested=["x\udc81"])
+    text = raw.getvalue().decode("utf-8")
+    assert "\\udc81\\udcfe" in text
+    if fmt == "json":
+        line = json.loads(text[text.index(">") + 1 :])
+        assert line["path"].encode("utf-8", "surrogateescape") == b"old\x81\xfe.txt"  # nothing lost

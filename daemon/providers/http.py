@@ -170,7 +170,7 @@ class Response:
         if "html" in ctype.lower():
             raise InvalidResponse(f"expected JSON from {redact_url(self.url)}, got {ctype}", status=self.status)
         try:
-            return jsonlib.loads(self.body)
+            return parse_json(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidResponse(f"unparseable JSON from {redact_url(self.url)}: {exc}", status=self.status) from None
 
@@ -202,12 +202,37 @@ class Response:
         self.release()
 
 
+def parse_json(body: bytes) -> Any:
+    """``json.loads``, with lone UTF-16 surrogates (``"\\udc81"``: the JSON grammar admits them, Unicode
+    text cannot hold them) read as U+FFFD, like undecodable text anywhere else. A server name holding
+    one stopped every pass of its library: no UTF-8 encoder (the state store, a log line, a file name)
+    takes it."""
+    data = jsonlib.loads(body)
+    if b"\\ud" in body or b"\\uD" in body:  # only a \\uD800-\\uDFFF escape can make one
+        data = _no_lone_surrogates(data)
+    return data
+
+
+def _no_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in value)
+        return value
+    if isinstance(value, list):
+        return [_no_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_no_lone_surrogates(k): _no_lone_surrogates(v) for k, v in value.items()}
+    return value
+
+
 def _error_message(body: bytes | None) -> str:
     """A short server-side reason: tastypie's error_message, or the start of the body."""
     if not body:
         return ""
     try:
-        data = jsonlib.loads(body)
+        data = parse_json(body)
     except (ValueError, UnicodeDecodeError):
         return body[:200].decode("utf-8", "replace").strip()
     if isinstance(data, dict):

@@ -25,6 +25,7 @@ from daemon.providers.http import (
     RateLimiter,
     RetryPolicy,
     budget_key,
+    parse_json,
     parse_retry_after,
     redact_url,
     shared_rate_limiter,
@@ -338,3 +339,10 @@ async def test_creates_are_not_repeated_after_ambiguous_failures(
     base = await serve(_flaky([500], hits))
     await client.request("POST", f"{base}/x/", data=b"lookup", expect={200}, idempotent=True)
     assert len(hits) == 2
+
+
+def test_parse_json_reads_lone_surrogates_as_replacement_characters() -> None:
+    body = b'{"name": "old\\udc81\\udcfe.txt", "items": [{"x\\ud800": "ok \\ud83d\\ude00"}], "n": 1}'
+    data = parse_json(body)
+    assert data == {"name": "old\ufffd\ufffd.txt", "items": [{"x\ufffd": "ok \U0001f600"}], "n": 1}
+    assert parse_json(b'["\\ud83d\\ude00", "a\\\\udc81"]') == ["\U0001f600", "a\\udc81"]  # a pair, an escaped backslash
