@@ -98,6 +98,18 @@ _COUNTS: dict[ActionKind, str] = {
 _REMOTE_CHECKED = frozenset({ActionKind.UPLOAD, ActionKind.DELETE_REMOTE, ActionKind.RMDIR_REMOTE})
 
 
+def _within(path: str, paths: set[str]) -> bool:
+    """``path`` is one of ``paths`` or lies under one of them. A pass leaves out what lies under a path it
+    no longer acts on (failed, unsupported, held by a gate, in backoff) as well: the folder an upload
+    needs, or the remote file whose place it needs, is not going to be there in this pass."""
+    while True:
+        if path in paths:
+            return True
+        if "/" not in path:
+            return False
+        path = path.rpartition("/")[0]
+
+
 class StoreKnownRows:
     """The scanner's view of what the store last saw, one folder at a time."""
 
@@ -333,7 +345,7 @@ class LibrarySync:
             actions = [
                 a
                 for a in plan(states, self.options, now_label=now_label)
-                if a.path not in left_out and (a.src is None or a.src not in left_out)
+                if not _within(a.path, left_out) and (a.src is None or not _within(a.src, left_out))
             ]
             confirmed = confirm_deletes or summary.released
             gate = await self._guard(actions, marker_present, confirmed, release, summary)
@@ -347,7 +359,9 @@ class LibrarySync:
                 # held for the whole pass: a later round must not let it through because the totals the
                 # percentages are taken of moved (found by the simulation's mass overwrites)
                 left_out.update(p for p in (a.path, a.src) if p is not None)
-            work = [a for a in gate.allowed if a.kind is not ActionKind.SKIP]
+            # what lies under a held path waits with it: an upload into a folder whose place a held delete
+            # of a remote file was to clear would be refused in every round (it spent the whole pass)
+            work = [a for a in gate.allowed if a.kind is not ActionKind.SKIP and not _within(a.path, left_out)]
             if round_no == 1:
                 summary.planned = list(gate.allowed) + list(gate.held)
                 skips = [a for a in gate.allowed if a.kind is ActionKind.SKIP]
