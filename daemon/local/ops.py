@@ -17,8 +17,10 @@ import structlog
 
 from daemon.local.checks import LocalChanged, require, row_from_stat
 from daemon.local.fsops import fsync_dir, make_parents, rename_noreplace
+from daemon.local.ignore import IgnoreMatcher
 from daemon.local.names import safe_local_path
-from daemon.local.trash import trash_checked
+from daemon.local.scan import shown_path
+from daemon.local.trash import move_to_trash, trash_checked
 from daemon.sync.model import LocalRow
 
 log = structlog.get_logger(__name__)
@@ -94,6 +96,84 @@ def remove_empty_dir(root: Path, rel: str) -> bool:
         raise
     fsync_dir(path.parent)
     log.info("local_dir_removed", path=rel)
+    return True
+
+
+class FolderKept(OSError):
+    """A folder to remove holds an entry that is never synced and is not ignored (a symlink, a special
+    file, a name that is not UTF-8, an unreadable folder): no pass will ever empty it."""
+
+
+def remove_dir(root: Path, rel: str, ignore: IgnoreMatcher) -> bool:
+    """Remove the folder ``rel`` (a synced folder whose removal was planned) once it holds nothing that
+    is synced. Empty: removed. Holding only entries the library ignores (Finder's .DS_Store, office lock
+    files...): moved to the trash whole, with them, so they are kept for ``trash_days`` (rule 1); the
+    scanner never reports them, so waiting for the folder to empty would re-plan its removal for ever.
+
+    Returns False when a new entry the scanner does report keeps it (re-plan: the planner sees it then).
+    Raises FolderKept when what keeps it is never synced, and LocalChanged when a file or symlink is in
+    its place or something arrived while it was moved to the trash (put back)."""
+    if remove_empty_dir(root, rel):
+        return True
+    path = safe_local_path(root, rel)
+    kept = _kept_by(path, rel, ignore)
+    if kept is not None:
+        kept_rel, synced_kind = kept
+        if synced_kind:
+            return False
+        raise FolderKept(
+            errno.ENOTEMPTY,
+            f"the local folder '{shown_path(rel)}' cannot be removed: it holds '{shown_path(kept_rel)}', which is "
+            "never synced (a symlink, a special file, an unreadable folder or a name that is not UTF-8); move "
+            "that out of the folder and the folder follows",
+        )
+    dst = move_to_trash(root, rel)
+    if _kept_by(dst, rel, ignore) is not None:  # something arrived between the look and the move
+        try:
+            rename_noreplace(dst, path)
+        except OSError:
+            log.warning(
+                "local_trash_raced",
+                path=rel,
+                trash=str(dst),
+                next_step="the folder stays in the trash with what arrived in it; the path is re-observed",
+            )
+        raise LocalChanged(f"{rel!r} changed while it was being moved to the trash")
+    log.info("local_dir_trashed", path=rel, trash=str(dst.relative_to(root)), reason="it held only ignored entries")
+    return True
+
+
+def _kept_by(folder: Path, rel: str, ignore: IgnoreMatcher) -> tuple[str, bool] | None:
+    """The first entry under ``folder`` (library path ``rel``) that is not ignored, and whether the
+    scanner reports such an entry (a regular file with a UTF-8 path); None when there is none.
+    Folders are looked into, not counted: an empty or ignored-only subfolder keeps nothing."""
+    stack = [(folder, rel)]
+    while stack:
+        here, here_rel = stack.pop()
+        try:
+            with os.scandir(here) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return here_rel, False  # cannot be read, so cannot be known empty
+        for entry in entries:
+            entry_rel = f"{here_rel}/{entry.name}"
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if ignore.matches_entry(entry_rel, is_dir):
+                continue
+            if is_dir:
+                stack.append((Path(entry.path), entry_rel))
+                continue
+            return entry_rel, entry.is_file(follow_symlinks=False) and _utf8(entry_rel)
+    return None
+
+
+def _utf8(rel: str) -> bool:
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
     return True
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import anyio
 import structlog
 
 from daemon.local import atomic, ops
+from daemon.local.ignore import IgnoreMatcher
 from daemon.local.names import safe_local_path
 from daemon.local.once import Once
 from daemon.local.source import UploadSource
@@ -144,6 +146,28 @@ async def remote_md5(provider: Provider, item: RemoteItem) -> tuple[int, str] | 
     return hasher.size, hasher.md5.hexdigest()
 
 
+def _takes_a_folder_away(action: Action) -> bool:
+    """Whether ``action`` removes a folder, or renames a local folder aside, on either side."""
+    kind = action.kind
+    if kind in (ActionKind.RMDIR_LOCAL, ActionKind.RMDIR_REMOTE):
+        return True
+    if kind in (ActionKind.CONFLICT_COPY, ActionKind.TRASH_LOCAL):
+        return action.local is not None and action.local.is_dir
+    if kind is ActionKind.DELETE_REMOTE:
+        return action.remote is not None and action.remote.is_dir
+    return False
+
+
+def _clears_the_way(action: Action) -> bool:
+    """Whether ``action`` takes a file out of the way of a folder of the same name on the other side."""
+    local, remote = action.local, action.remote
+    if local is None or remote is None or local.is_dir == remote.is_dir:
+        return False
+    if action.kind in (ActionKind.CONFLICT_COPY, ActionKind.TRASH_LOCAL):
+        return remote.is_dir
+    return action.kind is ActionKind.DELETE_REMOTE and local.is_dir
+
+
 class Executor:
     """Runs one round of actions for one library with bounded concurrency."""
 
@@ -158,8 +182,10 @@ class Executor:
         now_label: str = "",
         on_progress: ProgressCallback | None = None,
         clock: Callable[[], float] = time.time,
+        ignore: IgnoreMatcher | None = None,
     ) -> None:
         self.store = store
+        self.ignore = ignore or IgnoreMatcher()
         self.lib = lib
         self.provider = provider
         self.root = root
@@ -171,8 +197,33 @@ class Executor:
         self._in_backoff: set[str] = set()
 
     async def run(self, actions: list[Action]) -> ExecutionReport:
+        """Carry out one round's actions, at most ``concurrency`` at once, in three steps. First what
+        clears a name for an item of the other kind (a local file renamed aside or trashed where the
+        remote has a folder, a remote file deleted where the local side has one), so the folder's
+        content can follow in the same round. Last what removes a folder or renames it aside, deepest
+        folders first, once everything inside it is done. Run side by side, a download into the remote
+        folder found the local file still in its place, an upload found the remote file, a folder's
+        conflict copy overtook the trashing of one of its files (deleted on the server, it came back
+        inside the copy) and a removal found its folder not yet empty."""
         report = ExecutionReport()
         self._in_backoff = {path for path, _attempts, _next, _error in await self.store.failures(self.lib)}
+        first: list[Action] = []
+        folders: dict[int, list[Action]] = defaultdict(list)
+        rest: list[Action] = []
+        for action in actions:
+            if _takes_a_folder_away(action):
+                folders[action.path.count("/") if action.src is None else action.src.count("/")].append(action)
+            elif _clears_the_way(action):
+                first.append(action)
+            else:
+                rest.append(action)
+        await self._run_all(first, report)
+        await self._run_all(rest, report)
+        for depth in sorted(folders, reverse=True):
+            await self._run_all(folders[depth], report)
+        return report
+
+    async def _run_all(self, actions: list[Action], report: ExecutionReport) -> None:
         queue = iter(actions)
 
         async def worker() -> None:
@@ -183,7 +234,6 @@ class Executor:
         async with anyio.create_task_group() as tg:
             for _ in range(min(int(self.limiter.total_tokens), len(actions))):
                 tg.start_soon(worker)
-        return report
 
     async def _run_one(self, action: Action, report: ExecutionReport) -> None:
         async with self.limiter:
@@ -563,11 +613,12 @@ class Executor:
         return 0
 
     async def _do_rmdir_local(self, action: Action) -> int:
-        removed = await anyio.to_thread.run_sync(ops.remove_empty_dir, self.root, action.path)
+        removed = await anyio.to_thread.run_sync(ops.remove_dir, self.root, action.path, self.ignore)
         if not removed:
             raise Replan("local folder is not empty")
         async with self.store.batched(self.lib) as tx:
-            await tx.delete_local(action.path)
+            # recursive: a folder that held only ignored entries went to the trash whole
+            await tx.delete_local(action.path, recursive=True)
             await tx.delete_synced(action.path)
         return 0
 

@@ -384,6 +384,7 @@ class LibrarySync:
                 concurrency=self.config.concurrency,
                 now_label=now_label,
                 on_progress=on_progress,
+                ignore=self.ignore,
             )
             report = await executor.run(work)
             for action in report.done:

@@ -91,3 +91,48 @@ def test_uploads_under_a_file_whose_delete_is_held_wait_without_spinning(tmp_pat
     assert remote["X/c.txt"] == b"a new local child" and "X" not in remote
     assert mirror.files() == remote
     assert not _events(mirror, mirror.sync(), "action")
+
+
+def test_a_folder_deleted_remotely_that_holds_only_ignored_files_goes_to_the_trash(
+    sandbox: Sandbox, mirror: Mirror
+) -> None:
+    """The remote deleted folder X; locally X still holds a file libmirror ignores (Finder's .DS_Store).
+    The folder cannot be removed empty, and the scanner never reports the ignored file, so every pass
+    re-planned the removal in all its rounds, silently. Now it goes to the trash whole, in one pass."""
+    api = sandbox.api
+    folder = api.mkdir(api.root, "X")
+    inside = api.create(folder, "a.txt", b"synced inside X")
+    mirror.sync()
+    (mirror.root / "X" / ".DS_Store").write_bytes(b"finder junk")
+    assert api.delete(inside).status in (200, 202, 204)
+    assert api.call("DELETE", f"/api/v2/folders/{folder}/").status in (200, 202, 204)
+
+    first = mirror.sync()
+    assert not _events(mirror, first, "action_replanned")
+    assert not (mirror.root / "X").exists()
+    trash = mirror.trash()
+    assert sorted(trash.values()) == [b"finder junk", b"synced inside X"]  # nothing lost
+    assert mirror.files() == remote_files(sandbox)
+    second = mirror.sync()
+    assert not _events(mirror, second, "action") and not _events(mirror, second, "action_replanned")
+
+
+def test_a_folder_deleted_remotely_that_holds_an_unsyncable_entry_fails_loudly(
+    sandbox: Sandbox, mirror: Mirror
+) -> None:
+    """Something in the folder that is never synced and is no junk (here a symlink) keeps it: the removal
+    is reported as failed, once per pass (exit 1, `status` backoff), instead of re-planned in every round."""
+    api = sandbox.api
+    folder = api.mkdir(api.root, "X")
+    inside = api.create(folder, "a.txt", b"synced inside X")
+    mirror.sync()
+    (mirror.root / "X" / "link").symlink_to("/etc/hostname")
+    assert api.delete(inside).status in (200, 202, 204)
+    assert api.call("DELETE", f"/api/v2/folders/{folder}/").status in (200, 202, 204)
+
+    first = mirror.sync(check=1)
+    assert not _events(mirror, first, "action_replanned")
+    [failed] = _events(mirror, first, "action_failed")
+    assert failed["path"] == "X" and "X/link" in failed["error"]
+    assert (mirror.root / "X" / "link").is_symlink()  # left where it is
+    assert "failed: X:" in first.stderr

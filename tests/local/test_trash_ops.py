@@ -9,8 +9,17 @@ from pathlib import Path
 import pytest
 
 from daemon.local.checks import LocalChanged, row_from_stat
+from daemon.local.ignore import IgnoreMatcher
 from daemon.local.marker import MARKER, MarkerMissing, ensure_marker, marker_present
-from daemon.local.ops import make_dir, move_local, remove_empty_dir, rename_conflict_copy, trash_file
+from daemon.local.ops import (
+    FolderKept,
+    make_dir,
+    move_local,
+    remove_dir,
+    remove_empty_dir,
+    rename_conflict_copy,
+    trash_file,
+)
 from daemon.local.trash import move_to_trash, purge_trash
 from daemon.sync.model import LocalRow
 
@@ -148,3 +157,33 @@ def test_trash_names_fit_and_a_file_in_the_way_is_no_dead_end(tmp_path: Path) ->
     (root / "a.txt" / "inner.md").write_bytes(b"then a folder of that name")
     kept = move_to_trash(root, "a.txt/inner.md")
     assert kept.read_bytes() == b"then a folder of that name"
+
+
+def test_remove_dir_trashes_a_folder_of_ignored_entries_and_refuses_one_that_keeps_something(root: Path) -> None:
+    ignore = IgnoreMatcher()
+    (root / "d" / "inner").mkdir(parents=True)
+    (root / "d" / ".DS_Store").write_bytes(b"finder")
+    (root / "d" / "inner" / "~$report.docx").write_bytes(b"office lock")
+    assert remove_dir(root, "d", ignore) is True
+    assert not (root / "d").exists()
+    trashed = sorted(p.name for p in (root / MARKER / "trash").rglob("*") if p.is_file())
+    assert trashed == [".DS_Store", "~$report.docx"]  # kept in the trash, not unlinked
+
+    (root / "e" / "sub").mkdir(parents=True)
+    (root / "e" / "sub" / "new.txt").write_text("a new file the scanner reports")
+    assert remove_dir(root, "e", ignore) is False  # re-planned: the planner will see it
+    assert (root / "e" / "sub" / "new.txt").exists()
+
+    (root / "f").mkdir()
+    (root / "f" / ".DS_Store").write_bytes(b"finder")
+    (root / "f" / "link").symlink_to("/etc/hostname")
+    with pytest.raises(FolderKept, match="'f/link', which is never synced"):
+        remove_dir(root, "f", ignore)
+    assert (root / "f" / "link").is_symlink() and (root / "f" / ".DS_Store").exists()  # nothing moved
+
+    os.mkdir(os.fsencode(root) + b"/g")
+    with open(os.fsencode(root) + b"/g/\x81.txt", "wb") as fh:
+        fh.write(b"a name that is not UTF-8")
+    with pytest.raises(FolderKept, match=r"'g/\\x81.txt'"):
+        remove_dir(root, "g", ignore)
+    assert remove_dir(root, "gone", ignore) is True
