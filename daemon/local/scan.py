@@ -105,6 +105,13 @@ def _not_utf8(root: str, rel: str) -> Unsyncable:
     return Unsyncable(shown)
 
 
+def observed_scope(rel: str) -> str:
+    """What ``observe_paths`` looks at for the path ``rel``, in the form of ``Unsyncable.shown``: a name
+    reported before at or under it that the observation does not report again is gone (``""``: all)."""
+    rel = rel.strip("/")
+    return shown_path(_first_unencodable(rel) or rel)
+
+
 def _first_unencodable(rel: str) -> str | None:
     """The leading part of ``rel`` up to its first component that is not UTF-8 (None: all are)."""
     parts = rel.split("/")

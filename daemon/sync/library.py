@@ -18,7 +18,7 @@ from daemon.control import ControlDir, Release
 from daemon.local import atomic, marker, trash
 from daemon.local.ignore import IgnoreMatcher
 from daemon.local.once import Once
-from daemon.local.scan import LocalChange, Unsyncable, Vanished, observe_paths, scan_tree
+from daemon.local.scan import LocalChange, Unsyncable, Vanished, observe_paths, observed_scope, scan_tree
 from daemon.providers.base import Provider
 from daemon.state.store import StateStore
 from daemon.sync.execute import Executor, ProgressCallback
@@ -181,8 +181,20 @@ class LibrarySync:
             async for batch in scan_tree(self.root, self.ignore, known):
                 changed += await self._apply_local(batch)
         else:
+            self._forget_unsyncable({observed_scope(p) for p in paths})
             changed += await self._apply_local(await observe_paths(self.root, paths, self.ignore, self.known))
         return changed
+
+    def _forget_unsyncable(self, scopes: set[str]) -> None:
+        """Drop the unsyncable names at or under the paths about to be observed again: those still there
+        are reported again (a name fixed in a watched folder used to stay listed until the next full scan)."""
+        if "" in scopes:
+            self.unsyncable.clear()
+            return
+        for shown in list(self.unsyncable):
+            parts = shown.split("/")
+            if any("/".join(parts[:n]) in scopes for n in range(1, len(parts) + 1)):
+                self.unsyncable.discard(shown)
 
     async def _apply_local(self, batch: list[LocalChange]) -> int:
         if not batch:
