@@ -64,6 +64,7 @@ class PassSummary:
     gate_reasons: list[str] = field(default_factory=list)
     gate_counts: GateCounts | None = None  # what the held plan would have deleted / overwritten
     released: bool = False  # the operator's release-gate request let held changes through
+    waiting: int = 0  # interrupted replacements this pass could not finish yet (tried again next pass)
     planned: list[Action] = field(default_factory=list)  # the first round's plan (dry runs print it)
     failures: list[tuple[str, str]] = field(default_factory=list)
     unsupported: list[tuple[str, str]] = field(default_factory=list)  # (path, why): the API cannot do it
@@ -343,9 +344,11 @@ class LibrarySync:
             return summary
         left_out: set[str] = set()  # paths this pass no longer acts on: failed, unsupported, held by a gate
         if observed is not None and not dry_run:
-            left_out |= await finish_replacements(
+            waiting = await finish_replacements(
                 self.store, self.lib, self.provider, self.root, full_listing=observed.kind != "incremental"
             )
+            summary.waiting = len(waiting)
+            left_out |= waiting
         if honour_backoff:
             now = time.time()
             left_out.update(path for path, _, next_at, _ in await self.store.failures(self.lib) if next_at > now)

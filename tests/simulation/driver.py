@@ -440,9 +440,9 @@ class Simulation:
                     self.trace.add("operator: sync --once --confirm-deletes")
                 continue
             work = [a for a in summary.planned if a.kind is not ActionKind.SKIP]
-            if not work and not summary.errors:
+            if not work and not summary.errors and not summary.waiting:
                 return
-            if summary.errors:
+            if summary.errors or summary.waiting:
                 await anyio.sleep(1.1)  # e.g. a presigned URL the sandbox expired: the next one is new
 
     # -- helpers for invariants --------------------------------------------------------------------
