@@ -77,8 +77,8 @@ async def adopt(config_path: Path) -> dict[str, float]:
     """Bring a library whose two sides hold the same bytes into sync with the engine's own steps."""
     from daemon.local import marker
     from daemon.sync.execute import synced_row
-    from daemon.sync.model import ActionKind
     from daemon.sync.plan import plan
+    from daemon.vocab import ActionKind
 
     timings: dict[str, float] = {}
     async with _engine(config_path) as engine:

@@ -277,9 +277,9 @@ def _selected(config: Config, names: list[str] | None) -> list[LibraryConfig] | 
 async def _sync_once(config: Config, libraries: list[LibraryConfig], args: argparse.Namespace) -> int:
     from daemon.control import ControlDir
     from daemon.providers import make_provider
-    from daemon.providers.base import AuthError, ProviderError
     from daemon.state.store import StateStore
     from daemon.sync.library import LibrarySync, LocalRootMissing, PassSummary
+    from daemon.vocab import AuthError, ProviderError
 
     store = await StateStore.open(config.state_dir)
     worst = EXIT_OK

@@ -28,7 +28,7 @@ import structlog
 
 from daemon.logs import register_secret
 from daemon.secrets import Secret
-from daemon.sync.model import Direction
+from daemon.vocab import Direction
 
 log = structlog.get_logger(__name__)
 

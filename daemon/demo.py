@@ -21,8 +21,8 @@ from daemon.logs import bind_library, configure_logging
 from daemon.state.lock import StateLock, StateLocked
 from daemon.state.store import StateStore
 from daemon.sync.library import PassSummary
-from daemon.sync.model import Action
 from daemon.sync.runner import LibraryRunner
+from daemon.vocab import Action
 
 
 def _write_config(path: Path, mirror: Path, state: Path, remote: dict[str, str]) -> None:

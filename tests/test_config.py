@@ -19,7 +19,7 @@ from daemon.config import (
 )
 from daemon.logs import clear_secrets, redact_text
 from daemon.secrets import Secret
-from daemon.sync.model import Direction
+from daemon.vocab import Direction
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "k3y-0f-the-tenant-123"

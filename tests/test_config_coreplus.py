@@ -12,7 +12,7 @@ from daemon.config import ConfigError, CorePlusRemote, load_config
 from daemon.logs import clear_secrets
 from daemon.providers import make_provider
 from daemon.providers.coreplus import CorePlusProvider
-from daemon.sync.model import Direction
+from daemon.vocab import Direction
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "c0nsumer-secret-of-the-app"

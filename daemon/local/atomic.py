@@ -26,8 +26,7 @@ from daemon.local.fsops import fsync_dir, make_parents, rename_noreplace
 from daemon.local.marker import MARKER, TMP_DIR, MarkerMissing, marker_present, private_subdir
 from daemon.local.names import safe_local_path
 from daemon.local.trash import keep_in_trash, trash_checked
-from daemon.providers.base import DigestMismatch
-from daemon.sync.model import LocalRow
+from daemon.vocab import DigestMismatch, LocalRow
 
 __all__ = ["DownloadTarget", "LocalChanged", "check_space", "cleanup_tmp", "open_download", "stat_matches"]
 

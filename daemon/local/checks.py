@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from daemon.sync.model import LocalRow
+from daemon.vocab import LocalRow
 
 
 class LocalChanged(Exception):

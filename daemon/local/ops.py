@@ -21,7 +21,7 @@ from daemon.local.ignore import IgnoreMatcher
 from daemon.local.names import safe_local_path
 from daemon.local.scan import shown_path
 from daemon.local.trash import move_to_trash, trash_checked
-from daemon.sync.model import LocalRow
+from daemon.vocab import LocalRow
 
 log = structlog.get_logger(__name__)
 

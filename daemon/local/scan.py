@@ -32,7 +32,7 @@ from daemon.local.checks import row_from_stat
 from daemon.local.ignore import IgnoreMatcher
 from daemon.local.names import is_nfc, join, name_of, parent_of, safe_local_path, to_nfc
 from daemon.local.once import Once
-from daemon.sync.model import Known, LocalRow
+from daemon.vocab import Known, LocalRow
 
 log = structlog.get_logger(__name__)
 

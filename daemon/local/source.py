@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from daemon.local.checks import LocalChanged
-from daemon.sync.model import LocalRow
+from daemon.vocab import LocalRow
 
 # O_NONBLOCK: a FIFO swapped in must not block the open until someone writes to it (it is refused
 # right after as not a regular file); for regular files the flag changes nothing, and it is cleared.

@@ -20,7 +20,7 @@ from daemon.local.checks import LocalChanged, require, stat_matches
 from daemon.local.fsops import fsync_dir, rename_noreplace
 from daemon.local.marker import MARKER, TRASH_DIR, private_subdir
 from daemon.local.names import safe_local_path, with_suffix
-from daemon.sync.model import LocalRow
+from daemon.vocab import LocalRow
 
 log = structlog.get_logger(__name__)
 

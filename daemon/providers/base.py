@@ -1,100 +1,18 @@
-"""What every provider offers the engine: capabilities, raw listing items, errors, one protocol.
+"""What every provider offers the engine: one protocol (``Provider``), and ``FolderResolver`` for
+providers whose folders are not created by name.
 
-Providers speak in remote ids and raw names. Turning names into safe local paths is the engine's job
-(``daemon.local.names``), so that every remote name passes through one sanitiser.
+Capabilities, raw listing items and provider errors are shared vocabulary (``daemon.vocab``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from daemon.local.source import UploadSource
-
-
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    """What a provider's API allows. The planner and the contract suite read these."""
-
-    has_digest: bool = False  # listings carry an MD5 of the content
-    changed_since: bool = False  # list_changed() is cheaper than a full listing
-    can_download: bool = True
-    can_upload: bool = True
-    can_update: bool = False  # replace content in place (else: upload new, then delete old)
-    can_move: bool = False  # rename / move a file in one call
-    can_delete: bool = False
-    can_mkdir: bool = False
-    can_rmdir: bool = False
-    can_move_dir: bool = False  # rename / move a folder in one call
-    delete_is_permanent: bool = False  # a remote delete cannot be undone on the server
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteItem:
-    """One raw listing entry.
-
-    ``parent_id`` is the id of the containing folder; the library root's own id (``Provider.root_id``)
-    for entries directly under the root. ``name`` is the server's name, unsanitised.
-    ``version`` is the provider's version token; ``modified`` a server timestamp usable as a
-    changed-since cursor (compared only with other timestamps of the same server).
-    """
-
-    remote_id: str
-    parent_id: str | None
-    name: str
-    is_dir: bool = False
-    size: int | None = None
-    digest: str | None = None
-    version: str = ""
-    modified: str | None = None
-
+from daemon.vocab import Capabilities, RemoteItem
 
 Sink = Callable[[bytes], Awaitable[None]]
-
-
-class ProviderError(Exception):
-    """Base of every provider failure. ``retryable`` tells the engine whether to try again later."""
-
-    retryable: bool = False
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class AuthError(ProviderError):
-    """Credentials were refused. Nothing in this library can work until the operator fixes them."""
-
-
-class NotFound(ProviderError):
-    """The remote object does not exist (any more)."""
-
-
-class PreconditionFailed(ProviderError):
-    """The remote object changed since we looked (e.g. CoreData's snapshot_id). Re-observe and re-plan."""
-
-
-class TransientError(ProviderError):
-    """Network trouble, 5xx, timeouts, rate limits that outlasted our retries."""
-
-    retryable = True
-
-
-class InvalidResponse(ProviderError):
-    """The server answered something we cannot trust (bad JSON, missing fields, paging loop)."""
-
-    retryable = True
-
-
-class DigestMismatch(ProviderError):
-    """Downloaded bytes did not match the digest or size the listing promised."""
-
-    retryable = True
-
-
-class Unsupported(ProviderError):
-    """The API has no way to do this."""
 
 
 @runtime_checkable

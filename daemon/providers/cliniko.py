@@ -28,17 +28,7 @@ from yarl import URL
 
 from daemon.local.once import Once
 from daemon.local.source import UploadSource
-from daemon.providers.base import (
-    Capabilities,
-    DigestMismatch,
-    InvalidResponse,
-    NotFound,
-    ProviderError,
-    RemoteItem,
-    Sink,
-    TransientError,
-    Unsupported,
-)
+from daemon.providers.base import Sink
 from daemon.providers.cliniko_objects import (
     DEFAULT_PATIENT_FOLDER,
     AttachmentRecord,
@@ -54,6 +44,16 @@ from daemon.providers.cliniko_objects import (
     reset_wait,
 )
 from daemon.providers.http import HttpClient, Response, RetryPolicy
+from daemon.vocab import (
+    Capabilities,
+    DigestMismatch,
+    InvalidResponse,
+    NotFound,
+    ProviderError,
+    RemoteItem,
+    TransientError,
+    Unsupported,
+)
 
 log = structlog.get_logger(__name__)
 

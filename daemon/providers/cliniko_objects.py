@@ -16,8 +16,8 @@ from typing import Any
 
 from yarl import URL
 
-from daemon.providers.base import InvalidResponse
 from daemon.providers.http import RateLimiter, budget_key, shared_rate_limiter
+from daemon.vocab import InvalidResponse
 
 DEFAULT_PATIENT_FOLDER = "{last_name}, {first_name} ({id})"
 FOLDER_FIELDS = ("id", "first_name", "last_name", "preferred_first_name", "title")

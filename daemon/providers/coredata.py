@@ -21,17 +21,17 @@ import structlog
 from yarl import URL
 
 from daemon.local.source import UploadSource
-from daemon.providers.base import (
+from daemon.providers.base import Sink
+from daemon.providers.http import HttpClient, Response
+from daemon.vocab import (
     Capabilities,
     DigestMismatch,
     InvalidResponse,
     NotFound,
     ProviderError,
     RemoteItem,
-    Sink,
     TransientError,
 )
-from daemon.providers.http import HttpClient, Response
 
 log = structlog.get_logger(__name__)
 

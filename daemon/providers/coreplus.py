@@ -24,16 +24,11 @@ import structlog
 
 from daemon.local.once import Once
 from daemon.local.source import UploadSource
-from daemon.providers.base import (
-    Capabilities,
-    InvalidResponse,
-    RemoteItem,
-    Sink,
-    Unsupported,
-)
+from daemon.providers.base import Sink
 from daemon.providers.coreplus_auth import JwtSigner
 from daemon.providers.coreplus_clients import Client, match_folder, parse_clients_page
 from daemon.providers.http import HttpClient, RateLimiter, Response, RetryPolicy, budget_key, shared_rate_limiter
+from daemon.vocab import Capabilities, InvalidResponse, RemoteItem, Unsupported
 
 log = structlog.get_logger(__name__)
 

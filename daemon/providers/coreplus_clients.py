@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.providers.base import InvalidResponse
+from daemon.vocab import InvalidResponse
 
 GUID_SUFFIX = re.compile(r"\(\s*([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})\s*\)\s*$")
 

@@ -27,15 +27,8 @@ import anyio
 import structlog
 from yarl import URL
 
-from daemon.providers.base import (
-    AuthError,
-    InvalidResponse,
-    NotFound,
-    PreconditionFailed,
-    ProviderError,
-    Sink,
-    TransientError,
-)
+from daemon.providers.base import Sink
+from daemon.vocab import AuthError, InvalidResponse, NotFound, PreconditionFailed, ProviderError, TransientError
 
 log = structlog.get_logger(__name__)
 

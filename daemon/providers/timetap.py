@@ -26,7 +26,10 @@ import structlog
 from yarl import URL
 
 from daemon.local.source import UploadSource
-from daemon.providers.base import (
+from daemon.providers.base import Sink
+from daemon.providers.fresh_reads import FreshReads
+from daemon.providers.http import HttpClient, Response
+from daemon.vocab import (
     AuthError,
     Capabilities,
     DigestMismatch,
@@ -34,12 +37,9 @@ from daemon.providers.base import (
     NotFound,
     ProviderError,
     RemoteItem,
-    Sink,
     TransientError,
     Unsupported,
 )
-from daemon.providers.fresh_reads import FreshReads
-from daemon.providers.http import HttpClient, Response
 
 log = structlog.get_logger(__name__)
 

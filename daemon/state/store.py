@@ -24,10 +24,9 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from daemon.providers.base import RemoteItem
 from daemon.state import schema
 from daemon.state.migrations import check_readable, migrate
-from daemon.sync.model import KnownLocal, LocalRow, PathState, RemoteRow, SyncedRow
+from daemon.vocab import KnownLocal, LocalRow, PathState, RemoteItem, RemoteRow, SyncedRow
 
 STATE_FILE = "state.sqlite3"
 

@@ -24,21 +24,24 @@ from daemon.local.ignore import IgnoreMatcher
 from daemon.local.names import safe_local_path
 from daemon.local.once import Once
 from daemon.local.source import UploadSource
-from daemon.providers.base import (
-    AuthError,
-    FolderResolver,
-    NotFound,
-    PreconditionFailed,
-    Provider,
-    ProviderError,
-    RemoteItem,
-    Unsupported,
-)
+from daemon.providers.base import FolderResolver, Provider
 from daemon.state.store import StateStore, parent_path
 from daemon.sync import retire
-from daemon.sync.model import Action, ActionKind, LocalRow, RemoteRow, SyncedRow
 from daemon.sync.plan import conflict_copy_name
 from daemon.sync.retire import RemoteChanged, remote_item
+from daemon.vocab import (
+    Action,
+    ActionKind,
+    AuthError,
+    LocalRow,
+    NotFound,
+    PreconditionFailed,
+    ProviderError,
+    RemoteItem,
+    RemoteRow,
+    SyncedRow,
+    Unsupported,
+)
 
 log = structlog.get_logger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from daemon.sync.model import DESTRUCTIVE_LOCAL, DESTRUCTIVE_REMOTE, Action, ActionKind
+from daemon.vocab import DESTRUCTIVE_LOCAL, DESTRUCTIVE_REMOTE, Action, ActionKind
 
 
 @dataclass(frozen=True)

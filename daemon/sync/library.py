@@ -30,10 +30,10 @@ from daemon.sync.guard import (
     overwrites_local,
     overwrites_remote,
 )
-from daemon.sync.model import Action, ActionKind, Direction, Known, KnownLocal, LocalRow, PlanOptions
 from daemon.sync.observe_remote import RemoteObservation, RemoteObserver
 from daemon.sync.plan import plan
 from daemon.sync.recover import finish_replacements
+from daemon.vocab import Action, ActionKind, Direction, Known, KnownLocal, LocalRow, PlanOptions
 
 log = structlog.get_logger(__name__)
 

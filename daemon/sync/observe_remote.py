@@ -18,9 +18,9 @@ import structlog
 
 from daemon.local.ignore import IgnoreMatcher
 from daemon.local.names import NameRequest, assign_local_names, join
-from daemon.providers.base import InvalidResponse, Provider, RemoteItem
+from daemon.providers.base import Provider
 from daemon.state.store import StateStore
-from daemon.sync.model import RemoteRow
+from daemon.vocab import InvalidResponse, RemoteItem, RemoteRow
 
 log = structlog.get_logger(__name__)
 

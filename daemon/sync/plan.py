@@ -32,16 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
 
 from daemon.local.names import with_suffix
-from daemon.sync.model import (
-    Action,
-    ActionKind,
-    Direction,
-    LocalRow,
-    PathState,
-    PlanOptions,
-    RemoteRow,
-    SyncedRow,
-)
+from daemon.vocab import Action, ActionKind, Direction, LocalRow, PathState, PlanOptions, RemoteRow, SyncedRow
 
 __all__ = ["conflict_copy_name", "plan"]
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import structlog
 
 from daemon.local.names import possible_local_names
-from daemon.providers.base import NotFound, Provider, ProviderError
+from daemon.providers.base import Provider
 from daemon.state.store import PendingReplace, StateStore
 from daemon.sync import retire
 from daemon.sync.execute import remote_md5
-from daemon.sync.model import RemoteRow, SyncedRow
 from daemon.sync.retire import RemoteChanged, remote_item
+from daemon.vocab import NotFound, ProviderError, RemoteRow, SyncedRow
 
 log = structlog.get_logger(__name__)
 

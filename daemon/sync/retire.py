@@ -20,8 +20,8 @@ import structlog
 
 from daemon.local import atomic
 from daemon.local.names import possible_local_names, sanitize_name
-from daemon.providers.base import DigestMismatch, NotFound, Provider, RemoteItem
-from daemon.sync.model import RemoteRow
+from daemon.providers.base import Provider
+from daemon.vocab import DigestMismatch, NotFound, RemoteItem, RemoteRow
 
 log = structlog.get_logger(__name__)
 

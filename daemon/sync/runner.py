@@ -27,10 +27,11 @@ from daemon.control import ControlDir
 from daemon.local import atomic, marker
 from daemon.local.watch import WatcherUnavailable, watch_changes
 from daemon.logs import bind_library
-from daemon.providers.base import Provider, ProviderError
+from daemon.providers.base import Provider
 from daemon.state.store import StateStore
 from daemon.sync.guard import describe
 from daemon.sync.library import LibrarySync, LocalRootMissing, PassSummary
+from daemon.vocab import ProviderError
 
 log = structlog.get_logger(__name__)
 

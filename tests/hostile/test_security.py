@@ -20,9 +20,9 @@ from urllib.parse import parse_qsl
 import pytest
 from aiohttp import web
 
-from daemon.providers.base import ProviderError
 from daemon.providers.http import HttpClient, RetryPolicy
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
+from daemon.vocab import ProviderError
 from tests.e2e.conftest import LIBMIRROR, Mirror, write_config
 from tests.hostile.conftest import sync_once
 

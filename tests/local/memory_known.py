@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from daemon.local.names import name_of, parent_of
 from daemon.local.scan import LocalChange, Unsyncable, Vanished
-from daemon.sync.model import LocalRow
+from daemon.vocab import LocalRow
 
 
 class MemoryKnown:

@@ -10,8 +10,7 @@ import pytest
 from daemon.local.atomic import LocalChanged, cleanup_tmp, open_download, stat_matches
 from daemon.local.checks import row_from_stat
 from daemon.local.marker import MarkerMissing, ensure_marker
-from daemon.providers.base import DigestMismatch
-from daemon.sync.model import LocalRow
+from daemon.vocab import DigestMismatch, LocalRow
 
 pytestmark = pytest.mark.anyio
 

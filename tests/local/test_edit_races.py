@@ -18,7 +18,7 @@ from daemon.local.checks import row_from_stat
 from daemon.local.ignore import IgnoreMatcher
 from daemon.local.marker import ensure_marker
 from daemon.local.scan import observe_paths
-from daemon.sync.model import LocalRow
+from daemon.vocab import LocalRow
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,7 @@ from daemon.local import scan as scan_mod
 from daemon.local.ignore import IgnoreMatcher
 from daemon.local.marker import ensure_marker
 from daemon.local.scan import LocalChange, Unsyncable, Vanished, md5_file, observe_paths, scan_tree
-from daemon.sync.model import LocalRow
+from daemon.vocab import LocalRow
 from tests.local.memory_known import MemoryKnown
 
 pytestmark = pytest.mark.anyio

@@ -10,7 +10,7 @@ import pytest
 
 from daemon.local.checks import LocalChanged
 from daemon.local.source import UploadSource
-from daemon.sync.model import LocalRow
+from daemon.vocab import LocalRow
 from tests.upload_sources import write_source
 
 

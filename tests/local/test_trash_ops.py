@@ -21,7 +21,7 @@ from daemon.local.ops import (
     trash_file,
 )
 from daemon.local.trash import move_to_trash, purge_trash
-from daemon.sync.model import LocalRow
+from daemon.vocab import LocalRow
 
 
 @pytest.fixture

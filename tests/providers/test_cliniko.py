@@ -12,7 +12,6 @@ import anyio
 import pytest
 from aiohttp import web
 
-from daemon.providers.base import InvalidResponse, RemoteItem, Unsupported
 from daemon.providers.cliniko import ROOT_ID, ClinikoProvider
 from daemon.providers.cliniko_objects import (
     PatientRecord,
@@ -28,6 +27,7 @@ from daemon.providers.cliniko_objects import (
 from daemon.providers.http import HttpClient, RetryPolicy
 from daemon.sandbox.faults import FaultPlan
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
+from daemon.vocab import InvalidResponse, RemoteItem, Unsupported
 from tests.providers.conftest import fault_hooks
 from tests.upload_sources import write_source
 

@@ -17,8 +17,9 @@ from aiohttp import web
 from yarl import URL
 
 from daemon.local.source import UploadSource
-from daemon.providers.base import AuthError, PreconditionFailed, Provider, RemoteItem
+from daemon.providers.base import Provider
 from daemon.providers.http import HttpClient, Response
+from daemon.vocab import AuthError, PreconditionFailed, RemoteItem
 from tests.providers.conftest import FAST_RETRY, ProviderEnv, fault_hooks
 from tests.upload_sources import write_source
 

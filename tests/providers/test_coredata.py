@@ -18,10 +18,10 @@ from aiohttp import web
 from yarl import URL
 
 from daemon.local.source import UploadSource
-from daemon.providers.base import AuthError, InvalidResponse, RemoteItem, TransientError
 from daemon.providers.coredata import CoreDataProvider, shift_timestamp
 from daemon.providers.http import HttpClient
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
+from daemon.vocab import AuthError, InvalidResponse, RemoteItem, TransientError
 from tests.providers.conftest import FAST_RETRY
 from tests.upload_sources import write_source
 

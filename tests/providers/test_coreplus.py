@@ -14,13 +14,14 @@ import pytest
 from aiohttp import web
 
 from daemon.local.source import UploadSource
-from daemon.providers.base import AuthError, FolderResolver, Provider, Unsupported
+from daemon.providers.base import FolderResolver, Provider
 from daemon.providers.coreplus import ROOT_ID, CorePlusProvider, split_parent
 from daemon.providers.coreplus_auth import JwtSigner
 from daemon.providers.coreplus_clients import Client, match_folder
 from daemon.providers.http import RetryPolicy
 from daemon.sandbox.coreplus_backend import CorePlusBackend
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
+from daemon.vocab import AuthError, Unsupported
 from tests.upload_sources import edited_once_opened, write_source
 
 pytestmark = pytest.mark.anyio

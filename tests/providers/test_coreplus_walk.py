@@ -12,11 +12,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from daemon.providers.base import InvalidResponse
 from daemon.providers.coreplus import CLIENT_PATH, MAX_CLIENT_WALK_RESTARTS, CorePlusProvider
 from daemon.providers.http import RetryPolicy
 from daemon.sandbox.faults import FaultPlan, _drift_count
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
+from daemon.vocab import InvalidResponse
 from tests.coreplus_api import CorePlusAPI
 from tests.providers.test_coreplus import make as make_provider
 

@@ -12,14 +12,6 @@ import pytest
 import structlog
 from aiohttp import web
 
-from daemon.providers.base import (
-    AuthError,
-    InvalidResponse,
-    NotFound,
-    PreconditionFailed,
-    ProviderError,
-    TransientError,
-)
 from daemon.providers.http import (
     HttpClient,
     RateLimiter,
@@ -30,6 +22,7 @@ from daemon.providers.http import (
     redact_url,
     shared_rate_limiter,
 )
+from daemon.vocab import AuthError, InvalidResponse, NotFound, PreconditionFailed, ProviderError, TransientError
 from tests.upload_sources import write_source
 
 pytestmark = pytest.mark.anyio

@@ -12,11 +12,11 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from daemon.providers.base import AuthError, ProviderError, RemoteItem, TransientError, Unsupported
 from daemon.providers.http import HttpClient
 from daemon.providers.timetap import ROOT_ID, TimeTapProvider, modified_token, signature
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
 from daemon.sandbox.timetap_backend import TimeTapBackend
+from daemon.vocab import AuthError, ProviderError, RemoteItem, TransientError, Unsupported
 from tests.providers.conftest import FAST_RETRY
 from tests.upload_sources import write_source
 

@@ -11,11 +11,12 @@ import pytest
 import structlog
 
 from daemon.config import CoreDataRemote, LibraryConfig
-from daemon.providers.base import AuthError, Provider
+from daemon.providers.base import Provider
 from daemon.secrets import Secret
 from daemon.state.store import StateStore
 from daemon.sync import runner as runner_mod
 from daemon.sync.runner import LibraryRunner, Work
+from daemon.vocab import AuthError
 
 
 def _library(tmp_path: Path) -> LibraryConfig:

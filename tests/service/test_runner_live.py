@@ -19,10 +19,11 @@ import structlog
 
 from daemon.config import LibraryConfig, load_config
 from daemon.providers import make_provider
-from daemon.providers.base import Provider, TransientError
+from daemon.providers.base import Provider
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
 from daemon.state.store import StateStore
 from daemon.sync.runner import LibraryRunner
+from daemon.vocab import TransientError
 from tests.e2e.conftest import write_config
 
 pytestmark = pytest.mark.anyio

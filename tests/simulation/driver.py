@@ -36,7 +36,7 @@ from daemon.config import LibraryConfig, RemoteConfig
 from daemon.control import ControlDir
 from daemon.local import marker
 from daemon.local.source import UploadSource
-from daemon.providers.base import Provider, ProviderError
+from daemon.providers.base import Provider
 from daemon.providers.http import HttpClient, RetryPolicy
 from daemon.sandbox.cliniko_backend import Unprocessable
 from daemon.sandbox.faults import BEFORE_KINDS, TRANSIENT_KINDS, FaultPlan
@@ -46,7 +46,7 @@ from daemon.state.lock import StateLock
 from daemon.state.store import StateStore
 from daemon.sync.guard import OVERWRITE_PERCENT_FLOOR, overwrites_remote
 from daemon.sync.library import LibrarySync, LocalRootMissing, PassSummary
-from daemon.sync.model import ActionKind, Direction
+from daemon.vocab import ActionKind, Direction, ProviderError
 from tests.simulation.remotes import ADAPTERS, ROOT, Entry, SimRemote
 from tests.simulation.world import Figures, Ledger, Trace, local_files, local_trash, md5, nfc
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from daemon.state import schema
-from daemon.sync.model import ActionKind
+from daemon.vocab import ActionKind
 from tests.simulation.remotes import CorePlusRemote
 from tests.simulation.world import local_dirs, local_files, local_trash, md5, nfc, tmp_leftovers
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from daemon.state.store import StateStore
-from daemon.sync.model import LocalRow, RemoteRow, SyncedRow
+from daemon.vocab import LocalRow, RemoteRow, SyncedRow
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from daemon.state.migrations import SchemaTooNew
 from daemon.state.schema import SCHEMA_VERSION
 from daemon.state.store import STATE_FILE, StateStore
-from daemon.sync.model import LocalRow, RemoteRow, SyncedRow
+from daemon.vocab import LocalRow, RemoteRow, SyncedRow
 
 pytestmark = pytest.mark.anyio
 

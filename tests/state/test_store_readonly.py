@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from daemon.state.migrations import SchemaMismatch
 from daemon.state.schema import SCHEMA_VERSION
 from daemon.state.store import STATE_FILE, StateStore
-from daemon.sync.model import LocalRow
+from daemon.vocab import LocalRow
 
 pytestmark = pytest.mark.anyio
 

@@ -21,8 +21,8 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from daemon.sync.model import Action, ActionKind, LocalRow, PathState, PlanOptions, RemoteRow, SyncedRow
 from daemon.sync.plan import conflict_copy_name, plan
+from daemon.vocab import Action, ActionKind, LocalRow, PathState, PlanOptions, RemoteRow, SyncedRow
 
 Tree = dict[str, bytes | None]  # path -> content; None is a folder
 

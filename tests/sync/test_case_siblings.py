@@ -18,7 +18,7 @@ from daemon.providers.http import HttpClient, RetryPolicy
 from daemon.sandbox.runner import start_sandbox
 from daemon.state.store import StateStore
 from daemon.sync.library import LibrarySync
-from daemon.sync.model import Direction
+from daemon.vocab import Direction
 from tests.simulation.remotes import ROOT, CoreDataRemote
 
 pytestmark = pytest.mark.anyio

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from daemon.sync.guard import GateFacts, apply_gates
-from daemon.sync.model import Action, ActionKind, LocalRow, RemoteRow, SyncedRow
+from daemon.vocab import Action, ActionKind, LocalRow, RemoteRow, SyncedRow
 
 
 def trash(path: str) -> Action:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.sync.model import ActionKind, Direction, PlanOptions
 from daemon.sync.plan import plan
+from daemon.vocab import ActionKind, Direction, PlanOptions
 from tests.sync.simulated import Tree, World, parents, run_until_stable
 
 DIRS = ["d1", "d2", "d1/d3"]

@@ -6,17 +6,8 @@ import random
 
 import pytest
 
-from daemon.sync.model import (
-    Action,
-    ActionKind,
-    Direction,
-    LocalRow,
-    PathState,
-    PlanOptions,
-    RemoteRow,
-    SyncedRow,
-)
 from daemon.sync.plan import conflict_copy_name, plan
+from daemon.vocab import Action, ActionKind, Direction, LocalRow, PathState, PlanOptions, RemoteRow, SyncedRow
 from tests.sync.simulated import md5
 
 K = ActionKind

@@ -22,7 +22,7 @@ from daemon.providers.http import HttpClient, RetryPolicy
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
 from daemon.state.store import StateStore
 from daemon.sync.library import LibrarySync
-from daemon.sync.model import Action, Direction
+from daemon.vocab import Action, Direction
 from tests.simulation.remotes import ADAPTERS, ROOT, SimRemote
 
 pytestmark = pytest.mark.anyio

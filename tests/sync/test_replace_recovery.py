@@ -14,12 +14,12 @@ import pytest
 
 from daemon.config import LibraryConfig, RemoteConfig
 from daemon.local.source import UploadSource
-from daemon.providers.base import Capabilities, Provider, ProviderError
+from daemon.providers.base import Provider
 from daemon.providers.http import HttpClient, RetryPolicy
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
 from daemon.state.store import StateStore
 from daemon.sync.library import LibrarySync
-from daemon.sync.model import Direction
+from daemon.vocab import Capabilities, Direction, ProviderError
 from tests.simulation.remotes import TimeTapRemote
 from tests.upload_sources import edited_once_opened
 
@@ -157,8 +157,8 @@ async def test_recovery_never_takes_a_name_another_file_holds(tmp_path: Path) ->
     """After the cut, the listing gave the plain name to someone else's new file and ours a suffixed
     one: the recovery retires the old version but must not move ours onto the other file's name (that
     hid the other file from the plan, and the same content was uploaded once more; found by the soak)."""
-    from daemon.sync.model import RemoteRow, SyncedRow
     from daemon.sync.recover import finish_replacements
+    from daemon.vocab import RemoteRow, SyncedRow
 
     store = await StateStore.open(tmp_path / "state")
     lib = await store.library_id("lib")

@@ -21,7 +21,7 @@ from daemon.providers.http import HttpClient, RetryPolicy
 from daemon.sandbox.runner import start_sandbox
 from daemon.state.store import StateStore
 from daemon.sync.library import LibrarySync, PassSummary
-from daemon.sync.model import Direction
+from daemon.vocab import Direction
 from tests.simulation.remotes import ADAPTERS, ROOT, SimRemote
 
 pytestmark = pytest.mark.anyio
