@@ -320,12 +320,15 @@ def _out() -> Any:
 
 
 def _print_plan(name: str, summary: Any) -> None:
+    from daemon.vocab import moved_from
+
     out = _out()
     print(f"[{name}] dry run: {len(summary.planned)} action(s) planned, nothing changed", file=out)
     for action in summary.planned:
-        src = f"{action.src} -> " if action.src else ""
+        moved = moved_from(action)
+        src = f"{moved} -> " if moved else ""
         print(f"  {action.kind.value:14} {src}{action.path}  ({action.reason})", file=out)
-        log.info("planned", action=action.kind.value, path=action.path, src=action.src, reason=action.reason)
+        log.info("planned", action=action.kind.value, path=action.path, src=moved, reason=action.reason)
 
 
 def _print_summary(results: list[tuple[str, Any, str]], *, dry_run: bool) -> None:

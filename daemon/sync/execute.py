@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import assert_never
 
 import anyio
 import structlog
@@ -31,16 +32,30 @@ from daemon.sync.plan import conflict_copy_name
 from daemon.sync.retire import RemoteChanged, remote_item
 from daemon.vocab import (
     Action,
-    ActionKind,
     AuthError,
+    ConflictCopy,
+    DeleteRemote,
+    Download,
+    Forget,
     LocalRow,
+    MkdirLocal,
+    MkdirRemote,
+    MoveLocal,
+    MoveRemote,
     NotFound,
     PreconditionFailed,
     ProviderError,
+    Record,
     RemoteItem,
     RemoteRow,
+    RmdirLocal,
+    RmdirRemote,
+    Skip,
     SyncedRow,
+    TrashLocal,
     Unsupported,
+    Upload,
+    moved_from,
 )
 
 log = structlog.get_logger(__name__)
@@ -151,14 +166,15 @@ async def remote_md5(provider: Provider, item: RemoteItem) -> tuple[int, str] | 
 
 def _takes_a_folder_away(action: Action) -> bool:
     """Whether ``action`` removes a folder, or renames a local folder aside, on either side."""
-    kind = action.kind
-    if kind in (ActionKind.RMDIR_LOCAL, ActionKind.RMDIR_REMOTE):
-        return True
-    if kind in (ActionKind.CONFLICT_COPY, ActionKind.TRASH_LOCAL):
-        return action.local is not None and action.local.is_dir
-    if kind is ActionKind.DELETE_REMOTE:
-        return action.remote is not None and action.remote.is_dir
-    return False
+    match action:
+        case RmdirLocal() | RmdirRemote():
+            return True
+        case ConflictCopy() | TrashLocal():
+            return action.local is not None and action.local.is_dir
+        case DeleteRemote():
+            return action.remote is not None and action.remote.is_dir
+        case _:
+            return False
 
 
 def _clears_the_way(action: Action) -> bool:
@@ -166,9 +182,13 @@ def _clears_the_way(action: Action) -> bool:
     local, remote = action.local, action.remote
     if local is None or remote is None or local.is_dir == remote.is_dir:
         return False
-    if action.kind in (ActionKind.CONFLICT_COPY, ActionKind.TRASH_LOCAL):
-        return remote.is_dir
-    return action.kind is ActionKind.DELETE_REMOTE and local.is_dir
+    match action:
+        case ConflictCopy() | TrashLocal():
+            return remote.is_dir
+        case DeleteRemote():
+            return local.is_dir
+        case _:
+            return False
 
 
 class Executor:
@@ -215,7 +235,7 @@ class Executor:
         rest: list[Action] = []
         for action in actions:
             if _takes_a_folder_away(action):
-                folders[action.path.count("/") if action.src is None else action.src.count("/")].append(action)
+                folders[(action.path if (src := moved_from(action)) is None else src).count("/")].append(action)
             elif _clears_the_way(action):
                 first.append(action)
             else:
@@ -274,22 +294,22 @@ class Executor:
                 )
                 return
             report.done.append(action)
-            if action.kind is ActionKind.UPLOAD:
+            if isinstance(action, Upload):
                 report.bytes_up += moved
-            elif action.kind is ActionKind.DOWNLOAD:
+            elif isinstance(action, Download):
                 report.bytes_down += moved
             if action.path in self._in_backoff:
                 async with self.store.batched(self.lib) as tx:
                     await tx.clear_failure(action.path)
-            if action.kind is not ActionKind.SKIP:
+            if not isinstance(action, Skip):
                 # RECORD transfers nothing (both sides already agree): kept out of the info log, so
                 # adopting an existing copy of a large library does not print a line per file
-                emit = log.debug if action.kind is ActionKind.RECORD else log.info
+                emit = log.debug if isinstance(action, Record) else log.info
                 emit(
                     "action",
                     action=action.kind.value,
                     path=action.path,
-                    src=action.src,
+                    src=moved_from(action),
                     bytes=moved,
                     duration_ms=round((time.monotonic() - started) * 1000, 1),
                     reason=action.reason,
@@ -302,7 +322,7 @@ class Executor:
         """Extra words for the action line where the outcome is not what the reason suggests."""
         caps = self.provider.capabilities
         replaced = action.remote is not None and not action.remote.is_dir
-        if action.kind is ActionKind.UPLOAD and replaced and not caps.can_update and not caps.can_delete:
+        if isinstance(action, Upload) and replaced and not caps.can_update and not caps.can_delete:
             return {"detail": "uploaded as a new file; the remote API cannot replace or delete, so the old copy stays"}
         return {}
 
@@ -310,9 +330,38 @@ class Executor:
         return safe_local_path(self.root, rel)
 
     async def _dispatch(self, action: Action) -> int:
-        handler = getattr(self, "_do_" + action.kind.value)
-        result: int = await handler(action)
-        return result
+        """Carry out ``action``; returns the bytes it moved."""
+        match action:
+            case Upload():
+                return await self._do_upload(action)
+            case Download():
+                return await self._do_download(action)
+            case Record():
+                return await self._do_record(action)
+            case DeleteRemote():
+                return await self._do_delete_remote(action)
+            case TrashLocal():
+                return await self._do_trash_local(action)
+            case Forget():
+                return await self._do_forget(action)
+            case MoveRemote():
+                return await self._do_move_remote(action)
+            case MoveLocal():
+                return await self._do_move_local(action)
+            case ConflictCopy():
+                return await self._do_conflict_copy(action)
+            case MkdirLocal():
+                return await self._do_mkdir_local(action)
+            case MkdirRemote():
+                return await self._do_mkdir_remote(action)
+            case RmdirLocal():
+                return await self._do_rmdir_local(action)
+            case RmdirRemote():
+                return await self._do_rmdir_remote(action)
+            case Skip():
+                return await self._do_skip(action)
+            case _:
+                assert_never(action)
 
     # -- remote folders ----------------------------------------------------------------------------
     async def remote_parent_id(self, path: str) -> str:
@@ -364,7 +413,7 @@ class Executor:
         log.info("action", action="mkdir_remote", path=path, bytes=0, duration_ms=0, reason="parent of an upload")
 
     # -- handlers ----------------------------------------------------------------------------------
-    async def _do_upload(self, action: Action) -> int:
+    async def _do_upload(self, action: Upload) -> int:
         local = action.local
         assert local is not None and local.digest is not None
         source = self._abs(action.path)
@@ -456,7 +505,7 @@ class Executor:
         async with self.store.transaction(self.lib) as tx:
             await tx.end_replace(path)
 
-    async def _do_download(self, action: Action) -> int:
+    async def _do_download(self, action: Download) -> int:
         remote = action.remote
         assert remote is not None
         atomic.check_space(self.root, remote.size)
@@ -473,14 +522,14 @@ class Executor:
             await tx.put_synced(synced_row(action.path, new_local, remote))
         return new_local.size
 
-    async def _do_record(self, action: Action) -> int:
+    async def _do_record(self, action: Record) -> int:
         local, remote = action.local, action.remote
         assert local is not None and remote is not None
         async with self.store.batched(self.lib) as tx:
             await tx.put_synced(synced_row(action.path, local, remote))
         return 0
 
-    async def _do_delete_remote(self, action: Action) -> int:
+    async def _do_delete_remote(self, action: DeleteRemote) -> int:
         remote = action.remote
         assert remote is not None
         if remote.is_dir:
@@ -497,7 +546,7 @@ class Executor:
             await tx.delete_synced(action.path)
         return 0
 
-    async def _do_trash_local(self, action: Action) -> int:
+    async def _do_trash_local(self, action: TrashLocal) -> int:
         local = action.local
         assert local is not None
         if local.is_dir:
@@ -509,14 +558,14 @@ class Executor:
             await tx.delete_synced(action.path)
         return 0
 
-    async def _do_forget(self, action: Action) -> int:
+    async def _do_forget(self, action: Forget) -> int:
         async with self.store.batched(self.lib) as tx:
             await tx.delete_synced(action.path)
         return 0
 
-    async def _do_move_remote(self, action: Action) -> int:
+    async def _do_move_remote(self, action: MoveRemote) -> int:
         remote, local, base = action.remote, action.local, action.synced
-        assert remote is not None and local is not None and action.src is not None
+        assert remote is not None and local is not None
         parent_id = await self.remote_parent_id(action.path)
         item = await self.provider.move(remote_item(remote), parent_id, action.path.rpartition("/")[2])
         async with self.store.batched(self.lib) as tx:
@@ -536,9 +585,9 @@ class Executor:
             await tx.put_synced(synced_row(action.path, local, moved, digest=base.digest if base else None))
         return 0
 
-    async def _do_move_local(self, action: Action) -> int:
+    async def _do_move_local(self, action: MoveLocal) -> int:
         local, remote = action.local, action.remote
-        assert local is not None and remote is not None and action.src is not None
+        assert local is not None and remote is not None
         new_local = await anyio.to_thread.run_sync(ops.move_local, self.root, action.src, action.path, local)
         async with self.store.batched(self.lib) as tx:
             if local.is_dir:
@@ -564,11 +613,11 @@ class Executor:
             return False
         return await remote_md5(self.provider, remote_item(remote)) == (local.size, local.digest)
 
-    async def _do_conflict_copy(self, action: Action) -> int:
+    async def _do_conflict_copy(self, action: ConflictCopy) -> int:
         """Rename the local item at ``src`` to the conflict-copy name ``path`` (re-picked if taken)."""
         local = action.local
         assert local is not None
-        original = action.src or action.path
+        original = action.src
         if action.remote is not None and await self._same_content(local, action.remote):
             if not atomic.stat_matches(self._abs(original), local):
                 raise Replan("local file changed since it was scanned")
@@ -576,8 +625,8 @@ class Executor:
                 await tx.put_synced(synced_row(original, local, action.remote))
             log.info("same_content_recorded", path=original, remote_id=action.remote.remote_id)
             return 0
-        copy = action.path if action.src else ""
-        if not copy or self._abs(copy).exists():
+        copy = action.path
+        if self._abs(copy).exists():
             copy = conflict_copy_name(original, self.now_label, lambda p: self._abs(p).exists())
         new_local = await anyio.to_thread.run_sync(ops.rename_conflict_copy, self.root, original, copy, local)
         log.warning(
@@ -596,7 +645,7 @@ class Executor:
             await tx.put_local(new_local)
         return 0
 
-    async def _do_mkdir_local(self, action: Action) -> int:
+    async def _do_mkdir_local(self, action: MkdirLocal) -> int:
         remote = action.remote
         assert remote is not None
         new_local = await anyio.to_thread.run_sync(ops.make_dir, self.root, action.path)
@@ -605,7 +654,7 @@ class Executor:
             await tx.put_synced(synced_row(action.path, new_local, remote))
         return 0
 
-    async def _do_mkdir_remote(self, action: Action) -> int:
+    async def _do_mkdir_remote(self, action: MkdirRemote) -> int:
         local = action.local
         assert local is not None
         async with self._mkdir_lock:
@@ -615,7 +664,7 @@ class Executor:
             await self._ensure_folder_locked(action.path)
         return 0
 
-    async def _do_rmdir_local(self, action: Action) -> int:
+    async def _do_rmdir_local(self, action: RmdirLocal | TrashLocal) -> int:
         removed = await anyio.to_thread.run_sync(ops.remove_dir, self.root, action.path, self.ignore)
         if not removed:
             raise Replan("local folder is not empty")
@@ -625,7 +674,7 @@ class Executor:
             await tx.delete_synced(action.path)
         return 0
 
-    async def _do_rmdir_remote(self, action: Action) -> int:
+    async def _do_rmdir_remote(self, action: RmdirRemote | DeleteRemote) -> int:
         remote = action.remote
         assert remote is not None
         if await self.store.remote_children(self.lib, remote.remote_id):
@@ -646,5 +695,5 @@ class Executor:
             await tx.delete_synced(action.path)
         return 0
 
-    async def _do_skip(self, action: Action) -> int:
+    async def _do_skip(self, action: Skip) -> int:
         return 0

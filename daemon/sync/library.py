@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import assert_never
 
 import structlog
 
@@ -33,7 +34,29 @@ from daemon.sync.guard import (
 from daemon.sync.observe_remote import RemoteObservation, RemoteObserver
 from daemon.sync.plan import plan
 from daemon.sync.recover import finish_replacements
-from daemon.vocab import Action, ActionKind, Direction, Known, KnownLocal, LocalRow, PlanOptions
+from daemon.vocab import (
+    Action,
+    ConflictCopy,
+    DeleteRemote,
+    Direction,
+    Download,
+    Forget,
+    Known,
+    KnownLocal,
+    LocalRow,
+    MkdirLocal,
+    MkdirRemote,
+    MoveLocal,
+    MoveRemote,
+    PlanOptions,
+    Record,
+    RmdirLocal,
+    RmdirRemote,
+    Skip,
+    TrashLocal,
+    Upload,
+    moved_from,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -79,24 +102,31 @@ class PassSummary:
         return 0
 
 
-_COUNTS: dict[ActionKind, str] = {
-    ActionKind.UPLOAD: "pushed",
-    ActionKind.MKDIR_REMOTE: "folders",
-    ActionKind.DOWNLOAD: "pulled",
-    ActionKind.MKDIR_LOCAL: "folders",
-    ActionKind.CONFLICT_COPY: "conflicts",
-    ActionKind.DELETE_REMOTE: "deleted",
-    ActionKind.TRASH_LOCAL: "deleted",
-    ActionKind.RMDIR_LOCAL: "folders",
-    ActionKind.RMDIR_REMOTE: "folders",
-    ActionKind.MOVE_LOCAL: "moved",
-    ActionKind.MOVE_REMOTE: "moved",
-    ActionKind.SKIP: "skipped",
-}
+def _counted_as(action: Action) -> str:
+    """The word of the pass summary that a done action counts under."""
+    match action:
+        case Upload():
+            return "pushed"
+        case Download():
+            return "pulled"
+        case ConflictCopy():
+            return "conflicts"
+        case DeleteRemote() | TrashLocal():
+            return "deleted"
+        case MoveLocal() | MoveRemote():
+            return "moved"
+        case MkdirLocal() | MkdirRemote() | RmdirLocal() | RmdirRemote():
+            return "folders"
+        case Skip():
+            return "skipped"
+        case Record() | Forget():
+            return "other"
+        case _:
+            assert_never(action)
 
 
 # actions whose re-plan asks the server again: a check found the remote tree stale
-_REMOTE_CHECKED = frozenset({ActionKind.UPLOAD, ActionKind.DELETE_REMOTE, ActionKind.RMDIR_REMOTE})
+_REMOTE_CHECKED = (Upload, DeleteRemote, RmdirRemote)
 
 
 def _within(path: str, paths: set[str]) -> bool:
@@ -360,7 +390,7 @@ class LibrarySync:
             actions = [
                 a
                 for a in plan(states, self.options, now_label=now_label)
-                if not _within(a.path, left_out) and (a.src is None or not _within(a.src, left_out))
+                if not _within(a.path, left_out) and ((src := moved_from(a)) is None or not _within(src, left_out))
             ]
             confirmed = confirm_deletes or summary.released
             gate = await self._guard(actions, marker_present, confirmed, release, summary)
@@ -373,13 +403,13 @@ class LibrarySync:
             for a in gate.held:
                 # held for the whole pass: a later round must not let it through because the totals the
                 # percentages are taken of moved (found by the simulation's mass overwrites)
-                left_out.update(p for p in (a.path, a.src) if p is not None)
+                left_out.update(p for p in (a.path, moved_from(a)) if p is not None)
             # what lies under a held path waits with it: an upload into a folder whose place a held delete
             # of a remote file was to clear would be refused in every round (it spent the whole pass)
-            work = [a for a in gate.allowed if a.kind is not ActionKind.SKIP and not _within(a.path, left_out)]
+            work: list[Action] = [a for a in gate.allowed if not isinstance(a, Skip) and not _within(a.path, left_out)]
             if round_no == 1:
                 summary.planned = list(gate.allowed) + list(gate.held)
-                skips = [a for a in gate.allowed if a.kind is ActionKind.SKIP]
+                skips = [a for a in gate.allowed if isinstance(a, Skip)]
                 summary.skipped += len(skips)
                 for a in skips:
                     if _skip_reported.first((self.lib, a.path, a.reason)):
@@ -390,7 +420,7 @@ class LibrarySync:
                 break
             summary.rounds = round_no
             if not marker_present:
-                work = [a for a in work if a.kind is not ActionKind.DOWNLOAD]
+                work = [a for a in work if not isinstance(a, Download)]
             executor = Executor(
                 self.store,
                 self.lib,
@@ -403,7 +433,7 @@ class LibrarySync:
             )
             report = await executor.run(work)
             for action in report.done:
-                counted[_COUNTS.get(action.kind, "other")] += 1
+                counted[_counted_as(action)] += 1
             summary.bytes_up += report.bytes_up
             summary.bytes_down += report.bytes_down
             summary.skipped += len(report.unsupported)
@@ -415,11 +445,11 @@ class LibrarySync:
                 summary.failures.append((action.path, message))
             if report.replanned:
                 await self.observe_local(
-                    [a.path for a in report.replanned] + [a.src for a in report.replanned if a.src]
+                    [a.path for a in report.replanned] + [src for a in report.replanned if (src := moved_from(a))]
                 )
                 for change in report.remote_changes:
                     await self.remote.record_fresh(change.planned, change.fresh)
-                if self._remote_observable and any(a.kind in _REMOTE_CHECKED for a in report.replanned):
+                if self._remote_observable and any(isinstance(a, _REMOTE_CHECKED) for a in report.replanned):
                     await self.observe_remote(full=False)
             if not report.done and not report.replanned:
                 break

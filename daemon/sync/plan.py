@@ -32,7 +32,31 @@ from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
 
 from daemon.local.names import with_suffix
-from daemon.vocab import Action, ActionKind, Direction, LocalRow, PathState, PlanOptions, RemoteRow, SyncedRow
+from daemon.vocab import (
+    Action,
+    ActionKind,
+    ConflictCopy,
+    DeleteRemote,
+    Direction,
+    Download,
+    Forget,
+    LocalRow,
+    MkdirLocal,
+    MkdirRemote,
+    MoveLocal,
+    MoveRemote,
+    PathState,
+    PlanOptions,
+    Record,
+    RemoteRow,
+    RmdirLocal,
+    RmdirRemote,
+    Skip,
+    SyncedRow,
+    TrashLocal,
+    Upload,
+    moved_from,
+)
 
 __all__ = ["conflict_copy_name", "plan"]
 
@@ -57,7 +81,6 @@ _PUSH_FORBIDDEN = frozenset(
 )
 _MKDIRS = frozenset({ActionKind.MKDIR_LOCAL, ActionKind.MKDIR_REMOTE})
 _RMDIRS = frozenset({ActionKind.RMDIR_LOCAL, ActionKind.RMDIR_REMOTE})
-_LOCAL_MOVES = frozenset({ActionKind.MOVE_LOCAL, ActionKind.CONFLICT_COPY})
 _KIND_ORDER = {kind: i for i, kind in enumerate(ActionKind)}
 
 
@@ -117,6 +140,20 @@ def plan(states: Sequence[PathState], options: PlanOptions, *, now_label: str) -
 
 
 _INTO_REMOTE_FOLDER = frozenset({ActionKind.UPLOAD, ActionKind.MKDIR_REMOTE, ActionKind.MOVE_REMOTE})
+_FromRows = (
+    Upload
+    | Download
+    | Record
+    | DeleteRemote
+    | TrashLocal
+    | Forget
+    | MkdirLocal
+    | MkdirRemote
+    | RmdirLocal
+    | RmdirRemote
+    | Skip
+)
+"""The kinds built from one path's rows alone (no second path, no replaced id)."""
 
 
 def _skip_under_blocked(actions: list[Action]) -> list[Action]:
@@ -127,7 +164,7 @@ def _skip_under_blocked(actions: list[Action]) -> list[Action]:
     blocked = [
         a.path
         for a in actions
-        if a.kind is ActionKind.SKIP
+        if isinstance(a, Skip)
         and a.local is not None
         and a.local.is_dir
         and a.remote is not None
@@ -135,14 +172,14 @@ def _skip_under_blocked(actions: list[Action]) -> list[Action]:
     ]
     if not blocked:
         return actions
-    out = []
+    out: list[Action] = []
     for a in actions:
         under = next((b for b in blocked if a.path.startswith(b + "/")), None)
         if under is not None and a.kind in _INTO_REMOTE_FOLDER:
             reason = f"the remote has a file named {under!r}: rename the local folder to sync what is in it"
-            out.append(Action(ActionKind.SKIP, a.path, reason, local=a.local, remote=a.remote, synced=a.synced))
-            if a.src is not None:  # the move's source stays as it is on the server, reported too
-                out.append(Action(ActionKind.SKIP, a.src, reason, remote=a.remote, synced=a.synced))
+            out.append(Skip(a.path, reason, local=a.local, remote=a.remote, synced=a.synced))
+            if (src := moved_from(a)) is not None:  # the move's source stays as it is on the server, reported too
+                out.append(Skip(src, reason, remote=a.remote, synced=a.synced))
             continue
         out.append(a)
     return out
@@ -163,14 +200,17 @@ def _hold_busy_rmdirs(
     """
     gone: dict[ActionKind, set[str]] = {ActionKind.RMDIR_LOCAL: set(), ActionKind.RMDIR_REMOTE: set()}
     for a in actions:
-        if a.kind is ActionKind.TRASH_LOCAL:
-            gone[ActionKind.RMDIR_LOCAL].add(a.path)
-        elif a.kind in _LOCAL_MOVES and a.src is not None:
-            gone[ActionKind.RMDIR_LOCAL].add(a.src)
-        elif a.kind is ActionKind.DELETE_REMOTE:
-            gone[ActionKind.RMDIR_REMOTE].add(a.path)
-        elif a.kind is ActionKind.MOVE_REMOTE and a.src is not None:
-            gone[ActionKind.RMDIR_REMOTE].add(a.src)
+        match a:
+            case TrashLocal():
+                gone[ActionKind.RMDIR_LOCAL].add(a.path)
+            case MoveLocal() | ConflictCopy():
+                gone[ActionKind.RMDIR_LOCAL].add(a.src)
+            case DeleteRemote():
+                gone[ActionKind.RMDIR_REMOTE].add(a.path)
+            case MoveRemote():
+                gone[ActionKind.RMDIR_REMOTE].add(a.src)
+            case _:
+                pass
 
     def stays(path: str, side: ActionKind) -> bool:
         parts = path.split("/")
@@ -188,8 +228,7 @@ def _hold_busy_rmdirs(
         prefix = a.path + "/"
         busy = [p for p in present[a.kind] if p.startswith(prefix) and stays(p, a.kind)]
         if busy and a.kind is ActionKind.RMDIR_LOCAL and a.remote is not None and not a.remote.is_dir:
-            held[i] = Action(
-                kind=ActionKind.CONFLICT_COPY,
+            held[i] = ConflictCopy(
                 path=name_copy(a.path, True),
                 src=a.path,
                 reason=f"{a.reason}, but {busy[0]} stays: the local folder is kept as a copy",
@@ -198,8 +237,7 @@ def _hold_busy_rmdirs(
                 synced=a.synced,
             )
         elif busy:
-            held[i] = Action(
-                kind=ActionKind.SKIP,
+            held[i] = Skip(
                 path=a.path,
                 reason=f"{a.reason}, but {busy[0]} stays",
                 local=a.local,
@@ -213,7 +251,7 @@ def _hold_busy_rmdirs(
 
 def _ordered(actions: Iterable[Action]) -> list[Action]:
     def key(a: Action) -> tuple[str, int, str]:
-        return (a.path, _KIND_ORDER[a.kind], a.src or "")
+        return (a.path, _KIND_ORDER[a.kind], moved_from(a) or "")
 
     items = list(actions)
     mkdirs = sorted((a for a in items if a.kind in _MKDIRS), key=key)
@@ -283,46 +321,38 @@ class _Planner:
 
     # -- emitting ---------------------------------------------------------------------------------
 
-    def emit(
-        self,
-        kind: ActionKind,
-        state: PathState,
-        reason: str,
-        *,
-        path: str | None = None,
-        src: str | None = None,
-        replace_id: str | None = None,
-    ) -> Action:
-        """Build an action from ``state``'s rows, or a SKIP when the direction forbids ``kind``."""
+    def emit(self, cls: type[_FromRows], state: PathState, reason: str) -> Action:
+        """An action of ``cls`` on ``state``'s path and rows, or a SKIP when the direction forbids it."""
+        return self.allowed(state, cls(state.path, reason, local=state.local, remote=state.remote, synced=state.synced))
+
+    def allowed(self, state: PathState, action: Action) -> Action:
+        """``action``, or a SKIP of ``state`` when the library's direction forbids its kind."""
         direction = self.options.direction
-        if (direction is Direction.PULL and kind in _PULL_FORBIDDEN) or (
-            direction is Direction.PUSH and kind in _PUSH_FORBIDDEN
+        if (direction is Direction.PULL and action.kind in _PULL_FORBIDDEN) or (
+            direction is Direction.PUSH and action.kind in _PUSH_FORBIDDEN
         ):
-            return Action(
-                kind=ActionKind.SKIP,
-                path=state.path,
-                reason=f"{reason}; {direction.value} library does not {kind.value}",
-                local=state.local,
-                remote=state.remote,
-                synced=state.synced,
-            )
-        return Action(
-            kind=kind,
-            path=path if path is not None else state.path,
-            reason=reason,
-            src=src,
+            return self.refused(state, action.kind, action.reason)
+        return action
+
+    def refused(self, state: PathState, kind: ActionKind, reason: str) -> Skip:
+        """The SKIP that reports ``kind`` on ``state`` as forbidden by the library's direction."""
+        return Skip(
+            path=state.path,
+            reason=f"{reason}; {self.options.direction.value} library does not {kind.value}",
             local=state.local,
             remote=state.remote,
             synced=state.synced,
-            replace_id=replace_id,
         )
 
     def conflict_copy(self, state: PathState, reason: str) -> Action:
         assert state.local is not None
         if self.options.direction is Direction.PUSH:
-            return self.emit(ActionKind.CONFLICT_COPY, state, reason)  # becomes a SKIP
+            return self.refused(state, ActionKind.CONFLICT_COPY, reason)  # no copy name is taken
         copy = self.name_copy(state.path, state.local.is_dir)
-        return self.emit(ActionKind.CONFLICT_COPY, state, reason, path=copy, src=state.path)
+        return self.allowed(
+            state,
+            ConflictCopy(copy, reason, local=state.local, remote=state.remote, synced=state.synced, src=state.path),
+        )
 
     # -- moves ------------------------------------------------------------------------------------
 
@@ -355,8 +385,7 @@ class _Planner:
         actions: list[Action] = []
         for src, dst in self._independent(pairs, by_path, consumed):
             actions.append(
-                Action(
-                    kind=ActionKind.MOVE_REMOTE,
+                MoveRemote(
                     path=dst.path,
                     src=src.path,
                     reason="folder moved locally, remote unchanged",
@@ -388,8 +417,7 @@ class _Planner:
         actions: list[Action] = []
         for src, dst in self._independent(pairs, by_path, consumed):
             actions.append(
-                Action(
-                    kind=ActionKind.MOVE_LOCAL,
+                MoveLocal(
                     path=dst.path,
                     src=src.path,
                     reason="folder moved remotely, local unchanged",
@@ -447,8 +475,7 @@ class _Planner:
             src, dst = sources[digest][0], targets[digest][0]
             consumed.update((src.path, dst.path))
             actions.append(
-                Action(
-                    kind=ActionKind.MOVE_REMOTE,
+                MoveRemote(
                     path=dst.path,
                     src=src.path,
                     reason="moved locally, remote unchanged",
@@ -496,8 +523,7 @@ class _Planner:
             assert src.local is not None
             changed = src.local.digest != src.synced.digest
             actions.append(
-                Action(
-                    kind=ActionKind.MOVE_LOCAL,
+                MoveLocal(
                     path=dst.path,
                     src=src.path,
                     reason="moved remotely, local changed: follow the move, push the change next"
@@ -542,37 +568,37 @@ class _Planner:
         assert loc is not None and rem is not None
         if not loc.is_dir:
             if b is not None and not b.is_dir and loc.digest == b.digest:
-                return self.emit(ActionKind.TRASH_LOCAL, s, "remote replaced the synced file by a folder")
+                return self.emit(TrashLocal, s, "remote replaced the synced file by a folder")
             return self.conflict_copy(s, "local file, remote folder")
         if b is not None and b.is_dir:
-            return self.emit(ActionKind.RMDIR_LOCAL, s, "remote replaced the folder by a file")
+            return self.emit(RmdirLocal, s, "remote replaced the folder by a file")
         if b is not None and _remote_same_content(rem, b):
             if not self.options.propagate_deletes:
                 reason = "local replaced the file by a folder; deletes not propagated"
-                return self.emit(ActionKind.SKIP, s, reason)
-            return self.emit(ActionKind.DELETE_REMOTE, s, "local replaced the synced file by a folder")
+                return self.emit(Skip, s, reason)
+            return self.emit(DeleteRemote, s, "local replaced the synced file by a folder")
         return self.conflict_copy(s, "local folder, remote file")
 
     def decide_dir(self, s: PathState, lc: _Change, rc: _Change) -> list[Action]:
         C = _Change
         if lc is C.ABSENT and rc is C.NEW:
-            return [self.emit(ActionKind.MKDIR_LOCAL, s, "new remote folder")]
+            return [self.emit(MkdirLocal, s, "new remote folder")]
         if lc is C.NEW and rc is C.ABSENT:
             if not self.options.has_remote_dirs:
-                return [self.emit(ActionKind.SKIP, s, "new local folder; provider has no folders")]
-            return [self.emit(ActionKind.MKDIR_REMOTE, s, "new local folder")]
+                return [self.emit(Skip, s, "new local folder; provider has no folders")]
+            return [self.emit(MkdirRemote, s, "new local folder")]
         if lc is C.NEW and rc is C.NEW:
-            return [self.emit(ActionKind.RECORD, s, "folder created on both sides")]
+            return [self.emit(Record, s, "folder created on both sides")]
         if lc is C.UNCHANGED and rc is C.META:
-            return [self.emit(ActionKind.RECORD, s, "remote folder id changed")]
+            return [self.emit(Record, s, "remote folder id changed")]
         if lc is C.UNCHANGED and rc is C.DELETED:
-            return [self.emit(ActionKind.RMDIR_LOCAL, s, "remote folder deleted")]
+            return [self.emit(RmdirLocal, s, "remote folder deleted")]
         if lc is C.DELETED and rc in (C.UNCHANGED, C.META):
             if not self.options.propagate_deletes:
-                return [self.emit(ActionKind.SKIP, s, "local folder deleted; deletes not propagated")]
-            return [self.emit(ActionKind.RMDIR_REMOTE, s, "local folder deleted")]
+                return [self.emit(Skip, s, "local folder deleted; deletes not propagated")]
+            return [self.emit(RmdirRemote, s, "local folder deleted")]
         if lc is C.DELETED and rc is C.DELETED:
-            return [self.emit(ActionKind.FORGET, s, "folder deleted on both sides")]
+            return [self.emit(Forget, s, "folder deleted on both sides")]
         return []  # unchanged on both sides
 
     def decide_file(self, s: PathState, lc: _Change, rc: _Change) -> list[Action]:
@@ -580,37 +606,38 @@ class _Planner:
         loc, rem, b = s.local, s.remote, s.synced
         unchanged_remote = rc in (C.UNCHANGED, C.META)
         if lc is C.ABSENT and rc is C.NEW:
-            return [self.emit(ActionKind.DOWNLOAD, s, "new remote file")]
+            return [self.emit(Download, s, "new remote file")]
         if lc is C.NEW and rc is C.ABSENT:
-            return [self.emit(ActionKind.UPLOAD, s, "new local file")]
+            return [self.emit(Upload, s, "new local file")]
         if (lc, rc) in ((C.NEW, C.NEW), (C.CHANGED, C.CHANGED)):
             what = "new" if lc is C.NEW else "changed"
             if _same_digest(loc, rem):
-                return [self.emit(ActionKind.RECORD, s, f"{what} on both sides, same content")]
+                return [self.emit(Record, s, f"{what} on both sides, same content")]
             return [self.conflict_copy(s, f"{what} on both sides, different or unknown content")]
         if lc is C.UNCHANGED:
             assert loc is not None and b is not None
             if rc is C.UNCHANGED:
                 if _stat_drifted(loc, b):
-                    return [self.emit(ActionKind.RECORD, s, "local metadata changed, content same")]
+                    return [self.emit(Record, s, "local metadata changed, content same")]
                 return []
             if rc is C.META:
-                return [self.emit(ActionKind.RECORD, s, "remote metadata changed, content same")]
+                return [self.emit(Record, s, "remote metadata changed, content same")]
             if rc is C.CHANGED:
-                return [self.emit(ActionKind.DOWNLOAD, s, "remote changed, local unchanged")]
-            return [self.emit(ActionKind.TRASH_LOCAL, s, "remote deleted, local unchanged")]
+                return [self.emit(Download, s, "remote changed, local unchanged")]
+            return [self.emit(TrashLocal, s, "remote deleted, local unchanged")]
         if lc is C.CHANGED:
             if unchanged_remote:
                 assert rem is not None
                 replace = rem.remote_id if self.options.can_update_remote else None
                 reason = "local changed, remote unchanged"
-                return [self.emit(ActionKind.UPLOAD, s, reason, replace_id=replace)]
-            return [self.emit(ActionKind.UPLOAD, s, "local changed, remote deleted: the change wins")]
+                upload = Upload(s.path, reason, local=loc, remote=rem, synced=b, replace_id=replace)
+                return [self.allowed(s, upload)]
+            return [self.emit(Upload, s, "local changed, remote deleted: the change wins")]
         # lc is DELETED
         if unchanged_remote:
             if not self.options.propagate_deletes:
-                return [self.emit(ActionKind.SKIP, s, "local deleted; deletes not propagated")]
-            return [self.emit(ActionKind.DELETE_REMOTE, s, "local deleted, remote unchanged")]
+                return [self.emit(Skip, s, "local deleted; deletes not propagated")]
+            return [self.emit(DeleteRemote, s, "local deleted, remote unchanged")]
         if rc is C.CHANGED:
-            return [self.emit(ActionKind.DOWNLOAD, s, "local deleted, remote changed: the change wins")]
-        return [self.emit(ActionKind.FORGET, s, "deleted on both sides")]
+            return [self.emit(Download, s, "local deleted, remote changed: the change wins")]
+        return [self.emit(Forget, s, "deleted on both sides")]

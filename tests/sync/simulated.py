@@ -22,7 +22,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from daemon.sync.plan import conflict_copy_name, plan
-from daemon.vocab import Action, ActionKind, LocalRow, PathState, PlanOptions, RemoteRow, SyncedRow
+from daemon.vocab import (
+    Action,
+    ConflictCopy,
+    DeleteRemote,
+    Download,
+    Forget,
+    LocalRow,
+    MkdirLocal,
+    MkdirRemote,
+    MoveLocal,
+    MoveRemote,
+    PathState,
+    PlanOptions,
+    Record,
+    RemoteRow,
+    RmdirLocal,
+    RmdirRemote,
+    Skip,
+    SyncedRow,
+    TrashLocal,
+    Upload,
+)
 
 Tree = dict[str, bytes | None]  # path -> content; None is a folder
 
@@ -215,7 +236,7 @@ class World:
 
     def execute(self, action: Action) -> bool:
         """Carry out one action; False when it was dropped (world moved on or precondition failed)."""
-        if action.kind is ActionKind.SKIP:
+        if isinstance(action, Skip):
             return True
         if not self.current(action) or not self._apply(action):
             self.dropped.append(action)
@@ -223,8 +244,8 @@ class World:
         return True
 
     def _apply(self, a: Action) -> bool:
-        k, path = a.kind, a.path
-        if k is ActionKind.UPLOAD:
+        path = a.path
+        if isinstance(a, Upload):
             content = self.local.get(path)
             old = self.remote.get(path)
             if content is None or a.local is None or (a.remote is None) != (old is None):
@@ -242,7 +263,7 @@ class World:
             else:
                 self.remote[path] = RObj(self.fresh("id"), content, self.fresh("v"))
             self.record(path)
-        elif k is ActionKind.DOWNLOAD:
+        elif isinstance(a, Download):
             obj = self.remote.get(path)
             if obj is None or obj.content is None or a.remote is None:
                 return False
@@ -256,13 +277,13 @@ class World:
                 self.trash.append(have)
             self.local[path] = obj.content
             self.record(path)
-        elif k is ActionKind.RECORD:
+        elif isinstance(a, Record):
             if path not in self.local or path not in self.remote:
                 return False
             if (self.local[path] is None) != (self.remote[path].content is None):
                 return False
             self.record(path)
-        elif k is ActionKind.DELETE_REMOTE:
+        elif isinstance(a, DeleteRemote):
             obj = self.remote.get(path)
             if obj is None or obj.content is None:
                 return False
@@ -270,7 +291,7 @@ class World:
             self.remote_retired.append(obj.content)
             del self.remote[path]
             self.synced.pop(path, None)
-        elif k is ActionKind.TRASH_LOCAL:
+        elif isinstance(a, TrashLocal):
             have = self.local.get(path)
             if have is None:
                 return False
@@ -278,12 +299,12 @@ class World:
             self.trash.append(have)
             del self.local[path]
             self.synced.pop(path, None)
-        elif k is ActionKind.FORGET:
+        elif isinstance(a, Forget):
             if path in self.local or path in self.remote:
                 return False
             self.synced.pop(path, None)
-        elif k is ActionKind.MOVE_REMOTE:
-            assert a.src is not None and a.remote is not None and a.synced is not None
+        elif isinstance(a, MoveRemote):
+            assert a.remote is not None and a.synced is not None
             obj = self.remote.get(a.src)
             if obj is None or path in self.remote or not self._remote_parents(path):
                 return False
@@ -298,8 +319,8 @@ class World:
                 self.remote[path] = RObj(obj.remote_id, obj.content, self.fresh("v"))
                 del self.synced[a.src]
             self.record(path)
-        elif k is ActionKind.MOVE_LOCAL:
-            assert a.src is not None and a.remote is not None and a.synced is not None
+        elif isinstance(a, MoveLocal):
+            assert a.remote is not None and a.synced is not None
             if a.src not in self.local or path in self.local or not self._local_parents(path):
                 return False
             if self.local[a.src] is None:  # a folder: one rename moves everything under it
@@ -313,15 +334,14 @@ class World:
             self.synced[path] = replace(
                 a.synced, path=path, remote_id=a.remote.remote_id, remote_version=a.remote.version
             )
-        elif k is ActionKind.CONFLICT_COPY:
-            assert a.src is not None
+        elif isinstance(a, ConflictCopy):
             if a.src not in self.local:
                 return False
             target = path
             if target in self.local:
                 target = conflict_copy_name(a.src, "retry", self.local.__contains__)
             self.local_move(a.src, target)
-        elif k is ActionKind.MKDIR_LOCAL:
+        elif isinstance(a, MkdirLocal):
             obj = self.remote.get(path)
             if path in self.local or obj is None or obj.content is not None:
                 return False
@@ -329,26 +349,26 @@ class World:
                 return False
             self.local[path] = None
             self.record(path)
-        elif k is ActionKind.MKDIR_REMOTE:
+        elif isinstance(a, MkdirRemote):
             if path in self.remote or self.local.get(path, b"") is not None:
                 return False
             if not self._remote_parents(path):
                 return False
             self.remote[path] = RObj(self.fresh("id"), None, self.fresh("v"))
             self.record(path)
-        elif k is ActionKind.RMDIR_LOCAL:
+        elif isinstance(a, RmdirLocal):
             if path not in self.local or self.local[path] is not None or len(subtree(self.local, path)) > 1:
                 return False
             del self.local[path]
             self.synced.pop(path, None)
-        elif k is ActionKind.RMDIR_REMOTE:
+        elif isinstance(a, RmdirRemote):
             obj = self.remote.get(path)
             if obj is None or obj.content is not None or len(subtree(self.remote, path)) > 1:
                 return False
             del self.remote[path]
             self.synced.pop(path, None)
         else:  # pragma: no cover - every kind is handled above
-            raise AssertionError(k)
+            raise AssertionError(a.kind)
         return True
 
 
@@ -356,7 +376,7 @@ def run_until_stable(world: World, options: PlanOptions, *, max_rounds: int = 10
     """Plan and execute until the plan holds nothing but SKIPs; return the number of rounds run."""
     for round_no in range(1, max_rounds + 1):
         actions = plan(world.states(), options, now_label=f"2024-05-01 1200{round_no:02d}")
-        if all(a.kind is ActionKind.SKIP for a in actions):
+        if all(isinstance(a, Skip) for a in actions):
             return round_no - 1
         for action in actions:
             world.execute(action)

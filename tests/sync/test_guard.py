@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from daemon.sync.guard import GateFacts, apply_gates
-from daemon.vocab import Action, ActionKind, LocalRow, RemoteRow, SyncedRow
+from daemon.vocab import Action, DeleteRemote, Download, LocalRow, RemoteRow, SyncedRow, TrashLocal, Upload
 
 
 def trash(path: str) -> Action:
-    return Action(ActionKind.TRASH_LOCAL, path, "remote deleted", local=LocalRow(path, digest="d"))
+    return TrashLocal(path, "remote deleted", local=LocalRow(path, digest="d"))
 
 
 def delete(path: str) -> Action:
-    return Action(ActionKind.DELETE_REMOTE, path, "local deleted", remote=RemoteRow(path, "id-" + path))
+    return DeleteRemote(path, "local deleted", remote=RemoteRow(path, "id-" + path))
 
 
 def download(path: str) -> Action:
-    return Action(ActionKind.DOWNLOAD, path, "remote changed", remote=RemoteRow(path, "id-" + path))
+    return Download(path, "remote changed", remote=RemoteRow(path, "id-" + path))
 
 
 def facts(**kw: object) -> GateFacts:
@@ -40,7 +40,7 @@ def test_percent_gate_holds_only_that_side() -> None:
     actions = [delete(f"f{i}") for i in range(51)] + [trash("x"), download("y")]
     result = apply_gates(actions, facts())
     assert result.tripped and "remote side" in result.reasons[0] and "51%" in result.reasons[0]
-    assert {a.kind for a in result.held} == {ActionKind.DELETE_REMOTE}
+    assert {type(a) for a in result.held} == {DeleteRemote}
     assert {a.path for a in result.allowed} == {"x", "y"}
 
 
@@ -74,8 +74,7 @@ def test_condition_without_destructive_actions_is_not_a_gate() -> None:
 
 def upload_over(path: str) -> Action:
     base = SyncedRow(path, digest="old", remote_id="id-" + path, remote_version="1")
-    return Action(
-        ActionKind.UPLOAD,
+    return Upload(
         path,
         "local changed, remote unchanged",
         local=LocalRow(path, digest="new"),
@@ -86,8 +85,7 @@ def upload_over(path: str) -> Action:
 
 def download_over(path: str) -> Action:
     base = SyncedRow(path, digest="old", remote_id="id-" + path, remote_version="1")
-    return Action(
-        ActionKind.DOWNLOAD,
+    return Download(
         path,
         "remote changed, local unchanged",
         local=LocalRow(path, digest="old"),
@@ -97,7 +95,7 @@ def download_over(path: str) -> Action:
 
 
 def new_upload(path: str) -> Action:
-    return Action(ActionKind.UPLOAD, path, "new local file", local=LocalRow(path, digest="d"))
+    return Upload(path, "new local file", local=LocalRow(path, digest="d"))
 
 
 def test_overwrites_count_per_side_and_hold_only_what_they_overwrite() -> None:

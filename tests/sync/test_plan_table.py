@@ -7,7 +7,17 @@ import random
 import pytest
 
 from daemon.sync.plan import conflict_copy_name, plan
-from daemon.vocab import Action, ActionKind, Direction, LocalRow, PathState, PlanOptions, RemoteRow, SyncedRow
+from daemon.vocab import (
+    Action,
+    ActionKind,
+    Direction,
+    LocalRow,
+    PathState,
+    PlanOptions,
+    RemoteRow,
+    SyncedRow,
+    moved_from,
+)
 from tests.sync.simulated import md5
 
 K = ActionKind
@@ -347,7 +357,7 @@ def remote_dir_move_states() -> list[PathState]:
 
 def test_remote_folder_move_is_one_local_rename() -> None:
     actions = plan(remote_dir_move_states(), TWO_WAY, now_label=NOW)
-    assert [(a.kind, a.src, a.path) for a in actions] == [
+    assert [(a.kind, moved_from(a), a.path) for a in actions] == [
         (K.MKDIR_LOCAL, None, "elsewhere"),
         (K.MOVE_LOCAL, "old", "elsewhere/new"),
     ]
@@ -576,7 +586,7 @@ def test_a_folder_the_remote_replaced_by_a_file_gives_way_when_it_keeps_a_new_ch
         PathState("X/new.txt", local=loc("X/new.txt", b"new child")),
     ]
     actions = plan(states, TWO_WAY, now_label=NOW)
-    assert [(a.kind, a.path, a.src) for a in actions] == [
+    assert [(a.kind, a.path, moved_from(a)) for a in actions] == [
         (K.CONFLICT_COPY, f"X (conflicted copy {NOW})", "X"),
         (K.UPLOAD, "X/new.txt", None),
     ]
