@@ -22,7 +22,7 @@ from daemon.local.once import Once
 from daemon.local.scan import LocalChange, Unsyncable, Vanished, observe_paths, observed_scope, scan_tree
 from daemon.providers.base import Provider
 from daemon.state.store import StateStore
-from daemon.sync.execute import Executor, ProgressCallback
+from daemon.sync.execute import ExecutionReport, Executor, ProgressCallback
 from daemon.sync.guard import (
     GateCounts,
     GateFacts,
@@ -298,42 +298,6 @@ class LibrarySync:
             return await self.store.counts(self.lib)
         return {"synced_files": 1, "remote_files": 1, "local_files": 1}
 
-    async def _guard(
-        self,
-        actions: list[Action],
-        marker_present: bool,
-        confirmed: bool,
-        release: Release | None,
-        summary: PassSummary,
-    ) -> GateResult:
-        """The safety gates over one round's plan. An operator's release (``libmirror release-gate``)
-        lets the held changes through only when they are exactly those it released."""
-        counts = await self._gate_counts(actions)
-        facts = GateFacts(
-            marker_present=marker_present,
-            synced_files=counts["synced_files"],
-            remote_files=counts["remote_files"],
-            local_files=counts["local_files"],
-            max_delete_percent=self.config.max_delete_percent,
-            max_delete_count=self.config.max_delete_count,
-            max_overwrite_percent=self.config.max_overwrite_percent,
-            max_overwrite_count=self.config.max_overwrite_count,
-            confirmed=confirmed,
-            library=self.config.name,
-        )
-        gate = apply_gates(actions, facts)
-        if gate.tripped and release is not None and release.gate == "; ".join(gate.reasons):
-            log.warning(
-                "gate_released",
-                reasons=gate.reasons,
-                released=len(gate.held),
-                requested_at=release.requested_at,
-                **vars(gate.counts),
-            )
-            summary.released = True
-            gate = apply_gates(actions, dataclasses.replace(facts, confirmed=True))
-        return gate
-
     async def run_pass(
         self,
         *,
@@ -346,7 +310,8 @@ class LibrarySync:
         scan_local: bool | Sequence[str] = True,
         honour_backoff: bool = False,
     ) -> PassSummary:
-        """Observe, plan, guard and execute until nothing is left (at most ``MAX_ROUNDS`` rounds).
+        """Observe, plan, guard and execute until nothing is left (at most ``MAX_ROUNDS`` rounds), then
+        record the pass.
 
         ``sync --once`` uses the defaults (both sides observed in full). The daemon narrows the
         observation: ``poll_remote=False`` for a watcher-triggered pass, ``scan_local=[paths]`` to
@@ -354,9 +319,37 @@ class LibrarySync:
         ``honour_backoff=True`` so paths whose last attempt failed wait for their ``next_at``.
         """
         started = time.monotonic()
-        summary = PassSummary()
         marker_present = await self._prepare_root(dry_run, confirm_deletes)
-        observed = None
+        observed = await self._observe(poll_remote=poll_remote, full_remote=full_remote, scan_local=scan_local)
+        if observed is not None and await self._quiet(observed, scan_local, marker_present):
+            # an idle poll: nothing new on either side, nothing waiting, no gate to re-evaluate
+            return PassSummary(quiet=True)
+        run = _Pass(marker_present=marker_present, dry_run=dry_run, confirm_deletes=confirm_deletes)
+        await self._resume(run, observed, honour_backoff)
+        run.release = self.control.release(self.config.name) if self.control is not None and not dry_run else None
+        for round_no in range(1, MAX_ROUNDS + 1):
+            now_label = self.clock().strftime("%Y-%m-%d %H%M%S")
+            actions = await self._plan(run, now_label)
+            gate = await self._guard(run, actions)
+            work = _work(run, gate)
+            if round_no == 1:
+                self._report_plan(run, gate, work, on_plan)
+            if dry_run or not work:
+                break
+            run.summary.rounds = round_no
+            report = await self._execute(run, work, now_label, on_progress)
+            if not report.done and not report.replanned:
+                break
+        self._close_release(run)
+        self._purge_trash(run)
+        await self._record(run, started)
+        return run.summary
+
+    # -- the stages of a pass ----------------------------------------------------------------------
+    async def _observe(
+        self, *, poll_remote: bool, full_remote: bool, scan_local: bool | Sequence[str]
+    ) -> RemoteObservation | None:
+        """Observe the local side, then the remote one; returns what the poll saw (None: no poll)."""
         if not poll_remote and await self.store.failures(self.lib):
             # an action that failed may still have reached the server (an upload whose answer was lost):
             # a watcher pass polls first, so a retry sees what the server holds instead of sending it
@@ -367,113 +360,150 @@ class LibrarySync:
         if self.root.exists() and scan_local is not False:
             await self.observe_local(None if scan_local is True else list(scan_local))
         if poll_remote and self._remote_observable:
-            observed = await self.observe_remote(full=full_remote)
-        if observed is not None and await self._quiet(observed, scan_local, marker_present):
-            # an idle poll: nothing new on either side, nothing waiting, no gate to re-evaluate
-            summary.quiet = True
-            return summary
-        left_out: set[str] = set()  # paths this pass no longer acts on: failed, unsupported, held by a gate
-        if observed is not None and not dry_run:
+            return await self.observe_remote(full=full_remote)
+        return None
+
+    async def _resume(self, run: _Pass, observed: RemoteObservation | None, honour_backoff: bool) -> None:
+        """Finish the replacements a stop interrupted; what cannot be finished yet, and the paths still
+        in backoff, are left out of this pass."""
+        if observed is not None and not run.dry_run:
             waiting = await finish_replacements(
                 self.store, self.lib, self.provider, self.root, full_listing=observed.kind != "incremental"
             )
-            summary.waiting = len(waiting)
-            left_out |= waiting
+            run.summary.waiting = len(waiting)
+            run.left_out |= waiting
         if honour_backoff:
             now = time.time()
-            left_out.update(path for path, _, next_at, _ in await self.store.failures(self.lib) if next_at > now)
-        counted: Counter[str] = Counter()
-        release = self.control.release(self.config.name) if self.control is not None and not dry_run else None
-        for round_no in range(1, MAX_ROUNDS + 1):
-            states = await self.store.changed_states(self.lib)
-            now_label = self.clock().strftime("%Y-%m-%d %H%M%S")
-            actions = [
-                a
-                for a in plan(states, self.options, now_label=now_label)
-                if not _within(a.path, left_out) and ((src := moved_from(a)) is None or not _within(src, left_out))
-            ]
-            confirmed = confirm_deletes or summary.released
-            gate = await self._guard(actions, marker_present, confirmed, release, summary)
-            if gate.tripped and not summary.gate_reasons:
-                summary.gate_reasons = gate.reasons
-                summary.gate_counts = gate.counts
-                summary.held = len(gate.held)
-                for reason in gate.reasons:
-                    log.error("safety_gate", reason=reason, held=len(gate.held), **vars(gate.counts))
-            for a in gate.held:
-                # held for the whole pass: a later round must not let it through because the totals the
-                # percentages are taken of moved (found by the simulation's mass overwrites)
-                left_out.update(p for p in (a.path, moved_from(a)) if p is not None)
-            # what lies under a held path waits with it: an upload into a folder whose place a held delete
-            # of a remote file was to clear would be refused in every round (it spent the whole pass)
-            work: list[Action] = [a for a in gate.allowed if not isinstance(a, Skip) and not _within(a.path, left_out)]
-            if round_no == 1:
-                summary.planned = list(gate.allowed) + list(gate.held)
-                skips = [a for a in gate.allowed if isinstance(a, Skip)]
-                summary.skipped += len(skips)
-                for a in skips:
-                    if _skip_reported.first((self.lib, a.path, a.reason)):
-                        log.info("skipped", path=a.path, reason=a.reason, **self._skip_detail(a))
-                if on_plan is not None:
-                    on_plan(work)
-            if dry_run or not work:
-                break
-            summary.rounds = round_no
-            if not marker_present:
-                work = [a for a in work if not isinstance(a, Download)]
-            executor = Executor(
-                self.store,
-                self.lib,
-                self.provider,
-                self.root,
-                concurrency=self.config.concurrency,
-                now_label=now_label,
-                on_progress=on_progress,
-                ignore=self.ignore,
+            run.left_out.update(path for path, _, next_at, _ in await self.store.failures(self.lib) if next_at > now)
+
+    async def _plan(self, run: _Pass, now_label: str) -> list[Action]:
+        """One round's plan, without what lies at or under a path this pass no longer acts on."""
+        states = await self.store.changed_states(self.lib)
+        return [
+            a
+            for a in plan(states, self.options, now_label=now_label)
+            if not _within(a.path, run.left_out) and ((src := moved_from(a)) is None or not _within(src, run.left_out))
+        ]
+
+    async def _guard(self, run: _Pass, actions: list[Action]) -> GateResult:
+        """The safety gates over one round's plan. An operator's release (``libmirror release-gate``)
+        lets the held changes through only when they are exactly those it released. The first gate that
+        trips is reported; what it holds is left out for the rest of the pass."""
+        summary = run.summary
+        counts = await self._gate_counts(actions)
+        facts = GateFacts(
+            marker_present=run.marker_present,
+            synced_files=counts["synced_files"],
+            remote_files=counts["remote_files"],
+            local_files=counts["local_files"],
+            max_delete_percent=self.config.max_delete_percent,
+            max_delete_count=self.config.max_delete_count,
+            max_overwrite_percent=self.config.max_overwrite_percent,
+            max_overwrite_count=self.config.max_overwrite_count,
+            confirmed=run.confirm_deletes or summary.released,
+            library=self.config.name,
+        )
+        gate = apply_gates(actions, facts)
+        release = run.release
+        if gate.tripped and release is not None and release.gate == "; ".join(gate.reasons):
+            log.warning(
+                "gate_released",
+                reasons=gate.reasons,
+                released=len(gate.held),
+                requested_at=release.requested_at,
+                **vars(gate.counts),
             )
-            report = await executor.run(work)
-            for action in report.done:
-                counted[_counted_as(action)] += 1
-            summary.bytes_up += report.bytes_up
-            summary.bytes_down += report.bytes_down
-            summary.skipped += len(report.unsupported)
-            summary.unsupported += [(action.path, reason) for action, reason in report.unsupported]
-            for action, _reason in report.unsupported:
-                left_out.add(action.path)  # nothing more to try for it in this pass
-            for action, message in report.failed:
-                left_out.add(action.path)
-                summary.failures.append((action.path, message))
-            if report.replanned:
-                await self.observe_local(
-                    [a.path for a in report.replanned] + [src for a in report.replanned if (src := moved_from(a))]
-                )
-                for change in report.remote_changes:
-                    await self.remote.record_fresh(change.planned, change.fresh)
-                if self._remote_observable and any(isinstance(a, _REMOTE_CHECKED) for a in report.replanned):
-                    await self.observe_remote(full=False)
-            if not report.done and not report.replanned:
-                break
-        if release is not None and self.control is not None:
-            if not summary.released:
-                log.warning(
-                    "gate_release_not_applied",
-                    released=release.gate,
-                    held_now="; ".join(summary.gate_reasons) or None,
-                    detail="the changes held now differ from those released (or nothing is held any more)",
-                    next_step="check `libmirror status`; release again if the held changes are intended",
-                )
-            self.control.clear_release(self.config.name, release)
-        summary.pushed = counted["pushed"]
-        summary.pulled = counted["pulled"]
-        summary.conflicts = counted["conflicts"]
-        summary.deleted = counted["deleted"]
-        summary.moved = counted["moved"]
-        summary.folders = counted["folders"]
-        summary.errors = len(summary.failures)
-        if marker_present and not dry_run:
+            summary.released = True
+            gate = apply_gates(actions, dataclasses.replace(facts, confirmed=True))
+        if gate.tripped and not summary.gate_reasons:
+            summary.gate_reasons = gate.reasons
+            summary.gate_counts = gate.counts
+            summary.held = len(gate.held)
+            for reason in gate.reasons:
+                log.error("safety_gate", reason=reason, held=len(gate.held), **vars(gate.counts))
+        for a in gate.held:
+            # held for the whole pass: a later round must not let it through because the totals the
+            # percentages are taken of moved (found by the simulation's mass overwrites)
+            run.left_out.update(p for p in (a.path, moved_from(a)) if p is not None)
+        return gate
+
+    def _report_plan(
+        self, run: _Pass, gate: GateResult, work: list[Action], on_plan: Callable[[list[Action]], None] | None
+    ) -> None:
+        """The first round's plan: kept for dry runs, its skips counted and reported (once per process)."""
+        summary = run.summary
+        summary.planned = list(gate.allowed) + list(gate.held)
+        skips = [a for a in gate.allowed if isinstance(a, Skip)]
+        summary.skipped += len(skips)
+        for a in skips:
+            if _skip_reported.first((self.lib, a.path, a.reason)):
+                log.info("skipped", path=a.path, reason=a.reason, **self._skip_detail(a))
+        if on_plan is not None:
+            on_plan(work)
+
+    async def _execute(
+        self, run: _Pass, work: list[Action], now_label: str, on_progress: ProgressCallback | None
+    ) -> ExecutionReport:
+        """Carry out one round's work, count what it did, and observe again what it had to re-plan."""
+        if not run.marker_present:
+            work = [a for a in work if not isinstance(a, Download)]
+        executor = Executor(
+            self.store,
+            self.lib,
+            self.provider,
+            self.root,
+            concurrency=self.config.concurrency,
+            now_label=now_label,
+            on_progress=on_progress,
+            ignore=self.ignore,
+        )
+        report = await executor.run(work)
+        _tally(run, report)
+        if report.replanned:
+            await self._observe_replanned(report)
+        return report
+
+    async def _observe_replanned(self, report: ExecutionReport) -> None:
+        """Observe again what an action found changed, so the next round plans on what is there now."""
+        await self.observe_local(
+            [a.path for a in report.replanned] + [src for a in report.replanned if (src := moved_from(a))]
+        )
+        for change in report.remote_changes:
+            await self.remote.record_fresh(change.planned, change.fresh)
+        if self._remote_observable and any(isinstance(a, _REMOTE_CHECKED) for a in report.replanned):
+            await self.observe_remote(full=False)
+
+    def _close_release(self, run: _Pass) -> None:
+        """An operator's release is used up by this pass, applied or not (saying so when it was not)."""
+        release = run.release
+        if release is None or self.control is None:
+            return
+        if not run.summary.released:
+            log.warning(
+                "gate_release_not_applied",
+                released=release.gate,
+                held_now="; ".join(run.summary.gate_reasons) or None,
+                detail="the changes held now differ from those released (or nothing is held any more)",
+                next_step="check `libmirror status`; release again if the held changes are intended",
+            )
+        self.control.clear_release(self.config.name, release)
+
+    def _purge_trash(self, run: _Pass) -> None:
+        if run.marker_present and not run.dry_run:
             purged = trash.purge_trash(self.root, self.config.trash_days, time.time())
             if purged:
                 log.info("trash_purged", removed=purged, older_than_days=self.config.trash_days)
+
+    async def _record(self, run: _Pass, started: float) -> None:
+        """The pass summary: its totals, the library's status for ``status`` and systemd, the log line."""
+        summary, dry_run = run.summary, run.dry_run
+        summary.pushed = run.counted["pushed"]
+        summary.pulled = run.counted["pulled"]
+        summary.conflicts = run.counted["conflicts"]
+        summary.deleted = run.counted["deleted"]
+        summary.moved = run.counted["moved"]
+        summary.folders = run.counted["folders"]
+        summary.errors = len(summary.failures)
         summary.duration_ms = round((time.monotonic() - started) * 1000, 1)
         conflicts_before = int((await self.store.get_status(self.lib)).get("conflicts_total", "0"))
         async with self.store.transaction(self.lib) as tx:
@@ -502,4 +532,39 @@ class LibrarySync:
             duration_ms=summary.duration_ms,
             dry_run=dry_run,
         )
-        return summary
+
+
+@dataclass
+class _Pass:
+    """What one pass carries from stage to stage."""
+
+    marker_present: bool
+    dry_run: bool
+    confirm_deletes: bool
+    summary: PassSummary = field(default_factory=PassSummary)
+    release: Release | None = None  # the operator's release-gate request, if one waits
+    left_out: set[str] = field(default_factory=set)  # paths no longer acted on: failed, unsupported, held...
+    counted: Counter[str] = field(default_factory=Counter)  # done actions by their word in the pass summary
+
+
+def _work(run: _Pass, gate: GateResult) -> list[Action]:
+    """What a round carries out: the allowed actions but skips, and nothing under a path the pass left
+    out. What lies under a held path waits with it: an upload into a folder whose place a held delete of a
+    remote file was to clear would be refused in every round (it spent the whole pass)."""
+    return [a for a in gate.allowed if not isinstance(a, Skip) and not _within(a.path, run.left_out)]
+
+
+def _tally(run: _Pass, report: ExecutionReport) -> None:
+    """Count a round's outcome into the pass; what failed or cannot be done is left out from now on."""
+    summary = run.summary
+    for action in report.done:
+        run.counted[_counted_as(action)] += 1
+    summary.bytes_up += report.bytes_up
+    summary.bytes_down += report.bytes_down
+    summary.skipped += len(report.unsupported)
+    summary.unsupported += [(action.path, reason) for action, reason in report.unsupported]
+    for action, _reason in report.unsupported:
+        run.left_out.add(action.path)  # nothing more to try for it in this pass
+    for action, message in report.failed:
+        run.left_out.add(action.path)
+        summary.failures.append((action.path, message))
