@@ -31,7 +31,7 @@ def facts(**kw: object) -> GateFacts:
     return GateFacts(**base)  # type: ignore[arg-type]
 
 
-def test_nothing_held_in_normal_pass() -> None:
+def test_deletes_within_the_limits_are_not_held() -> None:
     result = apply_gates([trash("a"), delete("b"), download("c")], facts())
     assert not result.tripped and len(result.allowed) == 3
 
@@ -44,7 +44,7 @@ def test_percent_gate_holds_only_that_side() -> None:
     assert {a.path for a in result.allowed} == {"x", "y"}
 
 
-def test_count_gate() -> None:
+def test_more_deletes_than_max_delete_count_are_all_held() -> None:
     result = apply_gates([trash(f"f{i}") for i in range(6)], facts(max_delete_count=5, synced_files=1000))
     assert "max_delete_count = 5" in result.reasons[0]
     assert len(result.held) == 6
@@ -61,7 +61,7 @@ def test_empty_remote_listing_holds_local_trash() -> None:
     assert result.held and "empty" in result.reasons[0]
 
 
-def test_confirm_releases_everything() -> None:
+def test_a_confirmed_pass_holds_nothing_whatever_the_condition() -> None:
     actions = [delete(f"f{i}") for i in range(90)]
     result = apply_gates(actions, facts(confirmed=True, marker_present=False))
     assert not result.tripped and len(result.allowed) == 90

@@ -12,9 +12,13 @@ from daemon.vocab import (
     ActionKind,
     Direction,
     LocalRow,
+    MkdirRemote,
+    MoveRemote,
     PathState,
     PlanOptions,
     RemoteRow,
+    RmdirRemote,
+    Skip,
     SyncedRow,
     moved_from,
 )
@@ -77,7 +81,7 @@ MATRIX = [
 
 
 @pytest.mark.parametrize(("local", "remote", "synced", "kind"), [m[1:] for m in MATRIX], ids=[m[0] for m in MATRIX])
-def test_change_matrix(
+def test_each_change_matrix_row_plans_its_action_on_the_rows_it_saw(
     local: LocalRow | None, remote: RemoteRow | None, synced: SyncedRow | None, kind: ActionKind
 ) -> None:
     action = one(PathState(P, local, remote, synced))
@@ -326,22 +330,64 @@ def test_local_folder_rename_without_the_capability_is_per_path() -> None:
     assert ("mkdir_remote", "new") in kinds and ("rmdir_remote", "old") in kinds
 
 
-def test_local_folder_rename_needs_the_same_inode() -> None:
-    actions = plan(local_dir_move_states(inode=INODE + 1), MOVE_DIRS, now_label=NOW)
-    assert not any(a.kind is K.MOVE_REMOTE and a.src == "old" for a in actions)
+def at(states: list[PathState], path: str) -> PathState:
+    return next(s for s in states if s.path == path)
 
 
-def test_local_folder_rename_with_remote_folder_replaced_is_not_a_move() -> None:
+def skip(state: PathState, reason: str) -> Skip:
+    return Skip(state.path, reason, local=state.local, remote=state.remote, synced=state.synced)
+
+
+def per_path_folder_rename(states: list[PathState]) -> list[Action]:
+    """The plan of a local rename of "old" to "new" that is not one folder move: the new folder is
+    created, what is inside moves path by path (the subfolder kept its inode: one folder move), and
+    the emptied old folder is removed."""
+    old, old_f, old_sub = at(states, "old"), at(states, "old/f.txt"), at(states, "old/sub")
+    new, new_f, new_sub = at(states, "new"), at(states, "new/f.txt"), at(states, "new/sub")
+    return [
+        MkdirRemote("new", "new local folder", local=new.local),
+        MoveRemote(
+            "new/f.txt",
+            "moved locally, remote unchanged",
+            local=new_f.local,
+            remote=old_f.remote,
+            synced=old_f.synced,
+            src="old/f.txt",
+        ),
+        MoveRemote(
+            "new/sub",
+            "folder moved locally, remote unchanged",
+            local=new_sub.local,
+            remote=old_sub.remote,
+            synced=old_sub.synced,
+            src="old/sub",
+        ),
+        RmdirRemote("old", "local folder deleted", remote=old.remote, synced=old.synced),
+    ]
+
+
+def test_local_folder_with_another_inode_is_not_a_rename_its_content_moves_path_by_path() -> None:
+    states = local_dir_move_states(inode=INODE + 1)
+    assert plan(states, MOVE_DIRS, now_label=NOW) == per_path_folder_rename(states)
+
+
+def test_local_folder_rename_with_remote_folder_replaced_moves_its_content_path_by_path() -> None:
     states = local_dir_move_states()
     states[0] = PathState("old", None, rem("old", "other", "dv"), dir_base("old", "rd"))
-    actions = plan(states, MOVE_DIRS, now_label=NOW)
-    assert not any(a.kind is K.MOVE_REMOTE and a.src == "old" for a in actions)
+    assert plan(states, MOVE_DIRS, now_label=NOW) == per_path_folder_rename(states)
 
 
-def test_local_folder_rename_in_pull_mode_moves_nothing_remotely() -> None:
+def test_local_folder_rename_in_pull_mode_is_skipped_path_by_path() -> None:
     options = PlanOptions(direction=Direction.PULL, can_move_remote_dir=True)
-    actions = plan(local_dir_move_states(), options, now_label=NOW)
-    assert not any(a.kind is K.MOVE_REMOTE for a in actions)
+    states = local_dir_move_states()
+    assert plan(states, options, now_label=NOW) == [
+        skip(at(states, "new"), "new local folder; pull library does not mkdir_remote"),
+        skip(at(states, "new/f.txt"), "new local file; pull library does not upload"),
+        skip(at(states, "new/sub"), "new local folder; pull library does not mkdir_remote"),
+        skip(at(states, "old"), "local folder deleted; pull library does not rmdir_remote"),
+        skip(at(states, "old/f.txt"), "local deleted, remote unchanged; pull library does not delete_remote"),
+        skip(at(states, "old/sub"), "local folder deleted; pull library does not rmdir_remote"),
+    ]
 
 
 def remote_dir_move_states() -> list[PathState]:
@@ -366,9 +412,15 @@ def test_remote_folder_move_is_one_local_rename() -> None:
     assert move.remote == rem("elsewhere/new", "rd", "dv2")
 
 
-def test_remote_folder_move_in_push_mode_is_not_a_local_rename() -> None:
-    actions = plan(remote_dir_move_states(), PUSH, now_label=NOW)
-    assert not any(a.kind is K.MOVE_LOCAL for a in actions)
+def test_remote_folder_move_in_push_mode_is_skipped_path_by_path() -> None:
+    states = remote_dir_move_states()
+    assert plan(states, PUSH, now_label=NOW) == [
+        skip(at(states, "elsewhere"), "new remote folder; push library does not mkdir_local"),
+        skip(at(states, "elsewhere/new"), "new remote folder; push library does not mkdir_local"),
+        skip(at(states, "elsewhere/new/f.txt"), "new remote file; push library does not download"),
+        skip(at(states, "old"), "remote folder deleted; push library does not rmdir_local"),
+        skip(at(states, "old/f.txt"), "remote deleted, local unchanged; push library does not trash_local"),
+    ]
 
 
 def test_nested_folder_moves_take_the_outermost() -> None:
@@ -527,7 +579,7 @@ def test_push_still_uploads_and_deletes() -> None:
 # -- names and order -------------------------------------------------------------------------------
 
 
-def test_conflict_copy_name_forms() -> None:
+def test_conflict_copy_name_goes_before_the_extension_of_files_only() -> None:
     def free(_: str) -> bool:
         return False
 
