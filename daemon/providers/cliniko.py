@@ -28,13 +28,13 @@ from daemon.local.source import UploadSource
 from daemon.providers.auth import authorization, basic_credentials
 from daemon.providers.base import (
     Capabilities,
-    DigestMismatch,
     InvalidResponse,
     NotFound,
     RemoteItem,
     Sink,
     Unsupported,
 )
+from daemon.providers.clients import Clients
 from daemon.providers.cliniko_objects import (
     DEFAULT_PATIENT_FOLDER,
     AttachmentRecord,
@@ -52,21 +52,14 @@ from daemon.providers.cliniko_objects import (
 from daemon.providers.forms import content_type, form, streamed_from
 from daemon.providers.http import HttpClient, Response, RetryPolicy
 from daemon.providers.paging import NextPage, Page, Walk, restarting_walk
-from daemon.providers.transfers import Located, download_presigned, redirected, take_back
+from daemon.providers.transfers import Located, download_presigned, redirected, refuse_upload
 
 log = structlog.get_logger(__name__)
 
-CAPABILITIES = Capabilities(
-    has_digest=False,
-    changed_since=True,
-    can_update=False,  # attachments are immutable: a new version is a new attachment
-    can_move=False,  # no rename either
-    can_delete=True,  # archive (restorable in Cliniko)
-    can_mkdir=False,  # patients are matched by id, not created
-    can_rmdir=False,
-    can_move_dir=False,
-    delete_is_permanent=False,
-)
+# Beyond download and upload: changed-since, and delete, which archives (restorable in Cliniko). No digest;
+# attachments are immutable (a new version is a new attachment) and cannot be renamed; patients (the
+# folders) are matched by id, never created, renamed or deleted.
+CAPABILITIES = Capabilities(changed_since=True, can_delete=True)
 
 ROOT_ID = "cliniko-root"
 PATIENT_CHUNK = 100
@@ -124,17 +117,21 @@ class ClinikoProvider:
             "Accept": "application/json",
             "User-Agent": user_agent,
         }
-        self._own_http = http is None
+        self._http_clients = Clients(http)
         hint = "check api_key of this Cliniko library (it is sent as the Basic auth user name)"
-        self.http = http or HttpClient(
-            user_agent=user_agent,
-            rate_limiter=pacing_limiter(api_key, rate_limit, rate_window),
-            retry=RetryPolicy(attempts=8),
-            retry_after_hook=reset_wait,
-            auth_hint=hint,
+        self.http = self._http_clients.client(
+            lambda: HttpClient(
+                user_agent=user_agent,
+                rate_limiter=pacing_limiter(api_key, rate_limit, rate_window),
+                retry=RetryPolicy(attempts=8),
+                retry_after_hook=reset_wait,
+                auth_hint=hint,
+            )
         )
         # S3 is not Cliniko: presigned transfers do not spend the API budget
-        self.blob_http = http or HttpClient(user_agent=user_agent, auth_hint="the presigned S3 URL was refused")
+        self.blob_http = self._http_clients.client(
+            lambda: HttpClient(user_agent=user_agent, auth_hint="the presigned S3 URL was refused")
+        )
         self._pattern = folder_pattern(patient_folder)
         self._folders: dict[str, RemoteItem] = {}
         self._cache: tuple[float, list[RemoteItem]] | None = None
@@ -146,9 +143,7 @@ class ClinikoProvider:
         return ROOT_ID
 
     async def aclose(self) -> None:
-        if self._own_http:
-            await self.http.aclose()
-            await self.blob_http.aclose()
+        await self._http_clients.aclose()
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -430,8 +425,10 @@ class ClinikoProvider:
         self._cache = None
         record = await self._wait_processed(parse_attachment(created.json()))
         if record.processed and record.size is not None and record.size != size:
-            await take_back(lambda: self._archive(record.id), record.id, event="bad_upload_not_archived")
-            raise DigestMismatch(f"upload of {name!r}: Cliniko stored {record.size} bytes, we sent {size}")
+            mismatch = f"upload of {name!r}: Cliniko stored {record.size} bytes, we sent {size}"
+            await refuse_upload(
+                lambda: self._archive(record.id), record.id, event="bad_upload_not_archived", mismatch=mismatch
+            )
         if record.processed and record.filename != name:
             log.warning("cliniko_renamed_upload", sent=name, stored=record.filename, remote_id=record.id)
         item = self._file_item(record, name=name, size=size)

@@ -29,11 +29,12 @@ from daemon.providers.base import (
     RemoteItem,
     Sink,
 )
+from daemon.providers.clients import Clients
 from daemon.providers.fields import FieldReader, require_object, require_text
 from daemon.providers.forms import add_file, built_each_attempt, content_type, form, streamed_from
 from daemon.providers.http import HttpClient, Response
 from daemon.providers.paging import NextPage, Page, Walk, restarting_walk
-from daemon.providers.transfers import Located, download_presigned, redirected, take_back
+from daemon.providers.transfers import Located, accept_upload, download_presigned, redirected
 
 log = structlog.get_logger(__name__)
 
@@ -154,9 +155,11 @@ class CoreDataProvider:
         self.multipart_threshold = multipart_threshold
         self.overlap_seconds = overlap_seconds
         self._auth = authorization("apikey", f"{api_user}:{api_key}")
-        self._own_http = http is None
-        self.http = http or HttpClient(
-            auth_hint="check api_user and api_key of this CoreData library (Authorization: apikey USER:KEY)"
+        self._http_clients = Clients(http)
+        self.http = self._http_clients.client(
+            lambda: HttpClient(
+                auth_hint="check api_user and api_key of this CoreData library (Authorization: apikey USER:KEY)"
+            )
         )
         self._folders: dict[str, RemoteItem] | None = None  # folders under root, from list_folders
         self._changed_since_ok = True
@@ -166,8 +169,7 @@ class CoreDataProvider:
         return self.root
 
     async def aclose(self) -> None:
-        if self._own_http:
-            await self.http.aclose()
+        await self._http_clients.aclose()
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -403,12 +405,9 @@ class CoreDataProvider:
             body = streamed_from(source, lambda f: _form(fields, content=(f, name)))
         created = await self._api("POST", "/api/v2/files/", body=body, expect={201})
         item = await self.get_file(_id_from_location(created.headers.get("Location")))
-        if item.digest and item.digest != digest.lower():
-            # the copy is wrong: take it back (it goes to the trash, nothing is lost)
-            await take_back(lambda: self.delete(item), item.remote_id, event="bad_upload_not_removed")
-            raise DigestMismatch(f"upload of {name!r}: server digest {item.digest} != local {digest}")
-        log.debug("file_uploaded", remote_id=item.remote_id, bytes=size)
-        return item
+        wrong = item.digest and item.digest != digest.lower()  # taken back: it goes to the trash, nothing is lost
+        problem = f"upload of {name!r}: server digest {item.digest} != local {digest}" if wrong else None
+        return await accept_upload(item, size, problem, self.delete)
 
     async def update(self, item: RemoteItem, source: UploadSource) -> RemoteItem:
         query = {"filename": item.name, "snapshot_id": item.version}

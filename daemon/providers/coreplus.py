@@ -23,13 +23,8 @@ import structlog
 
 from daemon.local.once import Once
 from daemon.local.source import UploadSource
-from daemon.providers.base import (
-    Capabilities,
-    InvalidResponse,
-    RemoteItem,
-    Sink,
-    Unsupported,
-)
+from daemon.providers.base import Capabilities, InvalidResponse, RemoteItem, Sink, Unsupported
+from daemon.providers.clients import Clients
 from daemon.providers.coreplus_auth import JwtSigner
 from daemon.providers.coreplus_clients import Client, match_folder, parse_clients_page
 from daemon.providers.forms import add_fields, add_file, built_each_attempt, streamed_from
@@ -38,16 +33,9 @@ from daemon.providers.paging import MAX_WALK_RESTARTS, NextPage, Page, TotalMove
 
 log = structlog.get_logger(__name__)
 
-CAPABILITIES = Capabilities(
-    has_digest=False,
-    changed_since=False,
-    can_download=False,
-    can_upload=True,
-    can_update=False,
-    can_move=False,
-    can_delete=False,
-    can_mkdir=True,  # folders inside a client's files (``isFolder: true``); client folders are matched
-)
+# Upload only, plus folders inside a client's files (``isFolder: true``); client folders are matched,
+# never created. Nothing lists, downloads, replaces, moves or deletes.
+CAPABILITIES = Capabilities(can_download=False, can_mkdir=True)
 
 ROOT_ID = "coreplus-clients"
 FILE_PATH = "/API/Core/v2.1/File/"
@@ -134,12 +122,14 @@ class CorePlusProvider:
             audience=audience,
             clock_skew=clock_skew,
         )
-        self._own_http = http is None
-        self.http = http or HttpClient(
-            rate_limiter=pacing_limiter(consumer_id),
-            retry=retry,
-            auth_hint="check consumer_id, consumer_secret, access_token, issuer, audience and clock_skew "
-            "of this coreplus library",
+        self._http_clients = Clients(http)
+        self.http = self._http_clients.client(
+            lambda: HttpClient(
+                rate_limiter=pacing_limiter(consumer_id),
+                retry=retry,
+                auth_hint="check consumer_id, consumer_secret, access_token, issuer, audience and clock_skew "
+                "of this coreplus library",
+            )
         )
         self._clients: list[Client] | None = None
         self._clients_at = 0.0
@@ -150,8 +140,7 @@ class CorePlusProvider:
         return ROOT_ID
 
     async def aclose(self) -> None:
-        if self._own_http:
-            await self.http.aclose()
+        await self._http_clients.aclose()
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Response:
         """One signed request: the JWT is made per attempt for the exact URL sent."""

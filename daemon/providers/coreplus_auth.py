@@ -34,8 +34,8 @@ class JwtSigner:
         consumer_id: str,
         consumer_secret: str,
         access_token: str,
-        issuer: str = "",
-        audience: str = "",
+        issuer: str,
+        audience: str,
         clock_skew: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:

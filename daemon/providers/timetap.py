@@ -26,7 +26,6 @@ from daemon.local.source import UploadSource
 from daemon.providers.auth import SessionToken, authorization
 from daemon.providers.base import (
     Capabilities,
-    DigestMismatch,
     InvalidResponse,
     NotFound,
     ProviderError,
@@ -34,24 +33,21 @@ from daemon.providers.base import (
     Sink,
     Unsupported,
 )
+from daemon.providers.clients import Clients
 from daemon.providers.fields import FieldReader, require_object, require_text
 from daemon.providers.forms import add_file, content_type, form, streamed_from
 from daemon.providers.fresh_reads import FreshReads
 from daemon.providers.http import HttpClient, Response
-from daemon.providers.transfers import download_presigned, take_back
+from daemon.providers.transfers import accept_upload, download_presigned
 
 log = structlog.get_logger(__name__)
 
+# Beyond download and upload. No digest, no changed-since filter (every poll is a full GET /files), no
+# content update (upload new, then delete old: the engine does this). Files and folders move by POST /files
+# with the changed object; POST /files with fileLibraryType FOLDER makes a folder; DELETE /files/UUID
+# removes a file or an empty folder, and it is permanent ("removes file entirely", doc).
 CAPABILITIES = Capabilities(
-    has_digest=False,
-    changed_since=False,  # every poll is a full GET /files
-    can_update=False,  # no content update: upload new, then delete old (the engine does this)
-    can_move=True,  # POST /files with the changed object
-    can_delete=True,
-    can_mkdir=True,  # POST /files with fileLibraryType FOLDER
-    can_rmdir=True,  # DELETE /files/UUID of an empty folder
-    can_move_dir=True,
-    delete_is_permanent=True,  # "removes file entirely" (doc)
+    can_move=True, can_delete=True, can_mkdir=True, can_rmdir=True, can_move_dir=True, delete_is_permanent=True
 )
 
 DEFAULT_BASE_URL = "https://api.timetap.com/live"
@@ -112,9 +108,11 @@ class TimeTapProvider:
         self.user_name = user_name
         self.root_folder = root_folder
         self._clock = clock
-        self._own_http = http is None
-        self.http = http or HttpClient(
-            auth_hint="check api_key and private_key of this TimeTap library (GET /sessionToken signature)"
+        self._http_clients = Clients(http)
+        self.http = self._http_clients.client(
+            lambda: HttpClient(
+                auth_hint="check api_key and private_key of this TimeTap library (GET /sessionToken signature)"
+            )
         )
         self._token = SessionToken(self._session_token, provider=self.name)
         self._objects: dict[str, dict[str, Any]] = {}  # live objects of the last listing, by id
@@ -126,8 +124,7 @@ class TimeTapProvider:
         return self.root_folder or ROOT_ID
 
     async def aclose(self) -> None:
-        if self._own_http:
-            await self.http.aclose()
+        await self._http_clients.aclose()
 
     # --- auth -----------------------------------------------------------------------------------
 
@@ -340,12 +337,9 @@ class TimeTapProvider:
         self._remember(obj)
         item = self._item(obj)
         size = source.size
-        if item.size != size:
-            # a short or long copy is worse than none; the local file is still there
-            await take_back(lambda: self.delete(item), item.remote_id, event="bad_upload_not_removed")
-            raise DigestMismatch(f"upload of {name!r}: server stored {item.size} bytes, we sent {size}")
-        log.debug("file_uploaded", remote_id=item.remote_id, bytes=size)
-        return item
+        # a short or long copy is worse than none (it is deleted); the local file is still there
+        problem = f"upload of {name!r}: server stored {item.size} bytes, we sent {size}" if item.size != size else None
+        return await accept_upload(item, size, problem, self.delete)
 
     async def update(self, item: RemoteItem, source: UploadSource) -> RemoteItem:
         raise Unsupported("TimeTap cannot replace a file's content; a new file is uploaded instead")

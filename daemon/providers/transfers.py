@@ -10,11 +10,12 @@ caller's job; an upload the server stored wrong is taken back here (``take_back`
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import NoReturn
 
 import structlog
 from yarl import URL
 
-from daemon.providers.base import InvalidResponse, ProviderError, Sink, TransientError
+from daemon.providers.base import DigestMismatch, InvalidResponse, ProviderError, RemoteItem, Sink, TransientError
 from daemon.providers.http import HttpClient, Response
 
 log = structlog.get_logger(__name__)
@@ -92,10 +93,24 @@ async def download_presigned(
             log.info("download_restarted", remote_id=remote_id)
 
 
-async def take_back(remove: Callable[[], Awaitable[None]], remote_id: str, *, event: str) -> None:
-    """Remove an upload the server stored wrong (the local file is still there, nothing is lost); a
-    failure to remove it is logged as ``event``, not raised: the caller raises the mismatch itself."""
+async def accept_upload(
+    item: RemoteItem, size: int, problem: str | None, delete: Callable[[RemoteItem], Awaitable[None]]
+) -> RemoteItem:
+    """``item``, the file an upload of ``size`` bytes created, once the server holds what we sent; where
+    it does not (``problem`` says how), the copy is deleted and ``DigestMismatch(problem)`` raised."""
+    if problem is not None:
+        await refuse_upload(lambda: delete(item), item.remote_id, event="bad_upload_not_removed", mismatch=problem)
+    log.debug("file_uploaded", remote_id=item.remote_id, bytes=size)
+    return item
+
+
+async def refuse_upload(
+    remove: Callable[[], Awaitable[None]], remote_id: str, *, event: str, mismatch: str
+) -> NoReturn:
+    """Take back an upload the server stored wrong (the local file is still there, nothing is lost),
+    then raise ``DigestMismatch(mismatch)``. A failure to remove it is logged as ``event``."""
     try:
         await remove()
     except ProviderError as exc:
         log.warning(event, remote_id=remote_id, error=str(exc))
+    raise DigestMismatch(mismatch)
