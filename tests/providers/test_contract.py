@@ -17,9 +17,9 @@ from aiohttp import web
 from yarl import URL
 
 from daemon.local.source import UploadSource
-from daemon.providers.base import AuthError, PreconditionFailed, Provider, RemoteItem
+from daemon.providers.base import AuthError, PreconditionFailed, Provider, RemoteItem, TransientError
 from daemon.providers.http import HttpClient, Response
-from tests.providers.conftest import FAST_RETRY, ProviderEnv, fault_hooks
+from tests.providers.conftest import FAST_RETRY, ProviderEnv, fault_hooks, fetch
 from tests.upload_sources import write_source
 
 pytestmark = pytest.mark.anyio
@@ -44,16 +44,6 @@ async def all_files(provider: Provider) -> dict[str, RemoteItem]:
 
 async def changed(provider: Provider, since: str) -> dict[str, RemoteItem]:
     return {item.remote_id: item async for page in provider.list_changed(since) for item in page}
-
-
-async def fetch(provider: Provider, item: RemoteItem) -> bytes:
-    chunks: list[bytes] = []
-
-    async def sink(chunk: bytes) -> None:
-        chunks.append(chunk)
-
-    await provider.download(item, sink)
-    return b"".join(chunks)
 
 
 class Uploader:
@@ -255,10 +245,12 @@ async def test_get_unknown_folder_is_none(provider_env: ProviderEnv) -> None:
     assert await provider_env.provider.get_folder("00000000-0000-0000-0000-000000000000") is None
 
 
-async def test_bad_credentials_raise_auth_error(provider_env: ProviderEnv) -> None:
+async def test_refused_credentials_name_the_settings_to_check_and_no_secret(provider_env: ProviderEnv) -> None:
+    """A wrong secret is an ``AuthError`` whose message says which settings of the library to check (the
+    provider's own client carries that hint) and holds neither the wrong secret nor any right one."""
     remote = dict(provider_env.sandbox.remote)
     remote[provider_env.factory.secret_field] = "not-the-key"
-    provider = provider_env.build(remote)
+    provider = provider_env.build_standalone(remote)
     try:
         with pytest.raises(AuthError) as info:
             await provider_env.probe(provider)
@@ -266,7 +258,10 @@ async def test_bad_credentials_raise_auth_error(provider_env: ProviderEnv) -> No
         await provider.aclose()
     message = str(info.value)
     assert "credential" in message or "key" in message
+    assert provider_env.factory.settings_hint in message
     assert "not-the-key" not in message
+    for key in provider_env.factory.secrets:
+        assert str(provider_env.sandbox.remote[key]) not in message
 
 
 class SpoilingClient(HttpClient):
@@ -299,6 +294,29 @@ async def test_expired_presigned_url_is_fetched_again(provider_env: ProviderEnv,
         await spoiler.aclose()
     presigned = [r for r in requests_of(provider_env) if provider_env.factory.presigned_marker in r.path]
     assert [r.status for r in presigned] == [403, 200]
+
+
+async def test_presigned_url_refused_twice_is_a_transient_failure(provider_env: ProviderEnv, up: Uploader) -> None:
+    """Every presigned URL has expired: the provider asks for a fresh one once, and when that is refused
+    too the download fails as transient (retried on a later pass) before any byte reached the sink."""
+    provider = provider_env.provider
+    need_listing(provider)
+    item = await up.upload(await provider_env.upload_parent(), "old.txt", b"old")
+    backend = provider_env.sandbox.backend
+    backend.presign_ttl = -60.0  # every URL is born expired, those a listing hands out too
+    listed = (await all_files(provider))[item.remote_id]
+
+    async def sink(chunk: bytes) -> None:
+        raise AssertionError("no bytes expected")
+
+    backend.requests.clear()
+    with pytest.raises(TransientError, match="refused twice"):
+        await provider.download(listed, sink)
+    presigned = [r for r in requests_of(provider_env) if provider_env.factory.presigned_marker in r.path]
+    assert [r.status for r in presigned] == [403, 403]
+    url_path = provider_env.factory.content_path(item.remote_id)
+    asked = sum(1 for r in requests_of(provider_env) if r.method == "GET" and r.path.endswith(url_path))
+    assert asked == (1 if provider_env.factory.url_in_listing else 2)  # one fresh URL after the first refusal
 
 
 async def test_server_error_once_is_retried(provider_env: ProviderEnv, up: Uploader) -> None:

@@ -18,7 +18,7 @@ from aiohttp import web
 from yarl import URL
 
 from daemon.local.source import UploadSource
-from daemon.providers.base import AuthError, InvalidResponse, RemoteItem, TransientError
+from daemon.providers.base import InvalidResponse, RemoteItem
 from daemon.providers.coredata import CoreDataProvider, shift_timestamp
 from daemon.providers.http import HttpClient
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
@@ -297,31 +297,6 @@ async def test_download_presigned_without_auth_and_restarts(tmp_path: Path) -> N
         await runner.cleanup()
 
 
-async def test_download_gives_up_when_presigned_url_refused_twice() -> None:
-    async def content(request: web.Request) -> web.StreamResponse:
-        return web.Response(status=302, headers={"Location": "/laika/b1?Signature=x"})
-
-    async def blob(request: web.Request) -> web.StreamResponse:
-        return web.Response(status=403, text="<Error>expired</Error>")
-
-    app = web.Application()
-    app.router.add_get("/api/v2/files/{id}/content/", content)
-    app.router.add_get("/laika/{blob}", blob)
-    runner, base = await _serve(app)
-    http = HttpClient(retry=FAST_RETRY)
-    try:
-        provider = CoreDataProvider(base, ROOT, "user", "key", http=http)
-
-        async def sink(chunk: bytes) -> None:
-            raise AssertionError("no bytes expected")
-
-        with pytest.raises(TransientError, match="refused twice"):
-            await provider.download(RemoteItem("x", ROOT, "x.bin"), sink)
-    finally:
-        await http.aclose()
-        await runner.cleanup()
-
-
 @pytest.fixture
 async def sandboxed(tmp_path: Path) -> AsyncIterator[tuple[RunningSandbox, CoreDataProvider]]:
     sandbox = await start_sandbox("coredata", tmp_path / "sandbox", port=0, seed=0)
@@ -391,33 +366,6 @@ async def test_sandbox_change_mid_walk_restarts(
             seen.update(i.name for i in items)
     assert seen == {f"s{i}.txt" for i in range(6)} | {"late.txt"}
     assert [e["event"] for e in logs].count("listing_restarted") == 1
-
-
-async def test_expired_presigned_urls_give_up_after_one_refetch(
-    sandboxed: tuple[RunningSandbox, CoreDataProvider], tmp_path: Path
-) -> None:
-    sandbox, provider = sandboxed
-    item = await provider.upload(provider.root_id, "old.txt", _local(tmp_path, b"old"))
-    sandbox.backend.presign_ttl = -60.0  # every URL is born expired
-
-    async def sink(chunk: bytes) -> None:
-        raise AssertionError("no bytes expected")
-
-    sandbox.backend.requests.clear()
-    with pytest.raises(TransientError, match="refused twice"):
-        await provider.download(item, sink)
-    assert sandbox.backend.requests.matching("GET", f"/api/v2/files/{item.remote_id}/content/") == 2
-
-
-async def test_wrong_key_names_the_settings(sandboxed: tuple[RunningSandbox, CoreDataProvider]) -> None:
-    sandbox, _ = sandboxed
-    remote = sandbox.remote
-    bad = CoreDataProvider(remote["base_url"], remote["root"], remote["api_user"], "wrong")
-    try:
-        with pytest.raises(AuthError, match="api_user and api_key"):
-            await bad.list_folders()
-    finally:
-        await bad.aclose()
 
 
 async def test_changed_walk_misses_nothing_when_a_row_changes_mid_walk(
