@@ -126,19 +126,6 @@ async def test_list_files_keeps_the_library_subtree(
     assert all(r.headers["Authorization"] == "apikey user:key" for r in s.requests)
 
 
-async def test_total_count_change_restarts_the_walk(
-    stub: tuple[Stub, Callable[..., CoreDataProvider]],
-) -> None:
-    s, build = stub
-    objects = [file_obj(i, ROOT) for i in range(5)]
-    s.files = s.paged_files(objects, totals=[5, 6, 5, 5, 5])
-    provider = build(page_size=2)
-    with structlog.testing.capture_logs() as logs:
-        items = await collect(provider.list_files())
-    assert {i.remote_id for i in items} == {f"file{i}" for i in range(5)}
-    assert [e["event"] for e in logs].count("listing_restarted") == 1
-
-
 async def test_total_count_never_settles(stub: tuple[Stub, Callable[..., CoreDataProvider]]) -> None:
     s, build = stub
     s.files = s.paged_files([file_obj(i, ROOT) for i in range(5)], totals=list(range(5, 50)))
