@@ -109,6 +109,7 @@ def _timetap(remote: dict[str, Any], http: HttpClient | None, options: ContractO
         remote["private_key"],
         business_id=int(remote["business_id"]),
         user_name=remote["user_name"],
+        root_folder=remote.get("root_folder"),
         http=http,
     )
 
@@ -227,6 +228,16 @@ def fault_hooks(sandbox: RunningSandbox) -> list[FaultHook]:
     runner = sandbox._runner
     assert runner is not None, "sandbox is not running"
     return runner.app[FAULT_HOOKS]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[HttpClient]:
+    """A client without pacing and with quick retries, shared by the providers of one test."""
+    client = HttpClient(retry=FAST_RETRY)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture(params=sorted(PROVIDER_FACTORIES))

@@ -25,30 +25,12 @@ from daemon.providers.cliniko_objects import (
     patient_id_of_folder,
     reset_wait,
 )
-from daemon.providers.http import HttpClient, RetryPolicy
+from daemon.providers.http import HttpClient
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
 from tests.providers.conftest import fault_hooks
 from tests.upload_sources import write_source
 
 pytestmark = pytest.mark.anyio
-FAST = RetryPolicy(attempts=4, base=0.01, cap=0.05)
-
-
-_clients: list[HttpClient] = []
-
-
-def fast_http() -> HttpClient:
-    """A client without pacing and with quick retries; closed after each test."""
-    client = HttpClient(retry=FAST)
-    _clients.append(client)
-    return client
-
-
-@pytest.fixture(autouse=True)
-async def _close_clients() -> AsyncIterator[None]:
-    yield
-    while _clients:
-        await _clients.pop().aclose()
 
 
 def build(sandbox: RunningSandbox, **kwargs: Any) -> ClinikoProvider:
@@ -58,11 +40,8 @@ def build(sandbox: RunningSandbox, **kwargs: Any) -> ClinikoProvider:
 
 @pytest.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[RunningSandbox]:
-    running = await start_sandbox("cliniko", tmp_path / "sb", seed=8, processing_delay=0)
-    try:
+    async with await start_sandbox("cliniko", tmp_path / "sb", seed=8, processing_delay=0) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 async def files_of(provider: ClinikoProvider) -> dict[str, RemoteItem]:
@@ -121,8 +100,8 @@ async def test_pacing_keeps_any_window_under_the_limit() -> None:
         "https://API.Cliniko.com/v1/patient_attachments?page=2",
     ],
 )
-async def test_paging_links_on_cliniko_hosts_are_followed(link: str) -> None:
-    provider = ClinikoProvider("https://api.au1.cliniko.com/v1", "key-au1", "t (t@example.com)", http=fast_http())
+async def test_paging_links_on_cliniko_hosts_are_followed(link: str, http: HttpClient) -> None:
+    provider = ClinikoProvider("https://api.au1.cliniko.com/v1", "key-au1", "t (t@example.com)", http=http)
     assert str(provider._check_link(link)) == link
 
 
@@ -141,8 +120,8 @@ async def test_paging_links_on_cliniko_hosts_are_followed(link: str) -> None:
         ("http://127.0.0.1:8080/v1", "http://127.0.0.1:8081/v1/patient_attachments?page=2"),  # another port
     ],
 )
-async def test_paging_links_elsewhere_are_refused(base: str, link: str) -> None:
-    provider = ClinikoProvider(base, "key-au1", "t (t@example.com)", http=fast_http())
+async def test_paging_links_elsewhere_are_refused(base: str, link: str, http: HttpClient) -> None:
+    provider = ClinikoProvider(base, "key-au1", "t (t@example.com)", http=http)
     with pytest.raises(InvalidResponse, match="leaves the API"):
         provider._check_link(link)
 
@@ -150,9 +129,9 @@ async def test_paging_links_elsewhere_are_refused(base: str, link: str) -> None:
 # ---- against the sandbox ----------------------------------------------------------------------
 
 
-async def test_folders_are_patients_with_attachments(sandbox: RunningSandbox) -> None:
+async def test_folders_are_patients_with_attachments(sandbox: RunningSandbox, http: HttpClient) -> None:
     backend = sandbox.backend
-    provider = build(sandbox, http=fast_http())
+    provider = build(sandbox, http=http)
     try:
         folders = {f.remote_id: f for f in await provider.list_folders()}
         owners = {str(a.patient_id) for a in backend.active_attachments()}
@@ -171,10 +150,10 @@ async def test_folders_are_patients_with_attachments(sandbox: RunningSandbox) ->
         await provider.aclose()
 
 
-async def test_configured_patients_limit_the_library(sandbox: RunningSandbox, tmp_path: Path) -> None:
+async def test_configured_patients_limit_the_library(sandbox: RunningSandbox, tmp_path: Path, http: HttpClient) -> None:
     backend = sandbox.backend
     chosen, other = sorted(backend.patients)[:2]
-    provider = build(sandbox, patients=(str(chosen), "999999"), http=fast_http())
+    provider = build(sandbox, patients=(str(chosen), "999999"), http=http)
     try:
         assert [f.remote_id for f in await provider.list_folders()] == [str(chosen)]
         files = await files_of(provider)
@@ -189,9 +168,9 @@ async def test_configured_patients_limit_the_library(sandbox: RunningSandbox, tm
         await provider.aclose()
 
 
-async def test_local_folders_resolve_to_patients_by_id(sandbox: RunningSandbox) -> None:
+async def test_local_folders_resolve_to_patients_by_id(sandbox: RunningSandbox, http: HttpClient) -> None:
     lonely = next(p for p in sandbox.backend.patients.values() if p.last_name == "Nobody")
-    provider = build(sandbox, http=fast_http())
+    provider = build(sandbox, http=http)
     try:
         folder = await provider.resolve_local_folder(ROOT_ID, f"whatever I typed ({lonely.id})")
         assert folder is not None and folder.remote_id == str(lonely.id)
@@ -205,9 +184,9 @@ async def test_local_folders_resolve_to_patients_by_id(sandbox: RunningSandbox) 
         await provider.aclose()
 
 
-async def test_upload_waits_for_processing(tmp_path: Path) -> None:
+async def test_upload_waits_for_processing(tmp_path: Path, http: HttpClient) -> None:
     sandbox = await start_sandbox("cliniko", tmp_path / "slow", seed=1, processing_delay=0.4)
-    provider = build(sandbox, http=fast_http())
+    provider = build(sandbox, http=http)
     try:
         patient = str(next(iter(sandbox.backend.patients)))
         item = await upload(provider, tmp_path, patient, "Überweisung.pdf", b"letter")
@@ -221,10 +200,10 @@ async def test_upload_waits_for_processing(tmp_path: Path) -> None:
         await sandbox.stop()
 
 
-async def test_slow_processing_keeps_our_upload_listed(tmp_path: Path) -> None:
+async def test_slow_processing_keeps_our_upload_listed(tmp_path: Path, http: HttpClient) -> None:
     sandbox = await start_sandbox("cliniko", tmp_path / "slower", seed=1, processing_delay=0.6)
-    provider = build(sandbox, http=fast_http(), processing_wait=0.1, overlap_seconds=0)
-    other = build(sandbox, http=fast_http(), overlap_seconds=0)
+    provider = build(sandbox, http=http, processing_wait=0.1, overlap_seconds=0)
+    other = build(sandbox, http=http, overlap_seconds=0)
     try:
         patient = str(next(iter(sandbox.backend.patients)))
         cursor = max(i.modified or "" for i in (await files_of(provider)).values())
@@ -243,8 +222,10 @@ async def test_slow_processing_keeps_our_upload_listed(tmp_path: Path) -> None:
         await sandbox.stop()
 
 
-async def test_changed_feed_reports_archives_as_leaving(sandbox: RunningSandbox, tmp_path: Path) -> None:
-    provider = build(sandbox, http=fast_http(), overlap_seconds=0)
+async def test_changed_feed_reports_archives_as_leaving(
+    sandbox: RunningSandbox, tmp_path: Path, http: HttpClient
+) -> None:
+    provider = build(sandbox, http=http, overlap_seconds=0)
     try:
         files = await files_of(provider)
         cursor = max(i.modified or "" for i in files.values())
@@ -261,7 +242,7 @@ async def test_changed_feed_reports_archives_as_leaving(sandbox: RunningSandbox,
         await provider.aclose()
 
 
-async def test_paging_link_to_another_host_is_refused(sandbox: RunningSandbox) -> None:
+async def test_paging_link_to_another_host_is_refused(sandbox: RunningSandbox, http: HttpClient) -> None:
     async def hijack(request: web.Request) -> web.StreamResponse | None:
         if request.path == "/v1/patient_attachments":
             body = {
@@ -273,7 +254,7 @@ async def test_paging_link_to_another_host_is_refused(sandbox: RunningSandbox) -
         return None
 
     fault_hooks(sandbox).append(hijack)
-    provider = build(sandbox, http=fast_http())
+    provider = build(sandbox, http=http)
     try:
         with pytest.raises(InvalidResponse, match="leaves the API"):
             await files_of(provider)

@@ -32,11 +32,8 @@ def make(sandbox: RunningSandbox, **kwargs: Any) -> CorePlusProvider:
 
 @pytest.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[RunningSandbox]:
-    running = await start_sandbox("coreplus", tmp_path / "sb", seed=7, rate_limit=1000)
-    try:
+    async with await start_sandbox("coreplus", tmp_path / "sb", seed=7, rate_limit=1000) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 def drift_once(sandbox: RunningSandbox, on_request: int) -> list[str]:

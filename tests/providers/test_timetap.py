@@ -17,7 +17,7 @@ from daemon.providers.http import HttpClient
 from daemon.providers.timetap import ROOT_ID, TimeTapProvider, modified_token, signature
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
 from daemon.sandbox.timetap_backend import TimeTapBackend
-from tests.providers.conftest import FAST_RETRY, fetch
+from tests.providers.conftest import PROVIDER_FACTORIES, ContractOptions, fetch
 from tests.upload_sources import write_source
 
 pytestmark = pytest.mark.anyio
@@ -25,33 +25,15 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[RunningSandbox]:
-    running = await start_sandbox("timetap", tmp_path / "sandbox", port=0)
-    try:
+    async with await start_sandbox("timetap", tmp_path / "sandbox", port=0) as running:
         yield running
-    finally:
-        await running.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[HttpClient]:
-    client = HttpClient(retry=FAST_RETRY)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def build(sandbox: RunningSandbox, http: HttpClient, **overrides: Any) -> TimeTapProvider:
-    remote = {**sandbox.remote, **overrides}
-    return TimeTapProvider(
-        remote["base_url"],
-        remote["api_key"],
-        remote["private_key"],
-        business_id=int(remote["business_id"]),
-        user_name=remote["user_name"],
-        root_folder=remote.get("root_folder"),
-        http=http,
-    )
+    """The provider as the contract suite builds it, with ``overrides`` of its remote table."""
+    provider = PROVIDER_FACTORIES["timetap"].build({**sandbox.remote, **overrides}, http, ContractOptions())
+    assert isinstance(provider, TimeTapProvider)
+    return provider
 
 
 def backend(sandbox: RunningSandbox) -> TimeTapBackend:
