@@ -55,8 +55,9 @@ class Library:
     remote: Callable[[Any], Any]
     local: Callable[[Mirror], Any]
 
-    def start(self, tmp_path: Path) -> AbstractContextManager[Sandbox[Any]]:
-        args = [a for option in self.options for a in ("-o", option)]
+    def start(self, tmp_path: Path, options: tuple[str, ...] | None = None) -> AbstractContextManager[Sandbox[Any]]:
+        """Its sandbox process, with its ``options`` unless others are given."""
+        args = [a for option in (self.options if options is None else options) for a in ("-o", option)]
         return running_sandbox(tmp_path / "sandbox-data", self.seed, self.api, *args, provider=self.provider)
 
 

@@ -12,6 +12,7 @@ from tests.e2e.conftest import Mirror, write_config
 from tests.e2e.libraries import LIBRARIES, Library
 
 PULLING = sorted(LIBRARIES)
+STRICT = {"max_delete_count": 1, "max_delete_percent": 1, "max_overwrite_count": 1, "max_overwrite_percent": 1}
 
 
 def _mtimes(mirror: Mirror) -> dict[str, int]:
@@ -63,3 +64,28 @@ def _timetap_first_run(sandbox: Any, mirror: Mirror, events: list[dict[str, Any]
 
 
 CHECK_FIRST_RUN = {"coredata": _coredata_first_run, "cliniko": _cliniko_first_run, "timetap": _timetap_first_run}
+
+
+@pytest.mark.parametrize("name", ["coredata", "timetap"])
+def test_overwriting_every_local_file_is_held_and_no_original_leaves_the_server(tmp_path: Path, name: str) -> None:
+    """Ransomware or a bad script rewrites every local file: without the overwrite gate each one was
+    uploaded over (TimeTap: in place of) the server's version, and not one original was left anywhere
+    (DESIGN rule 5). The gate holds the pass until the operator confirms."""
+    library: Library = LIBRARIES[name]
+    with library.start(tmp_path, options=()) as sandbox:  # sessions that last (a token per run)
+        mirror = write_config(tmp_path, sandbox.remote, provider=library.provider, **STRICT)
+        mirror.sync()
+        originals = mirror.files()
+        assert len(originals) == library.seeded and library.remote(sandbox) == originals
+        for path, data in originals.items():
+            (mirror.root / path).write_bytes(b"ENCRYPTED" + data[::-1])
+        held = mirror.sync(check=3)
+        events = mirror.events(held)
+        gates = [e for e in events if e["event"] == "safety_gate"]
+        assert [e["remote_overwrites"] for e in gates] == [library.seeded]
+        assert not [e for e in events if e["event"] == "action" and e["action"] == "upload"]
+        assert library.remote(sandbox) == originals, "an original version left the server"
+        assert "max_overwrite" in held.stderr and "release-gate board" in held.stderr
+
+        mirror.sync("--confirm-deletes")  # the operator has looked and confirms
+        assert all(data.startswith(b"ENCRYPTED") for data in library.remote(sandbox).values())
