@@ -12,13 +12,10 @@ budget (shared by every library using the key); a 429 waits until ``X-RateLimit-
 
 from __future__ import annotations
 
-import base64
-import mimetypes
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import IO, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -28,7 +25,9 @@ from yarl import URL
 
 from daemon.local.once import Once
 from daemon.local.source import UploadSource
+from daemon.providers.auth import authorization, basic_credentials
 from daemon.providers.base import Sink
+from daemon.providers.clients import Clients
 from daemon.providers.cliniko_objects import (
     DEFAULT_PATIENT_FOLDER,
     AttachmentRecord,
@@ -43,34 +42,26 @@ from daemon.providers.cliniko_objects import (
     patient_id_of_folder,
     reset_wait,
 )
+from daemon.providers.forms import content_type, form, streamed_from
 from daemon.providers.http import HttpClient, Response, RetryPolicy
+from daemon.providers.paging import NextPage, Page, Walk, restarting_walk
+from daemon.providers.transfers import Located, download_presigned, redirected, refuse_upload
 from daemon.vocab import (
     Capabilities,
-    DigestMismatch,
     InvalidResponse,
     NotFound,
-    ProviderError,
     RemoteItem,
-    TransientError,
     Unsupported,
 )
 
 log = structlog.get_logger(__name__)
 
-CAPABILITIES = Capabilities(
-    has_digest=False,
-    changed_since=True,
-    can_update=False,  # attachments are immutable: a new version is a new attachment
-    can_move=False,  # no rename either
-    can_delete=True,  # archive (restorable in Cliniko)
-    can_mkdir=False,  # patients are matched by id, not created
-    can_rmdir=False,
-    can_move_dir=False,
-    delete_is_permanent=False,
-)
+# Beyond download and upload: changed-since, and delete, which archives (restorable in Cliniko). No digest;
+# attachments are immutable (a new version is a new attachment) and cannot be renamed; patients (the
+# folders) are matched by id, never created, renamed or deleted.
+CAPABILITIES = Capabilities(changed_since=True, can_delete=True)
 
 ROOT_ID = "cliniko-root"
-MAX_WALK_RESTARTS = 3
 PATIENT_CHUNK = 100
 CACHE_TTL = 60.0
 CACHE_MAX = 20_000
@@ -121,23 +112,26 @@ class ClinikoProvider:
         self.per_page = max(1, min(100, per_page))
         self.overlap_seconds = overlap_seconds
         self.processing_wait = processing_wait
-        token = base64.b64encode(f"{api_key}:".encode()).decode()
         self._headers = {
-            "Authorization": f"Basic {token}",
+            **authorization("Basic", basic_credentials(api_key)),
             "Accept": "application/json",
             "User-Agent": user_agent,
         }
-        self._own_http = http is None
+        self._http_clients = Clients(http)
         hint = "check api_key of this Cliniko library (it is sent as the Basic auth user name)"
-        self.http = http or HttpClient(
-            user_agent=user_agent,
-            rate_limiter=pacing_limiter(api_key, rate_limit, rate_window),
-            retry=RetryPolicy(attempts=8),
-            retry_after_hook=reset_wait,
-            auth_hint=hint,
+        self.http = self._http_clients.client(
+            lambda: HttpClient(
+                user_agent=user_agent,
+                rate_limiter=pacing_limiter(api_key, rate_limit, rate_window),
+                retry=RetryPolicy(attempts=8),
+                retry_after_hook=reset_wait,
+                auth_hint=hint,
+            )
         )
         # S3 is not Cliniko: presigned transfers do not spend the API budget
-        self.blob_http = http or HttpClient(user_agent=user_agent, auth_hint="the presigned S3 URL was refused")
+        self.blob_http = self._http_clients.client(
+            lambda: HttpClient(user_agent=user_agent, auth_hint="the presigned S3 URL was refused")
+        )
         self._pattern = folder_pattern(patient_folder)
         self._folders: dict[str, RemoteItem] = {}
         self._cache: tuple[float, list[RemoteItem]] | None = None
@@ -149,9 +143,7 @@ class ClinikoProvider:
         return ROOT_ID
 
     async def aclose(self) -> None:
-        if self._own_http:
-            await self.http.aclose()
-            await self.blob_http.aclose()
+        await self._http_clients.aclose()
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -187,46 +179,32 @@ class ClinikoProvider:
             raise InvalidResponse(f"Cliniko paging link leaves the API ({where})")
         return url
 
-    async def _walk(self, first: URL, key: str) -> AsyncIterator[list[Any]]:
-        """Every page of a list, following ``links.next``.
+    def _walk(self, first: URL, key: str) -> AsyncIterator[list[Any]]:
+        """Every page of a list (its ``key`` array), following ``links.next``; a walk that sees
+        ``total_entries`` move starts over, a link back to a page already read fails it."""
 
-        Page paging under concurrent change can skip rows, so a walk that sees ``total_entries`` move
-        starts over (DESIGN rule 4); consumers treat items as upserts. A link back to a page already
-        read is a paging loop and fails the walk: a partial listing is never taken for a whole one.
-        """
-        for _restart in range(MAX_WALK_RESTARTS + 1):
-            url: URL | None = first
-            total: int | None = None
-            seen: set[str] = set()
-            moved = False
-            while url is not None:
-                page = await self._get_json(url)
-                where = url.path
-                if not isinstance(page, dict) or not isinstance(page.get(key), list):
-                    raise InvalidResponse(f"Cliniko list {where} has no {key!r} array")
-                count = page.get("total_entries")
-                if not isinstance(count, int) or isinstance(count, bool):
-                    raise InvalidResponse(f"Cliniko list {where}: 'total_entries' is not an integer")
-                if total is None:
-                    total = count
-                elif count != total:
-                    log.info("listing_restarted", path=where, was=total, now=count)
-                    moved = True
-                    break
-                seen.add(url.query.get("page", "1"))
-                yield page[key]
+        async def read(url: URL) -> Page[Any, URL]:
+            page = await self._get_json(url)
+            where = url.path
+            if not isinstance(page, dict) or not isinstance(page.get(key), list):
+                raise InvalidResponse(f"Cliniko list {where} has no {key!r} array")
+            count = page.get("total_entries")
+            if not isinstance(count, int) or isinstance(count, bool):
+                raise InvalidResponse(f"Cliniko list {where}: 'total_entries' is not an integer")
+
+            def follow() -> NextPage[URL] | None:
                 links = page.get("links") or {}
                 nxt = links.get("next") if isinstance(links, dict) else None
                 if nxt is not None and not isinstance(nxt, str):
                     raise InvalidResponse(f"Cliniko list {where}: 'links.next' is not a string")
-                url = self._check_link(nxt) if nxt else None
-                if url is not None and url.query.get("page", "1") in seen:
-                    raise InvalidResponse(f"Cliniko list {where} loops back to page {url.query.get('page')}")
-            if not moved:
-                return
-        raise InvalidResponse(
-            f"Cliniko list {first.path} kept changing size; gave up after {MAX_WALK_RESTARTS} restarts"
-        )
+                if not nxt:
+                    return None
+                checked = self._check_link(nxt)
+                return NextPage(checked, checked.query.get("page", "1"), checked.query.get("page"))
+
+            return Page(page[key], count, url.query.get("page", "1"), follow)
+
+        return restarting_walk(Walk(read, lambda url: url.path, kind="Cliniko list", unit="page"), first)
 
     # --- records → items ------------------------------------------------------------------------
 
@@ -387,48 +365,15 @@ class ClinikoProvider:
         """``/content`` answers 303 to a presigned S3 URL, fetched here without our credentials. A
         refused presigned URL (expired) is asked for once more; a transfer broken after bytes reached
         ``sink`` restarts once through ``sink.reset()`` when the sink has one."""
-        written = 0
-
-        async def counting(chunk: bytes) -> None:
-            nonlocal written
-            written += len(chunk)
-            await sink(chunk)
-
-        reset = getattr(sink, "reset", None)
-        refetched = restarted = False
         url = self._url(f"/patient_attachments/{item.remote_id}/content")
-        while True:
+        what = f"download of attachment {item.remote_id}"
+
+        async def locate(refetch: bool) -> Located:
             first = await self._api("GET", url, expect={200, 302, 303, 307}, stream=True)
-            if first.status == 200:
-                async with first:
-                    await first.stream_to(counting)
-                return
-            first.release()
-            location = first.headers.get("Location")
-            if not location:
-                raise InvalidResponse(f"download of attachment {item.remote_id}: {first.status} without Location")
-            target = url.join(URL(location, encoded=True))
-            blob = await self.blob_http.request("GET", target, expect={200, 403}, stream=True)
-            if blob.status == 403:
-                blob.release()
-                if refetched:
-                    raise TransientError(f"download of attachment {item.remote_id}: presigned URL refused twice")
-                refetched = True
-                log.info("presigned_url_refetch", remote_id=item.remote_id)
-                continue
-            try:
-                async with blob:
-                    await blob.stream_to(counting)
-                return
-            except TransientError:
-                if restarted or (written and reset is None):
-                    raise
-                if written:
-                    assert reset is not None
-                    await reset()
-                    written = 0
-                restarted = True
-                log.info("download_restarted", remote_id=item.remote_id)
+            return redirected(first, url, what)
+
+        refused = f"{what}: presigned URL refused twice"
+        await download_presigned(self.blob_http, sink, remote_id=item.remote_id, locate=locate, refused=refused)
 
     async def _presigned_post(self, patient_id: str, name: str, source: UploadSource) -> str:
         """Upload ``source`` to S3 with the patient's presigned POST; returns the ``upload_url``."""
@@ -441,22 +386,18 @@ class ClinikoProvider:
         if not isinstance(fields.get("key"), str):
             raise InvalidResponse("attachment_presigned_post answer lacks fields.key")
         post_url: str = answer["url"]
-        ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        ctype = content_type(name)
         quoted = name.replace("\\", "\\\\").replace('"', '\\"')
 
-        @contextmanager
-        def form() -> Iterator[aiohttp.MultipartWriter]:
-            with source.open() as handle:
-                writer = aiohttp.MultipartWriter("form-data")
-                for key, value in fields.items():
-                    part = writer.append(value, {"Content-Type": "text/plain; charset=utf-8"})
-                    part.set_content_disposition("form-data", name=key)
-                # S3 wants the file last; the filename goes in raw UTF-8 (it becomes ${filename})
-                disposition = f'form-data; name="file"; filename="{quoted}"'
-                writer.append(handle, {"Content-Type": ctype, "Content-Disposition": disposition})
-                yield writer
+        def s3_form(handle: IO[bytes]) -> aiohttp.MultipartWriter:
+            writer = form(fields)
+            # S3 wants the file last; the filename goes in raw UTF-8 (it becomes ${filename})
+            disposition = f'form-data; name="file"; filename="{quoted}"'
+            writer.append(handle, {"Content-Type": ctype, "Content-Disposition": disposition})
+            return writer
 
-        posted = await self.blob_http.request("POST", URL(post_url), body=form, expect={200, 201, 204})
+        body = streamed_from(source, s3_form)
+        posted = await self.blob_http.request("POST", URL(post_url), body=body, expect={200, 201, 204})
         key = fields["key"].replace("${filename}", name)
         if posted.status == 201 and posted.body:
             try:
@@ -484,8 +425,10 @@ class ClinikoProvider:
         self._cache = None
         record = await self._wait_processed(parse_attachment(created.json()))
         if record.processed and record.size is not None and record.size != size:
-            await self._archive_quietly(record.id)
-            raise DigestMismatch(f"upload of {name!r}: Cliniko stored {record.size} bytes, we sent {size}")
+            mismatch = f"upload of {name!r}: Cliniko stored {record.size} bytes, we sent {size}"
+            await refuse_upload(
+                lambda: self._archive(record.id), record.id, event="bad_upload_not_archived", mismatch=mismatch
+            )
         if record.processed and record.filename != name:
             log.warning("cliniko_renamed_upload", sent=name, stored=record.filename, remote_id=record.id)
         item = self._file_item(record, name=name, size=size)
@@ -520,12 +463,6 @@ class ClinikoProvider:
             delay = min(5.0, delay * 2)
             record = parse_attachment(await self._get_json(self._url(f"/patient_attachments/{record.id}")))
         return record
-
-    async def _archive_quietly(self, attachment_id: str) -> None:
-        try:
-            await self._archive(attachment_id)
-        except ProviderError as exc:
-            log.warning("bad_upload_not_archived", remote_id=attachment_id, error=str(exc))
 
     async def _archive(self, attachment_id: str) -> None:
         url = self._url(f"/patient_attachments/{attachment_id}/archive")

@@ -16,6 +16,7 @@ from typing import Any
 
 from yarl import URL
 
+from daemon.providers.fields import FieldReader, require_object
 from daemon.providers.http import RateLimiter, budget_key, shared_rate_limiter
 from daemon.vocab import InvalidResponse
 
@@ -79,14 +80,7 @@ class PatientRecord:
 
 
 def _get(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...], what: str, *, nullable: bool = False) -> Any:
-    if name not in obj:
-        raise InvalidResponse(f"Cliniko {what} {obj.get('id', '?')!r} lacks field {name!r}")
-    value = obj[name]
-    if value is None and nullable:
-        return None
-    if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
-        raise InvalidResponse(f"Cliniko {what} {obj.get('id', '?')!r}: field {name!r} has type {type(value).__name__}")
-    return value
+    return FieldReader(f"Cliniko {what}")(obj, name, kind, nullable=nullable)
 
 
 def id_from_link(obj: Mapping[str, Any], name: str, what: str) -> str:
@@ -102,8 +96,7 @@ def id_from_link(obj: Mapping[str, Any], name: str, what: str) -> str:
 
 
 def parse_attachment(obj: Any) -> AttachmentRecord:
-    if not isinstance(obj, dict):
-        raise InvalidResponse(f"Cliniko patient attachment is a {type(obj).__name__}, not an object")
+    obj = require_object(obj, "Cliniko patient attachment")
     what = "patient attachment"
     processed = obj.get("processing_completed") is True
     size = _get(obj, "size", int, what, nullable=True)
@@ -120,8 +113,7 @@ def parse_attachment(obj: Any) -> AttachmentRecord:
 
 
 def parse_patient(obj: Any) -> PatientRecord:
-    if not isinstance(obj, dict):
-        raise InvalidResponse(f"Cliniko patient is a {type(obj).__name__}, not an object")
+    obj = require_object(obj, "Cliniko patient")
     what = "patient"
 
     def text(name: str) -> str:

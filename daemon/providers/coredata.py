@@ -9,9 +9,7 @@ documentation (folder create/rename/delete, the 409 on a stale ``snapshot_id``, 
 
 from __future__ import annotations
 
-import mimetypes
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import IO, Any
@@ -21,8 +19,14 @@ import structlog
 from yarl import URL
 
 from daemon.local.source import UploadSource
+from daemon.providers.auth import authorization
 from daemon.providers.base import Sink
+from daemon.providers.clients import Clients
+from daemon.providers.fields import FieldReader, require_object, require_text
+from daemon.providers.forms import add_file, built_each_attempt, content_type, form, streamed_from
 from daemon.providers.http import HttpClient, Response
+from daemon.providers.paging import NextPage, Page, Walk, restarting_walk
+from daemon.providers.transfers import Located, accept_upload, download_presigned, redirected
 from daemon.vocab import (
     Capabilities,
     DigestMismatch,
@@ -30,7 +34,6 @@ from daemon.vocab import (
     NotFound,
     ProviderError,
     RemoteItem,
-    TransientError,
 )
 
 log = structlog.get_logger(__name__)
@@ -47,7 +50,6 @@ CAPABILITIES = Capabilities(
     delete_is_permanent=False,  # deleted files go to the tenant trash
 )
 
-MAX_WALK_RESTARTS = 3
 DIGEST_HEADER = "X-Coredata-fields-filedigest"
 
 
@@ -57,21 +59,13 @@ def _title_for(name: str) -> str:
     return stem or name
 
 
-def _content_type(name: str) -> str:
-    return mimetypes.guess_type(name)[0] or "application/octet-stream"
-
-
 def _form(fields: dict[str, str], content: tuple[IO[bytes], str] | None = None) -> aiohttp.MultipartWriter:
     """A multipart/form-data body (the only encoding the create endpoint takes, doc); the file part
-    comes last and is streamed from the open file, with its size known so Content-Length is sent."""
-    writer = aiohttp.MultipartWriter("form-data")
-    for key, value in fields.items():
-        part = writer.append(value, {"Content-Type": "text/plain; charset=utf-8"})
-        part.set_content_disposition("form-data", name=key)
+    ``content`` comes last, streamed from the open file."""
+    writer = form(fields)
     if content is not None:
         handle, name = content
-        part = writer.append(handle, {"Content-Type": _content_type(name)})
-        part.set_content_disposition("form-data", name="content", filename=name)
+        add_file(writer, "content", handle, name, content_type(name))
     return writer
 
 
@@ -83,22 +77,12 @@ def _id_from_location(location: str | None) -> str:
     return parts[-1]
 
 
-def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], *, nullable: bool = False) -> Any:
-    """One required field of a listing object, type-checked; InvalidResponse names the culprit."""
-    if name not in obj:
-        raise InvalidResponse(f"CoreData object {obj.get('id', '?')!r} lacks field {name!r}")
-    value = obj[name]
-    if value is None and nullable:
-        return None
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise InvalidResponse(f"CoreData object {obj.get('id', '?')!r}: field {name!r} has type {type(value).__name__}")
-    return value
+_field = FieldReader("CoreData object")
 
 
 def file_item(obj: Any) -> RemoteItem:
     """A file object (listing or details) as a RemoteItem."""
-    if not isinstance(obj, dict):
-        raise InvalidResponse(f"CoreData file entry is a {type(obj).__name__}, not an object")
+    obj = require_object(obj, "CoreData file entry")
     digest = _field(obj, "digest", str, nullable=True) if "digest" in obj else None
     return RemoteItem(
         remote_id=_field(obj, "id", str),
@@ -113,8 +97,7 @@ def file_item(obj: Any) -> RemoteItem:
 
 
 def folder_item(obj: Any) -> RemoteItem:
-    if not isinstance(obj, dict):
-        raise InvalidResponse(f"CoreData folder entry is a {type(obj).__name__}, not an object")
+    obj = require_object(obj, "CoreData folder entry")
     modified = _field(obj, "modified", str, nullable=True)
     return RemoteItem(
         remote_id=_field(obj, "id", str),
@@ -171,10 +154,12 @@ class CoreDataProvider:
         self.page_size = page_size
         self.multipart_threshold = multipart_threshold
         self.overlap_seconds = overlap_seconds
-        self._auth = {"Authorization": f"apikey {api_user}:{api_key}"}
-        self._own_http = http is None
-        self.http = http or HttpClient(
-            auth_hint="check api_user and api_key of this CoreData library (Authorization: apikey USER:KEY)"
+        self._auth = authorization("apikey", f"{api_user}:{api_key}")
+        self._http_clients = Clients(http)
+        self.http = self._http_clients.client(
+            lambda: HttpClient(
+                auth_hint="check api_user and api_key of this CoreData library (Authorization: apikey USER:KEY)"
+            )
         )
         self._folders: dict[str, RemoteItem] | None = None  # folders under root, from list_folders
         self._changed_since_ok = True
@@ -184,8 +169,7 @@ class CoreDataProvider:
         return self.root
 
     async def aclose(self) -> None:
-        if self._own_http:
-            await self.http.aclose()
+        await self._http_clients.aclose()
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -214,45 +198,28 @@ class CoreDataProvider:
             raise InvalidResponse(f"listing {URL(link).path}: field 'meta.next' is not a string")
         return meta, objects, nxt or None
 
-    async def _walk(self, first: str) -> AsyncIterator[list[Any]]:
-        """Every page of a tastypie listing, following ``meta.next``.
+    async def _listing_page(self, link: str) -> Page[Any, str]:
+        """One page of a tastypie listing for ``restarting_walk``: its position is ``meta.offset`` (else
+        the link's), its next page ``meta.next``."""
+        meta, objects, nxt = await self._page(link)
+        count = meta.get("total_count")
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise InvalidResponse(f"listing {URL(link).path}: field 'meta.total_count' is not an int")
+        offset = str(meta.get("offset", URL(link, encoded=True).query.get("offset", "0")))
 
-        Offset paging under concurrent change can skip rows, so a walk that sees ``meta.total_count``
-        move starts over (DESIGN rule 4). Pages already yielded may therefore be yielded again:
-        consumers treat items as upserts keyed by id. A ``next`` link back to a visited offset is a
-        paging loop and fails the walk, so a partial listing is never taken for a complete one.
-        """
-        for _restart in range(MAX_WALK_RESTARTS + 1):
-            link: str | None = first
-            total: int | None = None
-            visited: set[str] = set()
-            moved = False
-            while link is not None:
-                meta, objects, nxt = await self._page(link)
-                count = meta.get("total_count")
-                if not isinstance(count, int) or isinstance(count, bool):
-                    raise InvalidResponse(f"listing {URL(link).path}: field 'meta.total_count' is not an int")
-                if total is None:
-                    total = count
-                elif count != total:
-                    log.info("listing_restarted", path=URL(link).path, was=total, now=count)
-                    moved = True
-                    break
-                offset = str(meta.get("offset", URL(link, encoded=True).query.get("offset", "0")))
-                if offset in visited:
-                    raise InvalidResponse(f"listing {URL(link).path} loops back to offset {offset}")
-                visited.add(offset)
-                yield objects
-                if nxt:
-                    nxt_offset = URL(nxt, encoded=True).query.get("offset")
-                    if nxt_offset is not None and nxt_offset in visited:
-                        raise InvalidResponse(f"listing {URL(link).path} loops back to offset {nxt_offset}")
-                link = nxt or None
-            if not moved:
-                return
-        raise InvalidResponse(
-            f"listing {URL(first).path} kept changing size; gave up after {MAX_WALK_RESTARTS} restarts"
-        )
+        def follow() -> NextPage[str] | None:
+            if not nxt:
+                return None
+            nxt_offset = URL(nxt, encoded=True).query.get("offset")
+            return NextPage(nxt, nxt_offset, nxt_offset)
+
+        return Page(objects, count, offset, follow)
+
+    def _walk(self, first: str) -> AsyncIterator[list[Any]]:
+        """Every page of a tastypie listing, following ``meta.next``; a walk that sees
+        ``meta.total_count`` move starts over, a ``next`` link back to a visited offset fails it."""
+        walk = Walk(self._listing_page, lambda link: URL(link).path, kind="listing", unit="offset")
+        return restarting_walk(walk, first)
 
     # --- listing --------------------------------------------------------------------------------
 
@@ -393,52 +360,19 @@ class CoreDataProvider:
         ``sink`` has a ``reset()`` coroutine method, it is awaited and the download restarts once;
         otherwise ``TransientError`` tells the caller to discard what it received and try later.
         """
-        written = 0
+        path = f"/api/v2/files/{item.remote_id}/content/"
+        what = f"download of {item.remote_id}"
 
-        async def counting(chunk: bytes) -> None:
-            nonlocal written
-            written += len(chunk)
-            await sink(chunk)
-
-        reset = getattr(sink, "reset", None)
-        refetched = False
-        restarted = False
-        while True:
-            path = f"/api/v2/files/{item.remote_id}/content/"
+        async def locate(refetch: bool) -> Located:
             first = await self._api("GET", path, expect={200, 302}, stream=True)
-            if first.status == 200:  # served directly: nothing presigned involved
-                async with first:
-                    await first.stream_to(counting)
-                return
-            first.release()
-            location = first.headers.get("Location")
-            if not location:
-                raise InvalidResponse(f"download of {item.remote_id}: 302 without Location")
-            blob = await self.http.request("GET", self._url(location), expect={200, 403}, stream=True)
-            if blob.status == 403:
-                blob.release()
-                if refetched:
-                    raise TransientError(f"download of {item.remote_id}: presigned URL refused twice (HTTP 403)")
-                refetched = True
-                log.info("presigned_url_refetch", remote_id=item.remote_id)
-                continue
-            try:
-                async with blob:
-                    await blob.stream_to(counting)
-                return
-            except TransientError:
-                if restarted or (written and reset is None):
-                    raise
-                if written:
-                    assert reset is not None
-                    await reset()
-                    written = 0
-                restarted = True
-                log.info("download_restarted", remote_id=item.remote_id)
+            return redirected(first, self.base_url, what)
+
+        refused = f"{what}: presigned URL refused twice (HTTP 403)"
+        await download_presigned(self.http, sink, remote_id=item.remote_id, locate=locate, refused=refused)
 
     async def _presigned_blob(self, source: UploadSource, name: str) -> str:
         """v3 flow: get a presigned upload URL, PUT the file there without our credentials."""
-        ctype = _content_type(name)
+        ctype = content_type(name)
         answer = (
             await self._api(
                 "POST",
@@ -450,12 +384,8 @@ class CoreDataProvider:
         ).json()
         if not isinstance(answer, dict):
             raise InvalidResponse("presigned-upload-url answer is not an object")
-        blob_name = answer.get("blobName")
-        presigned = answer.get("presignedUrl")
-        if not isinstance(blob_name, str) or not blob_name:
-            raise InvalidResponse("presigned-upload-url answer lacks field 'blobName'")
-        if not isinstance(presigned, str) or not presigned:
-            raise InvalidResponse("presigned-upload-url answer lacks field 'presignedUrl'")
+        blob_name = require_text(answer.get("blobName"), "presigned-upload-url answer lacks field 'blobName'")
+        presigned = require_text(answer.get("presignedUrl"), "presigned-upload-url answer lacks field 'presignedUrl'")
         await self.http.request(
             "PUT",
             self._url(presigned),
@@ -470,28 +400,14 @@ class CoreDataProvider:
         size, digest = source.size, source.digest
         if size >= self.multipart_threshold:
             blob_name = await self._presigned_blob(source, name)
-
-            @contextmanager
-            def form() -> Iterator[aiohttp.MultipartWriter]:
-                yield _form({"blob_name": blob_name, **fields})
-
+            body = built_each_attempt(lambda: _form({"blob_name": blob_name, **fields}))
         else:
-
-            @contextmanager
-            def form() -> Iterator[aiohttp.MultipartWriter]:
-                with source.open() as f:
-                    yield _form(fields, content=(f, name))
-
-        created = await self._api("POST", "/api/v2/files/", body=form, expect={201})
+            body = streamed_from(source, lambda f: _form(fields, content=(f, name)))
+        created = await self._api("POST", "/api/v2/files/", body=body, expect={201})
         item = await self.get_file(_id_from_location(created.headers.get("Location")))
-        if item.digest and item.digest != digest.lower():
-            try:  # the copy is wrong: take it back (it goes to the trash, nothing is lost)
-                await self.delete(item)
-            except ProviderError as exc:
-                log.warning("bad_upload_not_removed", remote_id=item.remote_id, error=str(exc))
-            raise DigestMismatch(f"upload of {name!r}: server digest {item.digest} != local {digest}")
-        log.debug("file_uploaded", remote_id=item.remote_id, bytes=size)
-        return item
+        wrong = item.digest and item.digest != digest.lower()  # taken back: it goes to the trash, nothing is lost
+        problem = f"upload of {name!r}: server digest {item.digest} != local {digest}" if wrong else None
+        return await accept_upload(item, size, problem, self.delete)
 
     async def update(self, item: RemoteItem, source: UploadSource) -> RemoteItem:
         query = {"filename": item.name, "snapshot_id": item.version}

@@ -14,8 +14,7 @@ Uploaded files are ``fileId`` (also their version: an upload never changes).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
 import aiohttp
@@ -25,23 +24,19 @@ import structlog
 from daemon.local.once import Once
 from daemon.local.source import UploadSource
 from daemon.providers.base import Sink
+from daemon.providers.clients import Clients
 from daemon.providers.coreplus_auth import JwtSigner
 from daemon.providers.coreplus_clients import Client, match_folder, parse_clients_page
+from daemon.providers.forms import add_fields, add_file, built_each_attempt, streamed_from
 from daemon.providers.http import HttpClient, RateLimiter, Response, RetryPolicy, budget_key, shared_rate_limiter
+from daemon.providers.paging import MAX_WALK_RESTARTS, NextPage, Page, TotalMoved, Walk, walk_once
 from daemon.vocab import Capabilities, InvalidResponse, RemoteItem, Unsupported
 
 log = structlog.get_logger(__name__)
 
-CAPABILITIES = Capabilities(
-    has_digest=False,
-    changed_since=False,
-    can_download=False,
-    can_upload=True,
-    can_update=False,
-    can_move=False,
-    can_delete=False,
-    can_mkdir=True,  # folders inside a client's files (``isFolder: true``); client folders are matched
-)
+# Upload only, plus folders inside a client's files (``isFolder: true``); client folders are matched,
+# never created. Nothing lists, downloads, replaces, moves or deletes.
+CAPABILITIES = Capabilities(can_download=False, can_mkdir=True)
 
 ROOT_ID = "coreplus-clients"
 FILE_PATH = "/API/Core/v2.1/File/"
@@ -51,7 +46,7 @@ PART_TYPE = "text/plain"  # "text/plain will work for all file types" (doc)
 # 10 requests/s per consumer (doc). A token bucket of one token every 120 ms never puts more than 9
 # requests into any rolling second, whatever the timing, so we stay under the limit with a margin.
 PACE_EVERY_S = 0.12
-MAX_CLIENT_WALK_RESTARTS = 3
+MAX_CLIENT_WALK_RESTARTS = MAX_WALK_RESTARTS
 NO_LISTING = "the coreplus API documents only uploads (no listing, download, update, move or delete)"
 
 _unmatched_reported = Once()
@@ -74,12 +69,10 @@ def _form(meta: dict[str, Any], content: tuple[Any, str] | None) -> aiohttp.Mult
     """The doc's two-part body: ``json`` (no filename, a JSON string, text/plain), then ``file``
     (the filename and the bytes streamed from the open file, text/plain)."""
     writer = aiohttp.MultipartWriter("form-data")
-    part = writer.append(json.dumps(meta), {"Content-Type": PART_TYPE})
-    part.set_content_disposition("form-data", name="json")
+    add_fields(writer, {"json": json.dumps(meta)}, {"Content-Type": PART_TYPE})
     if content is not None:
         handle, name = content
-        part = writer.append(handle, {"Content-Type": PART_TYPE})
-        part.set_content_disposition("form-data", name="file", filename=name)
+        add_file(writer, "file", handle, name, PART_TYPE)
     return writer
 
 
@@ -130,12 +123,14 @@ class CorePlusProvider:
             audience=audience,
             clock_skew=clock_skew,
         )
-        self._own_http = http is None
-        self.http = http or HttpClient(
-            rate_limiter=pacing_limiter(consumer_id),
-            retry=retry,
-            auth_hint="check consumer_id, consumer_secret, access_token, issuer, audience and clock_skew "
-            "of this coreplus library",
+        self._http_clients = Clients(http)
+        self.http = self._http_clients.client(
+            lambda: HttpClient(
+                rate_limiter=pacing_limiter(consumer_id),
+                retry=retry,
+                auth_hint="check consumer_id, consumer_secret, access_token, issuer, audience and clock_skew "
+                "of this coreplus library",
+            )
         )
         self._clients: list[Client] | None = None
         self._clients_at = 0.0
@@ -146,8 +141,7 @@ class CorePlusProvider:
         return ROOT_ID
 
     async def aclose(self) -> None:
-        if self._own_http:
-            await self.http.aclose()
+        await self._http_clients.aclose()
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Response:
         """One signed request: the JWT is made per attempt for the exact URL sent."""
@@ -169,34 +163,32 @@ class CorePlusProvider:
         so does one that paged out another number of clients than ``totalRows`` promised (a count
         that moved on the only page, or rows that moved under the paging): a partial client list is
         never taken for the whole one."""
+        totals: list[int] = []  # the count each page of the current walk promised
+
+        async def read(page_no: int) -> Page[Client, int]:
+            answer = await self._call(
+                "GET",
+                CLIENT_PATH,
+                params={"pageNumber": str(page_no), "pageSize": str(self.page_size)},
+                expect={200},
+            )
+            page, count = parse_clients_page(answer.json())
+            totals.append(count)
+            last = not page or page_no * self.page_size >= count
+            return Page(page, count, str(page_no), lambda: None if last else NextPage(page_no + 1, None, None))
+
+        walk = Walk(read, lambda _page_no: CLIENT_PATH, kind="coreplus client list", unit="page")
         problem = "kept changing"
         for _restart in range(MAX_CLIENT_WALK_RESTARTS + 1):
             found: dict[str, Client] = {}
-            total: int | None = None
-            page_no = 1
-            moved = False
-            while True:
-                answer = await self._call(
-                    "GET",
-                    CLIENT_PATH,
-                    params={"pageNumber": str(page_no), "pageSize": str(self.page_size)},
-                    expect={200},
-                )
-                page, count = parse_clients_page(answer.json())
-                if total is None:
-                    total = count
-                elif count != total:
-                    log.info("listing_restarted", path=CLIENT_PATH, was=total, now=count)
-                    moved = True
-                    break
-                for client in page:
-                    found[client.client_id] = client
-                if not page or page_no * self.page_size >= total:
-                    break
-                page_no += 1
-            if moved:
+            totals.clear()
+            try:
+                async for clients in walk_once(walk, 1):
+                    found.update((client.client_id, client) for client in clients)
+            except TotalMoved:
                 problem = "kept changing"
                 continue
+            total = totals[0]
             if len(found) == total:
                 return list(found.values())
             problem = f"promised {total} clients but paged out {len(found)}"
@@ -242,11 +234,8 @@ class CorePlusProvider:
         _check_name(name)
         meta = self._meta(parent_id, name, 0, is_folder=True)
 
-        @contextmanager
-        def form() -> Iterator[aiohttp.MultipartWriter]:
-            yield _form(meta, None)
-
-        answer = await self._call("POST", FILE_PATH, body=form, expect={200, 201})
+        body = built_each_attempt(lambda: _form(meta, None))
+        answer = await self._call("POST", FILE_PATH, body=body, expect={200, 201})
         created = _created(answer.json(), name)
         client, _ = split_parent(parent_id)
         log.debug("folder_created", client=client, folder_id=created["fileId"])
@@ -270,12 +259,8 @@ class CorePlusProvider:
         _check_name(name)
         meta = self._meta(parent_id, name, size, is_folder=False)
 
-        @contextmanager
-        def form() -> Iterator[aiohttp.MultipartWriter]:
-            with source.open() as f:
-                yield _form(meta, (f, name))
-
-        answer = await self._call("POST", FILE_PATH, body=form, expect={200, 201})
+        body = streamed_from(source, lambda f: _form(meta, (f, name)))
+        answer = await self._call("POST", FILE_PATH, body=body, expect={200, 201})
         created = _created(answer.json(), name)
         stored = created.get("size")
         if stored is not None and str(stored) != str(size):

@@ -15,6 +15,8 @@ import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 from yarl import URL
 
+from daemon.providers.auth import authorization
+
 TOKEN_LIFETIME_S = 60
 AUTH_SCHEME = "JwToken"
 
@@ -32,8 +34,8 @@ class JwtSigner:
         consumer_id: str,
         consumer_secret: str,
         access_token: str,
-        issuer: str = "",
-        audience: str = "",
+        issuer: str,
+        audience: str,
         clock_skew: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -65,4 +67,4 @@ class JwtSigner:
 
     def headers(self, method: str, url: URL) -> dict[str, str]:
         """``HeadersFactory`` for ``HttpClient.request``: called once per attempt."""
-        return {"Authorization": f"{AUTH_SCHEME} {self.token(method, url)}"}
+        return authorization(AUTH_SCHEME, self.token(method, url))

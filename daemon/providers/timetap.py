@@ -14,45 +14,40 @@ they travel in query strings and headers, which the HTTP layer never logs.
 from __future__ import annotations
 
 import hashlib
-import mimetypes
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import IO, Any
 
 import aiohttp
-import anyio
 import structlog
 from yarl import URL
 
 from daemon.local.source import UploadSource
+from daemon.providers.auth import SessionToken, authorization
 from daemon.providers.base import Sink
+from daemon.providers.clients import Clients
+from daemon.providers.fields import FieldReader, require_object, require_text
+from daemon.providers.forms import add_file, content_type, form, streamed_from
 from daemon.providers.fresh_reads import FreshReads
 from daemon.providers.http import HttpClient, Response
+from daemon.providers.transfers import accept_upload, download_presigned
 from daemon.vocab import (
-    AuthError,
     Capabilities,
-    DigestMismatch,
     InvalidResponse,
     NotFound,
     ProviderError,
     RemoteItem,
-    TransientError,
     Unsupported,
 )
 
 log = structlog.get_logger(__name__)
 
+# Beyond download and upload. No digest, no changed-since filter (every poll is a full GET /files), no
+# content update (upload new, then delete old: the engine does this). Files and folders move by POST /files
+# with the changed object; POST /files with fileLibraryType FOLDER makes a folder; DELETE /files/UUID
+# removes a file or an empty folder, and it is permanent ("removes file entirely", doc).
 CAPABILITIES = Capabilities(
-    has_digest=False,
-    changed_since=False,  # every poll is a full GET /files
-    can_update=False,  # no content update: upload new, then delete old (the engine does this)
-    can_move=True,  # POST /files with the changed object
-    can_delete=True,
-    can_mkdir=True,  # POST /files with fileLibraryType FOLDER
-    can_rmdir=True,  # DELETE /files/UUID of an empty folder
-    can_move_dir=True,
-    delete_is_permanent=True,  # "removes file entirely" (doc)
+    can_move=True, can_delete=True, can_mkdir=True, can_rmdir=True, can_move_dir=True, delete_is_permanent=True
 )
 
 DEFAULT_BASE_URL = "https://api.timetap.com/live"
@@ -66,30 +61,17 @@ def signature(api_key: str, private_key: str) -> str:
     return hashlib.md5((api_key + private_key).encode()).hexdigest()
 
 
-def _content_type(name: str) -> str:
-    return mimetypes.guess_type(name)[0] or "application/octet-stream"
-
-
 def modified_token(ms: int) -> str:
     """``modifiedDate`` (epoch ms) as a string that sorts like the number (a cursor is a string)."""
     return f"{ms:015d}"
 
 
-def _field(obj: dict[str, Any], name: str, kind: type, *, nullable: bool = False) -> Any:
-    """One field of a file object, type-checked; InvalidResponse names the culprit."""
-    value = obj.get(name)
-    if value is None and nullable:
-        return None
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise InvalidResponse(
-            f"TimeTap object {obj.get('fileLibraryUUID', '?')!r}: field {name!r} is {type(value).__name__}"
-        )
-    return value
+# TimeTap leaves out null fields: a missing one reads as null
+_field = FieldReader("TimeTap object", id_key="fileLibraryUUID", absent_is_null=True, type_word="is")
 
 
-def _check(obj: Any) -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        raise InvalidResponse(f"TimeTap file entry is a {type(obj).__name__}, not an object")
+def _check(value: Any) -> dict[str, Any]:
+    obj = require_object(value, "TimeTap file entry")
     _field(obj, "fileLibraryUUID", str)
     _field(obj, "fileName", str)
     _field(obj, "fileLibraryType", str)
@@ -126,12 +108,13 @@ class TimeTapProvider:
         self.user_name = user_name
         self.root_folder = root_folder
         self._clock = clock
-        self._own_http = http is None
-        self.http = http or HttpClient(
-            auth_hint="check api_key and private_key of this TimeTap library (GET /sessionToken signature)"
+        self._http_clients = Clients(http)
+        self.http = self._http_clients.client(
+            lambda: HttpClient(
+                auth_hint="check api_key and private_key of this TimeTap library (GET /sessionToken signature)"
+            )
         )
-        self._token: str | None = None
-        self._token_lock = anyio.Lock()
+        self._token = SessionToken(self._session_token, provider=self.name)
         self._objects: dict[str, dict[str, Any]] = {}  # live objects of the last listing, by id
         self._pending: list[dict[str, Any]] | None = None  # list_folders' listing, for list_files
         self._folder_reads: FreshReads[str | None, dict[str, dict[str, Any]]] = FreshReads(self._read_folder)
@@ -141,48 +124,42 @@ class TimeTapProvider:
         return self.root_folder or ROOT_ID
 
     async def aclose(self) -> None:
-        if self._own_http:
-            await self.http.aclose()
+        await self._http_clients.aclose()
 
     # --- auth -----------------------------------------------------------------------------------
 
-    async def _fresh_token(self, stale: str | None) -> str:
-        """The current token, fetching a new one when there is none or it is ``stale`` (one fetch
-        even when many requests saw the same 401 at once)."""
-        async with self._token_lock:
-            if self._token is not None and self._token != stale:
-                return self._token
-            answer = await self.http.request(
-                "GET",
-                self.base_url.join(URL("sessionToken")),
-                params={
-                    "apiKey": self._api_key,
-                    "timestamp": str(int(self._clock())),
-                    "signature": self._signature,
-                },
-                expect={200},
-            )
-            data = answer.json()
-            token = data.get("sessionToken") if isinstance(data, dict) else None
-            if not isinstance(token, str) or not token:
-                raise InvalidResponse("GET /sessionToken answered without a sessionToken")
-            if stale is not None:
-                log.info("session_token_renewed", provider=self.name)
-            self._token = token
-            return token
+    async def _session_token(self) -> str:
+        """``GET /sessionToken`` signed with the keys: a new session token."""
+        answer = await self.http.request(
+            "GET",
+            self.base_url.join(URL("sessionToken")),
+            params={
+                "apiKey": self._api_key,
+                "timestamp": str(int(self._clock())),
+                "signature": self._signature,
+            },
+            expect={200},
+        )
+        data = answer.json()
+        token = data.get("sessionToken") if isinstance(data, dict) else None
+        return require_text(token, "GET /sessionToken answered without a sessionToken")
 
     async def _api(self, method: str, path: str, **kwargs: Any) -> Response:
         """An API call with the Bearer token; a 401 (expired token) renews it once and retries."""
         extra = kwargs.pop("headers", {})
-        token = self._token or await self._fresh_token(None)
         url = self.base_url.join(URL(path))
-        try:
-            return await self.http.request(method, url, headers={"Authorization": f"Bearer {token}", **extra}, **kwargs)
-        except AuthError as exc:
-            if exc.status != 401:
-                raise
-        token = await self._fresh_token(token)
-        return await self.http.request(method, url, headers={"Authorization": f"Bearer {token}", **extra}, **kwargs)
+
+        async def send(token: str) -> Response:
+            return await self.http.request(method, url, headers={**authorization("Bearer", token), **extra}, **kwargs)
+
+        return await self._token.send(send)
+
+    async def _files(self, params: dict[str, str] | None = None) -> list[Any]:
+        """``GET /files``: the raw listing (an array, else ``InvalidResponse``)."""
+        data = (await self._api("GET", "files", params=params, expect={200})).json()
+        if not isinstance(data, list):
+            raise InvalidResponse(f"GET /files answered a {type(data).__name__}, not an array")
+        return data
 
     # --- listing --------------------------------------------------------------------------------
 
@@ -227,10 +204,7 @@ class TimeTapProvider:
         ``root_folder`` is set) are left out as well. The whole listing is kept for ``url`` and for
         the object bodies ``move`` sends back.
         """
-        data = (await self._api("GET", "files", expect={200})).json()
-        if not isinstance(data, list):
-            raise InvalidResponse(f"GET /files answered a {type(data).__name__}, not an array")
-        live = {o["fileLibraryUUID"]: o for o in map(_check, data) if o.get("deleted") is not True}
+        live = {o["fileLibraryUUID"]: o for o in map(_check, await self._files()) if o.get("deleted") is not True}
         self._objects = live
         if self.root_folder is not None:
             root = live.get(self.root_folder)
@@ -293,12 +267,9 @@ class TimeTapProvider:
         """The live objects directly in one folder, by id: ``GET /files?parentFileLibraryUUID=`` (doc);
         the library's top level has no parent to filter on, so it takes the whole listing."""
         params = {"parentFileLibraryUUID": wire_parent} if wire_parent is not None else None
-        data = (await self._api("GET", "files", params=params, expect={200})).json()
-        if not isinstance(data, list):
-            raise InvalidResponse(f"GET /files answered a {type(data).__name__}, not an array")
         return {
             o["fileLibraryUUID"]: o
-            for o in map(_check, data)
+            for o in map(_check, await self._files(params))
             if o.get("deleted") is not True and o.get("parentFileLibraryUUID") == wire_parent
         }
 
@@ -337,39 +308,16 @@ class TimeTapProvider:
         A refused URL (403: a presigned URL expired) is refreshed by listing again, once. A transfer
         that breaks after bytes reached the sink is restarted once when the sink has ``reset()``.
         """
-        written = 0
+        url: str | None = None
 
-        async def counting(chunk: bytes) -> None:
-            nonlocal written
-            written += len(chunk)
-            await sink(chunk)
+        async def locate(refetch: bool) -> str:
+            nonlocal url
+            if url is None or refetch:
+                url = await self._url(item.remote_id, refresh=refetch)
+            return url
 
-        reset = getattr(sink, "reset", None)
-        url = await self._url(item.remote_id, refresh=False)
-        refreshed = restarted = False
-        while True:
-            blob = await self.http.request("GET", url, expect={200, 403}, stream=True)
-            if blob.status == 403:
-                blob.release()
-                if refreshed:
-                    raise TransientError(f"download of {item.remote_id}: its url was refused twice (HTTP 403)")
-                refreshed = True
-                log.info("presigned_url_refetch", remote_id=item.remote_id)
-                url = await self._url(item.remote_id, refresh=True)
-                continue
-            try:
-                async with blob:
-                    await blob.stream_to(counting)
-                return
-            except TransientError:
-                if restarted or (written and reset is None):
-                    raise
-                if written:
-                    assert reset is not None
-                    await reset()
-                    written = 0
-                restarted = True
-                log.info("download_restarted", remote_id=item.remote_id)
+        refused = f"download of {item.remote_id}: its url was refused twice (HTTP 403)"
+        await download_presigned(self.http, sink, remote_id=item.remote_id, locate=locate, refused=refused)
 
     async def upload(self, parent_id: str, name: str, source: UploadSource) -> RemoteItem:
         """``POST /businessWeb/fileUploadS3.do`` (multipart), as a private DOCUMENT in ``parent_id``."""
@@ -378,30 +326,20 @@ class TimeTapProvider:
         if parent is not None:
             fields["parentFileLibraryUUID"] = parent
 
-        @contextmanager
-        def form() -> Iterator[aiohttp.MultipartWriter]:
-            with source.open() as handle:
-                writer = aiohttp.MultipartWriter("form-data")
-                for key, value in fields.items():
-                    part = writer.append(value, {"Content-Type": "text/plain; charset=utf-8"})
-                    part.set_content_disposition("form-data", name=key)
-                part = writer.append(handle, {"Content-Type": _content_type(name)})
-                part.set_content_disposition("form-data", name="file", filename=name)
-                yield writer
+        def upload_form(handle: IO[bytes]) -> aiohttp.MultipartWriter:
+            writer = form(fields)
+            add_file(writer, "file", handle, name, content_type(name))
+            return writer
 
-        answer = await self._api("POST", "businessWeb/fileUploadS3.do", body=form, expect={200, 201})
+        body = streamed_from(source, upload_form)
+        answer = await self._api("POST", "businessWeb/fileUploadS3.do", body=body, expect={200, 201})
         obj = _check(answer.json())
         self._remember(obj)
         item = self._item(obj)
         size = source.size
-        if item.size != size:
-            try:  # a short or long copy is worse than none; the local file is still there
-                await self.delete(item)
-            except ProviderError as exc:
-                log.warning("bad_upload_not_removed", remote_id=item.remote_id, error=str(exc))
-            raise DigestMismatch(f"upload of {name!r}: server stored {item.size} bytes, we sent {size}")
-        log.debug("file_uploaded", remote_id=item.remote_id, bytes=size)
-        return item
+        # a short or long copy is worse than none (it is deleted); the local file is still there
+        problem = f"upload of {name!r}: server stored {item.size} bytes, we sent {size}" if item.size != size else None
+        return await accept_upload(item, size, problem, self.delete)
 
     async def update(self, item: RemoteItem, source: UploadSource) -> RemoteItem:
         raise Unsupported("TimeTap cannot replace a file's content; a new file is uploaded instead")

@@ -1,4 +1,4 @@
-"""End-to-end fixtures: a real `libmirror sandbox coredata` process and real `libmirror` runs."""
+"""End-to-end fixtures: a real `libmirror sandbox PROVIDER` process and real `libmirror` runs."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pytest
 
@@ -18,16 +19,21 @@ from tests.coredata_api import CoreDataAPI
 
 LIBMIRROR = str(Path(sys.executable).with_name("libmirror"))
 
+A = TypeVar("A")
+
 
 @dataclass
-class Sandbox:
+class Sandbox(Generic[A]):
+    """A running ``libmirror sandbox`` process and a test client (``api``) of its API."""
+
     proc: subprocess.Popen[str]
     info: dict[str, Any]
-    api: CoreDataAPI
+    api: A
 
     @property
     def remote(self) -> dict[str, str]:
-        return dict(self.info["remote"])
+        """Its ``[library.remote]`` table, every value as the string a config file quotes."""
+        return {k: str(v) for k, v in self.info["remote"].items()}
 
 
 def start_sandbox_process(
@@ -50,14 +56,23 @@ def start_sandbox_process(
     return proc, info
 
 
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    proc, info = start_sandbox_process(tmp_path / "sandbox-data", 12)
+@contextmanager
+def running_sandbox(
+    data: Path, seed: int, api: Callable[[dict[str, Any]], A], *extra: str, provider: str = "coredata"
+) -> Iterator[Sandbox[A]]:
+    """A ``libmirror sandbox`` process of ``provider`` for the ``with`` block, stopped after it."""
+    proc, info = start_sandbox_process(data, seed, *extra, provider=provider)
     try:
-        yield Sandbox(proc, info, CoreDataAPI(info["remote"]))
+        yield Sandbox(proc, info, api(info["remote"]))
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox[CoreDataAPI]]:
+    with running_sandbox(tmp_path / "sandbox-data", 12, CoreDataAPI) as running:
+        yield running
 
 
 @dataclass
@@ -128,5 +143,5 @@ def write_config(
 
 
 @pytest.fixture
-def mirror(tmp_path: Path, sandbox: Sandbox) -> Mirror:
+def mirror(tmp_path: Path, sandbox: Sandbox[CoreDataAPI]) -> Mirror:
     return write_config(tmp_path, sandbox.remote)

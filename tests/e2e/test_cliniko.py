@@ -2,39 +2,24 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.cliniko_api import ClinikoAPI
-from tests.e2e.conftest import Mirror, start_sandbox_process, write_config
+from tests.e2e.conftest import Mirror, Sandbox, running_sandbox, write_config
+from tests.e2e.libraries import local_by_patient
 
-_ID = re.compile(r"\((\d+)\)$")
-
-
-@dataclass
-class Clinic:
-    info: dict[str, Any]
-    api: ClinikoAPI
-
-    @property
-    def remote(self) -> dict[str, str]:
-        return dict(self.info["remote"])
+Clinic = Sandbox[ClinikoAPI]
 
 
 def start(tmp_path: Path, seed: int, *options: str) -> Iterator[Clinic]:
     args = [a for option in ("processing_delay=0.3", *options) for a in ("-o", option)]
-    proc, info = start_sandbox_process(tmp_path / "sandbox-data", seed, *args, provider="cliniko")
-    try:
-        yield Clinic(info, ClinikoAPI(info["remote"]))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with running_sandbox(tmp_path / "sandbox-data", seed, ClinikoAPI, *args, provider="cliniko") as clinic:
+        yield clinic
 
 
 @pytest.fixture
@@ -50,20 +35,6 @@ def mirror_for(tmp_path: Path, clinic: Clinic, **remote_extra: Any) -> Mirror:
     return mirror
 
 
-def local_by_patient(mirror: Mirror, *, strict: bool = True) -> dict[str, dict[str, bytes]]:
-    """Local files by the patient id in their folder's name (``... (ID)``); ``strict=False`` leaves
-    out files that are in no patient folder."""
-    out: dict[str, dict[str, bytes]] = {}
-    for path, data in mirror.files().items():
-        folder, _, name = path.partition("/")
-        match = _ID.search(folder)
-        if not strict and (match is None or not name):
-            continue
-        assert match and name and "/" not in name, path
-        out.setdefault(match.group(1), {})[name] = data
-    return out
-
-
 def folder_of(mirror: Mirror, patient_id: str) -> Path:
     (found,) = [p for p in mirror.root.iterdir() if p.name.endswith(f"({patient_id})")]
     return found
@@ -71,23 +42,6 @@ def folder_of(mirror: Mirror, patient_id: str) -> Path:
 
 def actions(mirror: Mirror, result: Any) -> list[dict[str, Any]]:
     return [e for e in mirror.events(result) if e["event"] == "action"]
-
-
-def test_initial_pull_per_patient_and_second_run_is_quiet(tmp_path: Path, clinic: Clinic) -> None:
-    mirror = mirror_for(tmp_path, clinic)
-    mirror.sync()
-    local = local_by_patient(mirror)
-    assert local == clinic.api.by_patient()
-    assert sum(len(files) for files in local.values()) == 8
-    patients = clinic.api.patients()
-    for pid in local:
-        p = patients[pid]
-        assert folder_of(mirror, pid).name.startswith(f"{p['last_name']}, ")
-    assert not any(p["last_name"] == "Nobody" for pid, p in patients.items() if pid in local)
-    before = {p: (mirror.root / p).stat().st_mtime_ns for p in mirror.files()}
-    second = mirror.sync()
-    assert actions(mirror, second) == []
-    assert {p: (mirror.root / p).stat().st_mtime_ns for p in mirror.files()} == before
 
 
 def test_local_drop_edit_and_delete_reach_cliniko(tmp_path: Path, clinic: Clinic) -> None:

@@ -9,7 +9,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -17,40 +17,19 @@ import pytest
 
 from daemon.state.store import STATE_FILE
 from tests.coreplus_api import CorePlusAPI
-from tests.e2e.conftest import LIBMIRROR, Mirror, start_sandbox_process, write_config
+from tests.e2e.conftest import LIBMIRROR, Mirror, Sandbox, running_sandbox, write_config
+
+CorePlusSandbox = Sandbox[CorePlusAPI]
 
 
-@dataclass
-class CorePlusSandbox:
-    proc: subprocess.Popen[str]
-    info: dict[str, Any]
-    api: CorePlusAPI
-
-    @property
-    def remote(self) -> dict[str, str]:
-        return dict(self.info["remote"])
-
-    def clients(self) -> list[dict[str, Any]]:
-        return self.api.holdings()
-
-
-def start(tmp_path: Path, *extra: str, seed: int = 3) -> CorePlusSandbox:
-    proc, info = start_sandbox_process(tmp_path / "sandbox-data", seed, *extra, provider="coreplus")
-    return CorePlusSandbox(proc, info, CorePlusAPI(info["remote"]))
-
-
-def stop(sandbox: CorePlusSandbox) -> None:
-    sandbox.proc.terminate()
-    sandbox.proc.wait(timeout=10)
+def start(tmp_path: Path, *extra: str, seed: int = 3) -> AbstractContextManager[CorePlusSandbox]:
+    return running_sandbox(tmp_path / "sandbox-data", seed, CorePlusAPI, *extra, provider="coreplus")
 
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[CorePlusSandbox]:
-    running = start(tmp_path)
-    try:
+    with start(tmp_path) as running:
         yield running
-    finally:
-        stop(running)
 
 
 def push_mirror(tmp_path: Path, sandbox: CorePlusSandbox, **library: Any) -> Mirror:
@@ -70,7 +49,7 @@ def by_event(mirror: Mirror, result: subprocess.CompletedProcess[str], event: st
 
 
 def test_client_folders_upload_once_and_changes_are_explained(tmp_path: Path, sandbox: CorePlusSandbox) -> None:
-    anna, ben, _ = sandbox.clients()
+    anna, ben, _ = sandbox.api.holdings()
     by_name = f"{anna['firstName']} {anna['lastName']}"
     by_id = f"Whoever ({ben['clientId'].lower()})"
     mirror = push_mirror(tmp_path, sandbox)
@@ -88,7 +67,7 @@ def test_client_folders_upload_once_and_changes_are_explained(tmp_path: Path, sa
     assert files[ben["clientId"]] == ["a/b/c/deep.txt", "report.docx"]
     assert sandbox.api.folders_by_client()[ben["clientId"]] == ["a", "a/b", "a/b/c"]
     assert sum(len(v) for v in files.values()) == 4  # nothing for the unknown folder or the root
-    (holding,) = [c for c in sandbox.clients() if c["clientId"] == anna["clientId"]]
+    (holding,) = [c for c in sandbox.api.holdings() if c["clientId"] == anna["clientId"]]
     scan = next(i for i in holding["items"] if i["name"] == "scan März.pdf")
     assert sandbox.api.content(scan["fileId"]) == (root / by_name / "Befunde/2024/scan März.pdf").read_bytes()
     unmatched = by_event(mirror, first, "client_folder_unmatched")
@@ -118,7 +97,7 @@ def test_client_folders_upload_once_and_changes_are_explained(tmp_path: Path, sa
 
 
 def test_sandbox_rejects_a_token_for_another_url(sandbox: CorePlusSandbox) -> None:
-    client = sandbox.clients()[0]["clientId"]
+    client = sandbox.api.holdings()[0]["clientId"]
     body, ctype = sandbox.api.multipart(
         {"name": "x.txt", "size": "1", "isFolder": False, "entity": "Client", "primaryDomainKey": client},
         ("x.txt", b"x"),
@@ -149,9 +128,8 @@ def synced_paths(state_dir: Path) -> set[str]:
 
 
 def test_crash_mid_run_does_not_duplicate_finished_uploads(tmp_path: Path) -> None:
-    sandbox = start(tmp_path, "-o", "upload_delay=0.25", seed=1)
-    try:
-        (client,) = sandbox.clients()
+    with start(tmp_path, "-o", "upload_delay=0.25", seed=1) as sandbox:
+        (client,) = sandbox.api.holdings()
         folder = f"{client['firstName']} {client['lastName']}"
         mirror = push_mirror(tmp_path, sandbox, concurrency=3)
         names = [f"doc {i:02d}.txt" for i in range(30)]
@@ -178,5 +156,3 @@ def test_crash_mid_run_does_not_duplicate_finished_uploads(tmp_path: Path) -> No
         # only uploads in flight at the kill (the server finished them, the client never heard) may repeat
         assert sum(after.values()) - len(names) <= 3
         assert by_event(mirror, mirror.sync(), "action") == []
-    finally:
-        stop(sandbox)

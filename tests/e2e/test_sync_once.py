@@ -12,25 +12,6 @@ def remote_files(sandbox: Sandbox) -> dict[str, bytes]:
     return {path: sandbox.api.content(obj["id"]) for path, obj in sandbox.api.tree().items()}
 
 
-def test_initial_pull_is_byte_identical_and_second_run_is_quiet(sandbox: Sandbox, mirror: Mirror) -> None:
-    first = mirror.sync()
-    local = mirror.files()
-    assert local == remote_files(sandbox)
-    assert len(local) == 12
-    [pass_line] = [e for e in mirror.events(first) if e["event"] == "pass"]
-    assert pass_line["pulled"] == 12 and pass_line["folders"] > 0  # files and folders counted apart
-    assert (mirror.root / ".libmirror").is_dir()
-    before = {p: (mirror.root / p).stat().st_mtime_ns for p in local}
-    requests_before = len(sandbox.api.files())
-
-    second = mirror.sync()
-    actions = [e for e in mirror.events(second) if e["event"] == "action"]
-    assert actions == []
-    assert {p: (mirror.root / p).stat().st_mtime_ns for p in local} == before
-    assert len(sandbox.api.files()) == requests_before
-    assert not any((mirror.root / ".libmirror" / "tmp").iterdir())
-
-
 def test_local_changes_propagate(sandbox: Sandbox, mirror: Mirror) -> None:
     mirror.sync()
     local = mirror.files()

@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Collection
+import re
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+import structlog
 from aiohttp import web
 from yarl import URL
 
 from daemon.local.source import UploadSource
 from daemon.providers.base import Provider
+from daemon.providers.coreplus import CorePlusProvider
 from daemon.providers.http import HttpClient, Response
-from daemon.vocab import AuthError, PreconditionFailed, RemoteItem
-from tests.providers.conftest import FAST_RETRY, ProviderEnv, fault_hooks
+from daemon.sandbox.faults import FaultPlan
+from daemon.vocab import AuthError, PreconditionFailed, RemoteItem, TransientError
+from tests.providers.conftest import FAST_RETRY, ProviderEnv, fault_hooks, fetch
 from tests.upload_sources import write_source
 
 pytestmark = pytest.mark.anyio
@@ -45,16 +50,6 @@ async def all_files(provider: Provider) -> dict[str, RemoteItem]:
 
 async def changed(provider: Provider, since: str) -> dict[str, RemoteItem]:
     return {item.remote_id: item async for page in provider.list_changed(since) for item in page}
-
-
-async def fetch(provider: Provider, item: RemoteItem) -> bytes:
-    chunks: list[bytes] = []
-
-    async def sink(chunk: bytes) -> None:
-        chunks.append(chunk)
-
-    await provider.download(item, sink)
-    return b"".join(chunks)
 
 
 class Uploader:
@@ -256,10 +251,12 @@ async def test_get_unknown_folder_is_none(provider_env: ProviderEnv) -> None:
     assert await provider_env.provider.get_folder("00000000-0000-0000-0000-000000000000") is None
 
 
-async def test_bad_credentials_raise_auth_error(provider_env: ProviderEnv) -> None:
+async def test_refused_credentials_name_the_settings_to_check_and_no_secret(provider_env: ProviderEnv) -> None:
+    """A wrong secret is an ``AuthError`` whose message says which settings of the library to check (the
+    provider's own client carries that hint) and holds neither the wrong secret nor any right one."""
     remote = dict(provider_env.sandbox.remote)
     remote[provider_env.factory.secret_field] = "not-the-key"
-    provider = provider_env.build(remote)
+    provider = provider_env.build_standalone(remote)
     try:
         with pytest.raises(AuthError) as info:
             await provider_env.probe(provider)
@@ -267,7 +264,10 @@ async def test_bad_credentials_raise_auth_error(provider_env: ProviderEnv) -> No
         await provider.aclose()
     message = str(info.value)
     assert "credential" in message or "key" in message
+    assert provider_env.factory.settings_hint in message
     assert "not-the-key" not in message
+    for key in provider_env.factory.secrets:
+        assert str(provider_env.sandbox.remote[key]) not in message
 
 
 class SpoilingClient(HttpClient):
@@ -302,6 +302,29 @@ async def test_expired_presigned_url_is_fetched_again(provider_env: ProviderEnv,
     assert [r.status for r in presigned] == [403, 200]
 
 
+async def test_presigned_url_refused_twice_is_a_transient_failure(provider_env: ProviderEnv, up: Uploader) -> None:
+    """Every presigned URL has expired: the provider asks for a fresh one once, and when that is refused
+    too the download fails as transient (retried on a later pass) before any byte reached the sink."""
+    provider = provider_env.provider
+    need_listing(provider)
+    item = await up.upload(await provider_env.upload_parent(), "old.txt", b"old")
+    backend = provider_env.sandbox.backend
+    backend.presign_ttl = -60.0  # every URL is born expired, those a listing hands out too
+    listed = (await all_files(provider))[item.remote_id]
+
+    async def sink(chunk: bytes) -> None:
+        raise AssertionError("no bytes expected")
+
+    backend.requests.clear()
+    with pytest.raises(TransientError, match="refused twice"):
+        await provider.download(listed, sink)
+    presigned = [r for r in requests_of(provider_env) if provider_env.factory.presigned_marker in r.path]
+    assert [r.status for r in presigned] == [403, 403]
+    url_path = provider_env.factory.content_path(item.remote_id)
+    asked = sum(1 for r in requests_of(provider_env) if r.method == "GET" and r.path.endswith(url_path))
+    assert asked == (1 if provider_env.factory.url_in_listing else 2)  # one fresh URL after the first refusal
+
+
 async def test_server_error_once_is_retried(provider_env: ProviderEnv, up: Uploader) -> None:
     provider = provider_env.provider
     item = await up.upload(await provider_env.upload_parent(), "r.txt", b"retry me")
@@ -322,3 +345,89 @@ async def test_server_error_once_is_retried(provider_env: ProviderEnv, up: Uploa
     statuses = [r.status for r in requests_of(provider_env)]
     assert statuses[:2] == [503, 500] and not failures
     assert await fetch(provider, item) == b"retry me"
+
+
+@dataclass(frozen=True, slots=True)
+class PagedWalk:
+    """A provider's paged walk: the listing's ``route`` (regex), the query parameter naming a page,
+    ``ids`` walks it and returns the ids it listed, ``fill`` makes enough rows for several pages, and
+    ``truth`` (where the sandbox tells) is what the listing holds."""
+
+    route: str
+    page_param: str
+    ids: Callable[[ProviderEnv], Awaitable[set[str]]]
+    fill: Callable[[ProviderEnv, Uploader], Awaitable[object]]
+    truth: Callable[[Any], set[str]] | None = None
+
+
+async def _file_ids(env: ProviderEnv) -> set[str]:
+    return set(await all_files(env.provider))
+
+
+async def _client_ids(env: ProviderEnv) -> set[str]:
+    return {c.client_id for c in await cast(CorePlusProvider, env.provider).clients(refresh=True)}
+
+
+async def _seven_files(env: ProviderEnv, up: Uploader) -> None:
+    parent = await env.upload_parent()
+    for i in range(7):
+        await up.upload(parent, f"walk {i}.txt", f"row {i}".encode())
+
+
+async def _seven_clients(env: ProviderEnv, up: Uploader) -> None:
+    for i in range(7):
+        env.sandbox.backend.add_client("Walk", f"Number {i}")
+
+
+PAGED_WALKS = {
+    "coredata": PagedWalk("^/api/v2/files/$", "offset", _file_ids, _seven_files),
+    "cliniko": PagedWalk(
+        "^/v1/patient_attachments$",
+        "page",
+        _file_ids,
+        _seven_files,
+        truth=lambda backend: {str(a.id) for a in backend.active_attachments()},
+    ),
+    "coreplus": PagedWalk(
+        "(?i)^/api/core/v2/client/?$",
+        "pageNumber",
+        _client_ids,
+        _seven_clients,
+        truth=lambda backend: {c["clientId"] for c in backend.holdings()},
+    ),
+}
+
+
+async def test_paged_walk_starts_over_when_the_total_moves(provider_env: ProviderEnv, up: Uploader) -> None:
+    """The second page of a walk reports another total (the sandbox's ``total_count_drift`` fault: a row
+    added or removed while paging): the walk starts over from its first page, says so once in the log,
+    and the listing is still complete (DESIGN rule 4)."""
+    walk = PAGED_WALKS.get(provider_env.name)
+    if walk is None:
+        pytest.skip(f"{provider_env.name} does not page its listings")
+    await walk.fill(provider_env, up)
+    sandbox = provider_env.sandbox
+    pages: list[str] = []
+    armed = False
+
+    async def arm_on_second_page(request: web.Request) -> web.StreamResponse | None:
+        if re.search(walk.route, request.path):
+            pages.append(request.query.get(walk.page_param, ""))
+            sandbox.faults.enabled = armed and len(pages) == 1  # decides the next request: page 2
+        return None
+
+    fault_hooks(sandbox).append(arm_on_second_page)
+    truth = await walk.ids(provider_env)
+    if walk.truth is not None:
+        assert truth == walk.truth(sandbox.backend)
+    undisturbed, pages[:] = list(pages), []
+    assert len(undisturbed) >= 3  # several pages, so the second one is not the last
+
+    sandbox.faults.plan = FaultPlan(rates={"total_count_drift": 1.0}, match=walk.route, limit=1, seed=1)
+    armed = True
+    with structlog.testing.capture_logs() as logs:
+        listed = await walk.ids(provider_env)
+    assert sandbox.faults.counts == {"total_count_drift": 1}
+    assert listed == truth
+    assert pages == undisturbed[:2] + undisturbed  # page 2 saw another count: the walk started over
+    assert [e["event"] for e in logs].count("listing_restarted") == 1

@@ -21,7 +21,7 @@ from daemon.local.source import UploadSource
 from daemon.providers.coredata import CoreDataProvider, shift_timestamp
 from daemon.providers.http import HttpClient
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
-from daemon.vocab import AuthError, InvalidResponse, RemoteItem, TransientError
+from daemon.vocab import InvalidResponse, RemoteItem
 from tests.providers.conftest import FAST_RETRY
 from tests.upload_sources import write_source
 
@@ -124,19 +124,6 @@ async def test_list_files_keeps_the_library_subtree(
     assert items[0].digest == hashlib.md5(b"0").hexdigest() and items[1].digest is None
     assert (items[2].version, items[2].size, items[2].name) == ("snap2", 2, "n2.txt")
     assert all(r.headers["Authorization"] == "apikey user:key" for r in s.requests)
-
-
-async def test_total_count_change_restarts_the_walk(
-    stub: tuple[Stub, Callable[..., CoreDataProvider]],
-) -> None:
-    s, build = stub
-    objects = [file_obj(i, ROOT) for i in range(5)]
-    s.files = s.paged_files(objects, totals=[5, 6, 5, 5, 5])
-    provider = build(page_size=2)
-    with structlog.testing.capture_logs() as logs:
-        items = await collect(provider.list_files())
-    assert {i.remote_id for i in items} == {f"file{i}" for i in range(5)}
-    assert [e["event"] for e in logs].count("listing_restarted") == 1
 
 
 async def test_total_count_never_settles(stub: tuple[Stub, Callable[..., CoreDataProvider]]) -> None:
@@ -297,31 +284,6 @@ async def test_download_presigned_without_auth_and_restarts(tmp_path: Path) -> N
         await runner.cleanup()
 
 
-async def test_download_gives_up_when_presigned_url_refused_twice() -> None:
-    async def content(request: web.Request) -> web.StreamResponse:
-        return web.Response(status=302, headers={"Location": "/laika/b1?Signature=x"})
-
-    async def blob(request: web.Request) -> web.StreamResponse:
-        return web.Response(status=403, text="<Error>expired</Error>")
-
-    app = web.Application()
-    app.router.add_get("/api/v2/files/{id}/content/", content)
-    app.router.add_get("/laika/{blob}", blob)
-    runner, base = await _serve(app)
-    http = HttpClient(retry=FAST_RETRY)
-    try:
-        provider = CoreDataProvider(base, ROOT, "user", "key", http=http)
-
-        async def sink(chunk: bytes) -> None:
-            raise AssertionError("no bytes expected")
-
-        with pytest.raises(TransientError, match="refused twice"):
-            await provider.download(RemoteItem("x", ROOT, "x.bin"), sink)
-    finally:
-        await http.aclose()
-        await runner.cleanup()
-
-
 @pytest.fixture
 async def sandboxed(tmp_path: Path) -> AsyncIterator[tuple[RunningSandbox, CoreDataProvider]]:
     sandbox = await start_sandbox("coredata", tmp_path / "sandbox", port=0, seed=0)
@@ -391,33 +353,6 @@ async def test_sandbox_change_mid_walk_restarts(
             seen.update(i.name for i in items)
     assert seen == {f"s{i}.txt" for i in range(6)} | {"late.txt"}
     assert [e["event"] for e in logs].count("listing_restarted") == 1
-
-
-async def test_expired_presigned_urls_give_up_after_one_refetch(
-    sandboxed: tuple[RunningSandbox, CoreDataProvider], tmp_path: Path
-) -> None:
-    sandbox, provider = sandboxed
-    item = await provider.upload(provider.root_id, "old.txt", _local(tmp_path, b"old"))
-    sandbox.backend.presign_ttl = -60.0  # every URL is born expired
-
-    async def sink(chunk: bytes) -> None:
-        raise AssertionError("no bytes expected")
-
-    sandbox.backend.requests.clear()
-    with pytest.raises(TransientError, match="refused twice"):
-        await provider.download(item, sink)
-    assert sandbox.backend.requests.matching("GET", f"/api/v2/files/{item.remote_id}/content/") == 2
-
-
-async def test_wrong_key_names_the_settings(sandboxed: tuple[RunningSandbox, CoreDataProvider]) -> None:
-    sandbox, _ = sandboxed
-    remote = sandbox.remote
-    bad = CoreDataProvider(remote["base_url"], remote["root"], remote["api_user"], "wrong")
-    try:
-        with pytest.raises(AuthError, match="api_user and api_key"):
-            await bad.list_folders()
-    finally:
-        await bad.aclose()
 
 
 async def test_changed_walk_misses_nothing_when_a_row_changes_mid_walk(

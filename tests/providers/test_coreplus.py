@@ -38,11 +38,8 @@ def make(sandbox: RunningSandbox, **kwargs: Any) -> CorePlusProvider:
 
 @pytest.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[RunningSandbox]:
-    running = await start_sandbox("coreplus", tmp_path / "sb", seed=0)
-    try:
+    async with await start_sandbox("coreplus", tmp_path / "sb", seed=0) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 @pytest.fixture

@@ -32,11 +32,8 @@ def make(sandbox: RunningSandbox, **kwargs: Any) -> CorePlusProvider:
 
 @pytest.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[RunningSandbox]:
-    running = await start_sandbox("coreplus", tmp_path / "sb", seed=7, rate_limit=1000)
-    try:
+    async with await start_sandbox("coreplus", tmp_path / "sb", seed=7, rate_limit=1000) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 def drift_once(sandbox: RunningSandbox, on_request: int) -> list[str]:
@@ -72,18 +69,6 @@ async def test_the_sandbox_drifts_total_rows(sandbox: RunningSandbox) -> None:
         body = await resp.json()
     assert resp.status == 200 and body["paging"]["totalRows"] == 8 and len(body["clients"]) == 5
     assert sandbox.faults.counts == {"total_count_drift": 1}
-
-
-async def test_client_walk_restarts_when_total_rows_moves_mid_walk(sandbox: RunningSandbox) -> None:
-    provider = make(sandbox, page_size=3)  # 7 clients: pages 1, 2, 3
-    pages = drift_once(sandbox, on_request=2)
-    try:
-        clients = await provider.clients()
-    finally:
-        await provider.aclose()
-    assert sandbox.faults.counts == {"total_count_drift": 1}
-    assert pages == ["1", "2", "1", "2", "3"]  # page 2 said 8: the walk started over
-    assert sorted(c.client_id for c in clients) == sorted(c["clientId"] for c in sandbox.backend.holdings())
 
 
 async def test_client_walk_restarts_when_the_last_page_drifts(sandbox: RunningSandbox) -> None:
