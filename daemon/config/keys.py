@@ -11,10 +11,10 @@ from typing import Any
 
 import pathspec
 
+from daemon.config.model import Direction
 from daemon.providers.catalog import PROVIDER_SETTINGS
 from daemon.providers.settings import Key
 from daemon.providers.settings_reader import TableReader
-from daemon.sync.model import Direction
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LIBRARY_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")

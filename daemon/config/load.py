@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config.keys import GENERAL_KEYS, LIBRARY_KEYS, LIBRARY_NAME_RE
-from daemon.config.model import Config, ConfigError, LibraryConfig
+from daemon.config.model import Config, ConfigError, Direction, LibraryConfig
 from daemon.providers.catalog import PROVIDER_SETTINGS
 from daemon.providers.settings import RemoteConfig, read_keys
 from daemon.providers.settings_reader import MISSING, ConfigIssue, ReadContext, TableReader, type_name
-from daemon.sync.model import Direction
 
 
 def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:

@@ -58,3 +58,6 @@ class Config:
             if lib.name == name:
                 return lib
         raise KeyError(name)
+
+
+__all__ = ["Config", "ConfigError", "Direction", "LibraryConfig"]

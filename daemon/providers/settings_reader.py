@@ -3,32 +3,23 @@
 A bad config must fail at start with every problem listed at once, each naming the file, the dotted
 key and the fix. :class:`TableReader` is the reader every declaration in ``daemon/providers/*_settings``
 and the general/library keys of ``daemon.config`` go through; it knows nothing about providers.
-Secrets may come inline, from the environment or from a file (systemd ``LoadCredential``); each is
-wrapped in :class:`Secret` and registered for log redaction.
+Secrets are read by ``settings_secret``, the small pure checks live in ``settings_values``.
 """
 
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import os
-import re
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import structlog
-
-from daemon.logs import register_secret
+from daemon.providers.settings_secret import read_secret
+from daemon.providers.settings_values import MISSING, type_name, url_problem
 from daemon.secrets import Secret
 
-log = structlog.get_logger("daemon.config")
-
-LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
+__all__ = ["MISSING", "ConfigIssue", "ReadContext", "TableReader", "type_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,27 +57,6 @@ class ReadContext:
         if not path.is_absolute():
             path = self.base_dir / path
         return Path(os.path.normpath(path))
-
-
-MISSING: Any = object()
-
-
-def type_name(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, datetime | date | time):
-        return "a date/time"
-    return type(value).__name__
 
 
 class TableReader:
@@ -242,7 +212,7 @@ class TableReader:
         value = self.string(name, hint=hint)
         if not value:
             return ""
-        problem = _url_problem(value)
+        problem = url_problem(value)
         if problem:
             self.error(name, problem)
             return ""
@@ -250,85 +220,11 @@ class TableReader:
 
     def secret(self, name: str) -> Secret:
         """A credential from exactly one of ``name`` (inline), ``name_env`` or ``name_file``."""
-        env_key, file_key = f"{name}_env", f"{name}_file"
-        sources = {name: self.raw(name), env_key: self.raw(env_key), file_key: self.raw(file_key)}
-        present = [k for k, v in sources.items() if v is not MISSING]
-        if not present:
-            self._missing(
-                name,
-                f"exactly one of {env_key} (environment variable), {file_key} (file path) or {name} (inline value)",
-            )
-            return Secret("")
-        if len(present) > 1:
-            self.error(present[0], f"{' and '.join(present)} are all set; keep exactly one of them")
-            return Secret("")
-        source = present[0]
-        raw = sources[source]
-        if not isinstance(raw, str) or not raw:
-            what = "the environment variable's name" if source == env_key else "a string"
-            self.error(source, f"expected {what}, got {type_name(raw) if raw != '' else 'an empty string'}")
-            return Secret("")
-        if source == env_key:
-            value = self._secret_from_env(env_key, file_key, raw)
-        elif source == file_key:
-            value = self._secret_from_file(file_key, env_key, raw)
-        else:
-            value = raw
-            self._warn_if_readable(name)
-        if value is None:
-            return Secret("")
-        register_secret(value)
-        return Secret(value)
+        return read_secret(self, name)
 
-    def _secret_from_env(self, env_key: str, file_key: str, var: str) -> str | None:
-        value = self._ctx.environ.get(var)
-        if value is None:
-            self.error(env_key, f"environment variable {var} is not set; export it or use {file_key}")
-            return None
-        if not value:
-            self.error(env_key, f"environment variable {var} is empty; set it to the key or use {file_key}")
-            return None
-        return value
-
-    def _secret_from_file(self, file_key: str, env_key: str, raw: str) -> str | None:
-        expanded, unset = _expand_vars(raw, self._ctx.environ)
-        if unset:
-            self.error(
-                file_key,
-                f"environment variable {unset} used in the path is not set; set it "
-                f"(systemd sets $CREDENTIALS_DIRECTORY with LoadCredential=) or use an absolute path",
-            )
-            return None
-        path = self._ctx.resolve_path(expanded)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            self.error(file_key, f"file {path} does not exist; create it with the key or use {env_key}")
-            return None
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self.error(file_key, f"cannot read {path} ({reason}); fix its permissions or use {env_key}")
-            return None
-        if text.endswith("\r\n"):
-            text = text[:-2]
-        elif text.endswith("\n"):
-            text = text[:-1]
-        if not text:
-            self.error(file_key, f"file {path} is empty; write the key into it")
-            return None
-        return text
-
-    def _warn_if_readable(self, name: str) -> None:
-        mode = self._ctx.mode
-        if mode is None or not mode & (stat.S_IRGRP | stat.S_IROTH):
-            return
-        log.warning(
-            "config_secret_world_readable",
-            path=self._ctx.file,
-            key=self.key(name),
-            mode=oct(stat.S_IMODE(mode)),
-            fix=f"chmod 600 {self._ctx.file}, or move the value to {name}_env / {name}_file",
-        )
+    @property
+    def context(self) -> ReadContext:
+        return self._ctx
 
     def nested(self, table: Mapping[str, Any], name: str) -> TableReader:
         """A reader for the sub-table ``name`` of this table (same file, same issue list)."""
@@ -345,48 +241,3 @@ class TableReader:
             else:
                 known = ", ".join(self._known)
                 self.error(name, f"unknown key; remove it (known keys here: {known})")
-
-
-def _url_problem(value: str) -> str | None:
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        return f"{value!r} is not a valid URL ({exc})"
-    if parts.scheme not in ("http", "https") or not host:
-        return f'{value!r} is not an http(s) URL; write it like "https://tenant.example.com"'
-    if parts.username is not None or parts.password is not None:
-        return "must not contain user or password; put credentials in the api_* keys"
-    if parts.query or parts.fragment:
-        return f"{value!r} must not have a query string or fragment"
-    if parts.scheme == "http" and not _is_loopback(host):
-        return f"plain http is only allowed for 127.0.0.1, localhost or ::1 (got {host}); use https:// for real servers"
-    return None
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-_VAR_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
-
-
-def _expand_vars(text: str, environ: Mapping[str, str]) -> tuple[str, str | None]:
-    """``$VAR`` / ``${VAR}`` replaced from ``environ``; returns the first unset name, if any."""
-    unset: list[str] = []
-
-    def repl(match: re.Match[str]) -> str:
-        var = match.group(1) or match.group(2)
-        if var not in environ:
-            unset.append(var)
-            return match.group(0)
-        return environ[var]
-
-    expanded = _VAR_RE.sub(repl, text)
-    return expanded, (unset[0] if unset else None)
