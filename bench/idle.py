@@ -118,7 +118,7 @@ async def _engine(config_path: Path) -> AsyncIterator[LibrarySync]:
     structlog.contextvars.clear_contextvars()
     library = load_config(config_path).libraries[0]
     store = await StateStore.open(load_config(config_path).state_dir)
-    provider = make_provider(library)
+    provider = make_provider(library.remote)
     try:
         yield LibrarySync(library, store, await store.library_id(library.name), provider)
     finally:

@@ -287,7 +287,7 @@ async def _sync_once(config: Config, libraries: list[LibraryConfig], args: argpa
     try:
         for library in libraries:
             bind_library(library.name)
-            provider = make_provider(library)
+            provider = make_provider(library.remote)
             try:
                 lib_id = await store.library_id(library.name)
                 control = ControlDir(config.state_dir)

@@ -111,7 +111,7 @@ async def _demo_locked(mirror: Path, work: Path, console: Console, once: bool, s
     library = config.libraries[0]
     bind_library(library.name)
     store = await StateStore.open(config.state_dir)
-    provider = make_provider(library)
+    provider = make_provider(library.remote)
     try:
         engine = LibrarySync(library, store, await store.library_id(library.name), provider)
         console.print(f"[bold]libmirror demo[/]: CoreData sandbox at {sandbox.base_url} → {mirror}")

@@ -101,7 +101,7 @@ patients = [7]
         encoding="utf-8",
     )
     path.chmod(0o600)
-    provider = make_provider(load_config(path, environ={}).libraries[0])
+    provider = make_provider(load_config(path, environ={}).libraries[0].remote)
     assert isinstance(provider, ClinikoProvider)
     assert str(provider.base_url) == "https://api.au2.cliniko.com/v1"
     assert provider.patients == frozenset({"7"})

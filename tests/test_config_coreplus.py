@@ -68,7 +68,7 @@ def test_valid_push_library(tmp_path: Path) -> None:
     assert (remote.consumer_id, remote.issuer, remote.audience, remote.clock_skew) == ("app-1", "me", "", 0.0)
     assert remote.consumer_secret.reveal() == SECRET and remote.access_token.reveal() == TOKEN
     assert SECRET not in repr(remote) and TOKEN not in repr(remote)
-    provider = make_provider(lib)
+    provider = make_provider(lib.remote)
     assert isinstance(provider, CorePlusProvider) and provider.base_url == "https://practice.example.com"
 
 

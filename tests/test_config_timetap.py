@@ -67,7 +67,7 @@ root_folder = "6f1c1d2e-0000-4000-8000-000000000001"
     assert remote.api_key.reveal() == "key-1234567890" and remote.private_key.reveal() == "priv-4567890abcdef"
     assert (remote.business_id, remote.user_name) == (12345, "front.desk")
     assert remote.root_folder == "6f1c1d2e-0000-4000-8000-000000000001"
-    provider = make_provider(config.libraries[0])
+    provider = make_provider(config.libraries[0].remote)
     assert isinstance(provider, TimeTapProvider) and provider.root_id == remote.root_folder
 
 
@@ -82,7 +82,7 @@ def test_defaults_and_business_id_as_string(tmp_path: Path) -> None:
     assert isinstance(remote, TimeTapRemote)
     assert remote.base_url == "https://api.timetap.com/live" and remote.root_folder is None
     assert remote.business_id == 777
-    assert make_provider(config.libraries[0]).root_id == ROOT_ID
+    assert make_provider(config.libraries[0].remote).root_id == ROOT_ID
 
 
 def test_missing_and_bad_keys_are_named_with_a_fix(tmp_path: Path) -> None:

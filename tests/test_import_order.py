@@ -26,14 +26,7 @@ ONLY: dict[str, frozenset[str]] = {"sandbox": frozenset({"vocab", "logs"})}
 """Rooms that may import no more than these other rooms, whatever their floor (the sandbox stands in
 for the servers: it must not share the engine's code)."""
 
-KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset(
-    {
-        # The provider factory (make_provider) reads the config's remote tables; it moves out of
-        # daemon/providers/__init__.py in the config refactoring (issue 14 §3). Remove this entry then:
-        # the test fails on an entry that is no longer needed.
-        ("daemon.providers", "daemon.config"),
-    }
-)
+KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset()
 """(importing module, imported module) pairs that point upward and are known, each with its reason."""
 
 FLOOR = {room: floor for floor, rooms in enumerate(ORDER) for room in rooms}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from daemon.config import ClinikoRemote, CoreDataRemote, CorePlusRemote, LibraryConfig, TimeTapRemote
 from daemon.providers.base import Provider
+from daemon.providers.cliniko_settings import ClinikoRemote
+from daemon.providers.coredata_settings import CoreDataRemote
+from daemon.providers.coreplus_settings import CorePlusRemote
+from daemon.providers.settings import RemoteConfig
+from daemon.providers.timetap_settings import TimeTapRemote
 
 
-def make_provider(library: LibraryConfig) -> Provider:
-    """Build the provider client for ``library`` from its ``[library.remote]`` table."""
-    remote = library.remote
+def make_provider(remote: RemoteConfig) -> Provider:
+    """Build the provider client from a library's ``[library.remote]`` settings."""
     if isinstance(remote, CoreDataRemote):
         from daemon.providers.coredata import CoreDataProvider
 
@@ -48,4 +51,4 @@ def make_provider(library: LibraryConfig) -> Provider:
             rate_limit=remote.rate_limit,
             rate_window=remote.rate_limit_window,
         )
-    raise ValueError(f"library {library.name!r}: provider {library.provider!r} is not available in this version")
+    raise ValueError(f"settings {type(remote).__name__} name no provider available in this version")

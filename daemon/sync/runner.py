@@ -84,7 +84,7 @@ ProviderFactory = Callable[[LibraryConfig], Provider]
 def _default_factory(library: LibraryConfig) -> Provider:
     from daemon.providers import make_provider
 
-    return make_provider(library)
+    return make_provider(library.remote)
 
 
 class LibraryRunner:

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.anyio
 async def run_pass(mirror: Mirror, *, slow_delete: bool = False) -> PassSummary:
     library = load_config(mirror.config).libraries[0]
     store = await StateStore.open(load_config(mirror.config).state_dir)
-    provider = make_provider(library)
+    provider = make_provider(library.remote)
     if slow_delete:  # the server takes a moment to delete: long enough for a concurrent upload to overtake it
         real = provider.delete
 

@@ -29,7 +29,7 @@ async def run_pass(mirror: Mirror, *, wrap_provider: Any = None) -> PassSummary:
     """One in-process pass (so a test can patch a boundary) over the mirror's config."""
     library = load_config(mirror.config).libraries[0]
     store = await StateStore.open(load_config(mirror.config).state_dir)
-    provider = make_provider(library)
+    provider = make_provider(library.remote)
     if wrap_provider is not None:
         wrap_provider(provider)
     try:

@@ -24,7 +24,7 @@ async def test_a_name_fixed_under_a_watched_path_leaves_the_status(coredata: Run
     config = load_config(mirror.config)
     library = config.libraries[0]
     store = await StateStore.open(config.state_dir)
-    provider = make_provider(library)
+    provider = make_provider(library.remote)
     try:
         engine = LibrarySync(library, store, await store.library_id(library.name), provider)
         (mirror.root / "sub").mkdir(parents=True)

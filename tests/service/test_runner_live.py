@@ -103,7 +103,7 @@ async def test_one_failing_file_backs_off_and_never_blocks_the_rest(tmp_path: Pa
     wrappers: list[OneFileFails] = []
 
     def factory(config: LibraryConfig) -> Provider:
-        wrapper = OneFileFails(make_provider(config), str(bad_id))
+        wrapper = OneFileFails(make_provider(config.remote), str(bad_id))
         wrappers.append(wrapper)
         return wrapper  # type: ignore[return-value]
 

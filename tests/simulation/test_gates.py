@@ -124,7 +124,7 @@ async def gated(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     config = load_config(config_path)
     library = config.libraries[0]
     store = await StateStore.open(config.state_dir)
-    provider = make_provider(library)
+    provider = make_provider(library.remote)
     lib = await store.library_id(library.name)
     engine = LibrarySync(library, store, lib, provider)
     runner = LibraryRunner(library, store, provider_factory=lambda _lib: provider)
