@@ -1,10 +1,7 @@
-"""The ``libmirror`` command: run, sync, check-config, status, demo, sandbox.
+"""The ``libmirror`` command: run, sync, check-config, status, release-gate, example-config, demo, sandbox.
 
-Exit codes: 0 in sync / success, 1 some actions failed, 2 configuration error (or a writing command
-run as root without ``allow_root``), 3 a safety gate held back deletes, 4 another process holds the
-state store (``run`` and ``sync`` are its only writers, one at a time; see ``daemon/state/lock.py``).
-``status`` exits 0, or 1 when the store cannot be read as it is (e.g. another schema version: only a
-writer migrates it).
+Exit codes: see ``daemon/exit_codes.py`` (each command's ``--help`` prints its own). ``run`` and
+``sync`` are the store's only writers, one at a time (``daemon/state/lock.py``); ``status`` only reads.
 """
 
 from __future__ import annotations
@@ -22,7 +19,8 @@ import anyio
 import structlog
 
 from daemon.config import Config, ConfigError, LibraryConfig, load_config
-from daemon.logs import bind_library, configure_logging, redact_text
+from daemon.exit_codes import EPILOGS, EXIT_CONFIG, EXIT_FAILED, EXIT_GATE, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK
+from daemon.logs import LEVELS, bind_library, configure_logging, redact_text
 from daemon.sandbox import registry as sandbox_registry
 from daemon.sandbox.__main__ import parse_option as sandbox_option
 from daemon.sandbox.faults import add_fault_arguments, plan_from_args
@@ -33,11 +31,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_GATE = 3
-EXIT_LOCKED = 4
+__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_GATE", "EXIT_LOCKED", "EXIT_OK", "build_parser", "main"]
 
 DEFAULT_CONFIG = "/etc/libmirror/config.toml"
 
@@ -52,42 +46,70 @@ def _add_config_arg(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("libmirror")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _command(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A sub-command whose ``--help`` ends with its exit codes."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text[0].upper() + help_text[1:] + ".",
+        epilog=EPILOGS[name],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="libmirror",
         description="Mirror SaaS file libraries (CoreData, Cliniko, TimeTap, coreplus) to local folders, both ways.",
+        epilog=EPILOGS["libmirror"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"libmirror {_version()}")
     _add_config_arg(parser, top=True)
     parser.add_argument("--log-format", choices=("json", "console"), default=None, help="default: json unless a TTY")
-    parser.add_argument("--log-level", default=None, help="debug, info, warning or error (default: config or info)")
+    parser.add_argument(
+        "--log-level", choices=tuple(LEVELS), default=None, help="default: the config's log_level, else info"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p_sync = sub.add_parser("sync", help="observe both sides, plan and apply the changes")
+    p_sync = _command(sub, "sync", "observe both sides, plan and apply the changes: one pass, then exit")
     _add_config_arg(p_sync, top=False)
-    p_sync.add_argument("--once", action="store_true", help="do one pass and exit (daemon mode is `run`)")
+    p_sync.add_argument("--once", action="store_true", help="accepted for scripts; `sync` always does one pass")
     p_sync.add_argument("--library", action="append", help="only this library (repeatable)")
     p_sync.add_argument("--dry-run", action="store_true", help="print the plan; change nothing anywhere")
     p_sync.add_argument(
         "--confirm-deletes", action="store_true", help="let the deletes and overwrites a safety gate holds through"
     )
 
-    p_release = sub.add_parser(
-        "release-gate", help="let the changes a safety gate holds back through, in the running service"
+    p_release = _command(
+        sub, "release-gate", "let the changes a safety gate holds back through, in the running service"
     )
     _add_config_arg(p_release, top=False)
     p_release.add_argument("library", help="the library whose held changes you checked and accept")
 
-    p_run = sub.add_parser("run", help="the daemon: watch, poll and sync every library until stopped")
+    p_run = _command(sub, "run", "the daemon: watch, poll and sync every library until stopped")
     _add_config_arg(p_run, top=False)
 
-    p_check = sub.add_parser("check-config", help="validate the config file and exit")
+    p_check = _command(sub, "check-config", "validate the config file and exit")
     _add_config_arg(p_check, top=False)
 
-    p_status = sub.add_parser("status", help="show each library's state from the state store")
+    p_status = _command(sub, "status", "show each library's state from the state store (read-only)")
     _add_config_arg(p_status, top=False)
-    p_status.add_argument("--json", action="store_true", help="machine-readable output")
+    p_status.add_argument("--json", action="store_true", help="machine-readable output (shape: see the README)")
 
-    p_demo = sub.add_parser("demo", help="mirror a seeded CoreData sandbox into a local folder")
+    _command(sub, "example-config", "print the annotated example configuration (redirect it into a file)")
+
+    p_demo = _command(sub, "demo", "mirror a seeded CoreData sandbox into a local folder")
     p_demo.add_argument(
         "--dir", type=Path, default=Path("libmirror-demo"), help="mirror folder (default ./libmirror-demo)"
     )
@@ -95,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--seed", type=int, default=40, help="sample files in the sandbox (default 40)")
     p_demo.add_argument("--interval", type=float, default=3.0, help="seconds between passes (default 3)")
 
-    p_sandbox = sub.add_parser("sandbox", help="run a provider's API emulator on 127.0.0.1")
+    p_sandbox = _command(sub, "sandbox", "run a provider's API emulator on 127.0.0.1")
     p_sandbox.add_argument("provider", choices=sandbox_registry.names())
     p_sandbox.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     p_sandbox.add_argument("--data", type=Path, required=True, help="folder holding the sandbox's state")
@@ -130,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = _dispatch(args)
     except KeyboardInterrupt:
-        code = 130
+        code = EXIT_INTERRUPTED
     sys.exit(code)
 
 
@@ -149,6 +171,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"libmirror sandbox: {exc}", file=sys.stderr)
             return EXIT_CONFIG
         return serve(args.provider, args.data, port=args.port, seed=args.seed, faults=faults, **options)
+    if args.command == "example-config":
+        from daemon.example_config import example_text
+
+        sys.stdout.write(example_text())
+        return EXIT_OK
     if args.command == "demo":
         from daemon.demo import run_demo
 
@@ -170,9 +197,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     _setup_logging(args, config)
     if args.command == "sync":
-        if not args.once:
-            print("error: `sync` needs --once; the long-running daemon is `libmirror run`", file=sys.stderr)
-            return EXIT_CONFIG
         libraries = _selected(config, args.library)
         if libraries is None:
             return EXIT_CONFIG
