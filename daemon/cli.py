@@ -7,7 +7,6 @@ Exit codes: see ``daemon/exit_codes.py`` (each command's ``--help`` prints its o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -19,8 +18,17 @@ import anyio
 import structlog
 
 from daemon.config import Config, ConfigError, LibraryConfig, load_config
-from daemon.exit_codes import EPILOGS, EXIT_CONFIG, EXIT_FAILED, EXIT_GATE, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_OK
-from daemon.logs import LEVELS, bind_library, configure_logging, redact_text
+from daemon.exit_codes import (
+    CHECK_UNKNOWN,
+    EPILOGS,
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_GATE,
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_OK,
+)
+from daemon.logs import LEVELS, bind_library, configure_logging
 from daemon.sandbox import registry as sandbox_registry
 from daemon.sandbox.__main__ import parse_option as sandbox_option
 from daemon.sandbox.faults import add_fault_arguments, plan_from_args
@@ -106,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_status = _command(sub, "status", "show each library's state from the state store (read-only)")
     _add_config_arg(p_status, top=False)
     p_status.add_argument("--json", action="store_true", help="machine-readable output (shape: see the README)")
+    p_status.add_argument(
+        "--check",
+        action="store_true",
+        help="one line per library and a monitoring exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)",
+    )
 
     _command(sub, "example-config", "print the annotated example configuration (redirect it into a file)")
 
@@ -194,6 +207,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     _setup_logging(args, None)  # warnings raised while loading (e.g. a readable secret) use the chosen format
     config = _load(args)
     if config is None:
+        if args.command == "status" and args.check:
+            print(f"UNKNOWN: the configuration {args.config} is invalid (see the errors on stderr)")
+            return CHECK_UNKNOWN
         return EXIT_CONFIG
     _setup_logging(args, config)
     if args.command == "sync":
@@ -202,7 +218,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         return _as_writer(config, "sync --once", lambda: anyio.run(_sync_once, config, libraries, args))
     if args.command == "status":
-        return anyio.run(_status, config, args.json)
+        from daemon.status import show_status
+
+        return anyio.run(show_status, config, args.json, args.check)
     if args.command == "release-gate":
         return _release_gate(config, args.library)
     if args.command == "run":
@@ -324,6 +342,8 @@ async def _sync_once(config: Config, libraries: list[LibraryConfig], args: argpa
             except (AuthError, ProviderError, LocalRootMissing, OSError) as exc:
                 log.error("pass_failed", error=str(exc), next_step="fix the cause and run again")
                 results.append((library.name, None, str(exc)))
+                if not args.dry_run:
+                    await _note_failure(store, library.name, exc)
                 worst = max(worst, EXIT_FAILED, key=_severity)
             finally:
                 await provider.aclose()
@@ -332,6 +352,16 @@ async def _sync_once(config: Config, libraries: list[LibraryConfig], args: argpa
         await store.close()
     _print_summary(results, dry_run=args.dry_run)
     return worst
+
+
+async def _note_failure(store: StateStore, name: str, exc: Exception) -> None:
+    """Leave the failure where ``status --check`` finds it (until a later pass succeeds)."""
+    from daemon.health import LAST_FAILURE, failure_note
+    from daemon.providers.base import AuthError
+
+    note = failure_note(f"{type(exc).__name__}: {exc}", auth=isinstance(exc, AuthError), at=datetime.now().astimezone())
+    async with store.transaction(await store.library_id(name)) as tx:
+        await tx.set_status(LAST_FAILURE, note)
 
 
 def _severity(code: int) -> int:
@@ -370,172 +400,6 @@ def _print_summary(results: list[tuple[str, Any, str]], *, dry_run: bool) -> Non
             print(f"  safety gate: {reason}", file=out)
         for path, message in summary.failures:
             print(f"  failed: {path}: {message}", file=out)
-
-
-def _age(stamp: str | None, now: datetime) -> str | None:
-    """``"3m ago"`` for an ISO timestamp written by this host (never compared with server clocks)."""
-    if not stamp:
-        return None
-    try:
-        seconds = max(0, int((now - datetime.fromisoformat(stamp)).total_seconds()))
-    except ValueError:
-        return None
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
-
-
-def _library_state(status: dict[str, str], pending: int) -> str:
-    if status.get("gate"):
-        return "halted"
-    daemon_state = status.get("daemon_state")
-    if daemon_state in ("syncing", "retrying", "starting"):
-        return daemon_state
-    return "pending" if pending else "idle"
-
-
-NO_STATE = "no state yet: run `libmirror sync --once` or start the service"
-ERROR_CHARS = 300  # a stored error may quote a whole server answer (an HTML page)
-
-
-def _json_status(status: dict[str, str], key: str) -> Any:
-    """A JSON value the last pass stored under ``key`` (None when absent or unreadable)."""
-    try:
-        return json.loads(status.get(key) or "null")
-    except ValueError:
-        return None
-
-
-def _held_counts(status: dict[str, str]) -> dict[str, int] | None:
-    """What the held gate keeps back: ``{"local_deletes": .., "remote_deletes": .., "local_overwrites":
-    .., "remote_overwrites": ..}`` as the last pass counted it."""
-    try:
-        counts = json.loads(status.get("gate_counts") or "null")
-    except ValueError:
-        return None
-    return {str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else None
-
-
-def _clean_error(text: str | None) -> str | None:
-    """A stored error text fit to print: credentials redacted as in the logs, on one line, at most
-    ``ERROR_CHARS`` characters. Redacted first: the header patterns end at a line break, and a cut
-    secret is no longer recognisable."""
-    if not text:
-        return None
-    cleaned = " ".join(redact_text(text).split())
-    return cleaned if len(cleaned) <= ERROR_CHARS else cleaned[: ERROR_CHARS - 1] + "…"
-
-
-async def _status(config: Config, as_json: bool) -> int:
-    """Read-only: never creates, migrates or locks the store, so it works beside a running daemon."""
-    from sqlalchemy.exc import DBAPIError
-
-    from daemon.state.migrations import SchemaMismatch
-    from daemon.state.store import StateStore, StoreUnreadable
-
-    try:
-        store = await StateStore.open_readonly(config.state_dir)
-        if store is None:
-            rows = None
-        else:
-            try:
-                rows = [await _status_row(store, library) for library in config.libraries]
-            finally:
-                await store.close()
-    except (SchemaMismatch, StoreUnreadable, DBAPIError, OSError) as exc:
-        reason = getattr(exc, "orig", None) or exc
-        print(f"error: {config.path}: cannot read the state store in {config.state_dir}: {reason}", file=sys.stderr)
-        return EXIT_FAILED
-    head = {"state_store": str(config.state_dir), "exists": rows is not None}
-    if rows is None:
-        if as_json:
-            print(json.dumps({**head, "message": NO_STATE, "libraries": []}, indent=2))
-        else:
-            print(f"{NO_STATE} (state store: {config.state_dir})")
-        return EXIT_OK
-    if as_json:
-        print(json.dumps({**head, "libraries": rows}, indent=2))
-    else:
-        _print_status_table(rows)
-    return EXIT_OK
-
-
-async def _status_row(store: StateStore, library: LibraryConfig) -> dict[str, Any]:
-    now = datetime.now().astimezone()
-    lib_id = await store.find_library(library.name)
-    if lib_id is None:  # configured, never synced: nothing stored yet (and status writes nothing)
-        counts, status, failures, pending = {"synced_files": 0}, {}, [], 0
-        state = "new"
-    else:
-        counts = await store.counts(lib_id)
-        status = await store.get_status(lib_id)
-        failures = await store.failures(lib_id)
-        pending = len(await store.changed_states(lib_id))
-        state = _library_state(status, pending)
-    return {
-        "library": library.name,
-        "provider": library.provider,
-        "state": state,
-        "halted_because": status.get("gate") or None,
-        "held": _held_counts(status) if status.get("gate") else None,
-        "unsyncable": _json_status(status, "unsyncable"),
-        "error": _clean_error(status.get("daemon_detail")) if state == "retrying" else None,
-        "files": counts["synced_files"],
-        "pending": pending,
-        "conflicts": int(status.get("conflicts_total", "0") or 0),
-        "last_poll": status.get("last_poll"),
-        "last_poll_age": _age(status.get("last_poll"), now),
-        "last_pass": status.get("last_pass"),
-        "last_pass_age": _age(status.get("last_pass"), now),
-        "backoff": [
-            {
-                "path": p,
-                "attempts": a,
-                "next_attempt": datetime.fromtimestamp(n).astimezone().isoformat(timespec="seconds"),
-                "last_error": _clean_error(e),
-            }
-            for p, a, n, e in failures
-        ],
-    }
-
-
-def _print_status_table(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(show_edge=False)
-    for col in ("library", "state", "files", "pending", "conflicts", "last poll", "last pass", "backoff"):
-        table.add_column(col, justify="right" if col in ("files", "pending", "conflicts", "backoff") else "left")
-    for row in rows:
-        table.add_row(
-            row["library"],
-            row["state"],
-            str(row["files"]),
-            str(row["pending"]),
-            str(row["conflicts"]),
-            row["last_poll_age"] or "never",
-            row["last_pass_age"] or "never",
-            str(len(row["backoff"])),
-        )
-    console = Console(soft_wrap=True)
-    console.print(table)
-    for row in rows:
-        if row["halted_because"]:
-            held = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in (row["held"] or {}).items() if n)
-            console.print(f"{row['library']}: halted ({held or 'changes held'}): {row['halted_because']}", markup=False)
-        if row["error"]:
-            console.print(f"{row['library']}: retrying: {row['error']}", markup=False)
-        if row["unsyncable"]:
-            paths = ", ".join(row["unsyncable"]["paths"][:5])
-            console.print(
-                f"{row['library']}: {row['unsyncable']['count']} local name(s) cannot be synced (not UTF-8; "
-                f"rename them): {paths}",
-                markup=False,
-            )
-        for b in row["backoff"]:
-            line = f"{row['library']}: backoff {b['path']} ({b['attempts']}x, next {b['next_attempt']})"
-            console.print(f"{line}: {b['last_error'] or ''}", markup=False)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,11 @@ import structlog
 
 from daemon.config import LibraryConfig
 from daemon.control import ControlDir
+from daemon.health import LAST_FAILURE, failure_note
 from daemon.local import atomic, marker
 from daemon.local.watch import WatcherUnavailable, watch_changes
 from daemon.logs import bind_library
-from daemon.providers.base import Provider, ProviderError
+from daemon.providers.base import AuthError, Provider, ProviderError
 from daemon.state.store import StateStore
 from daemon.sync.guard import describe
 from daemon.sync.library import LibrarySync, LocalRootMissing, PassSummary
@@ -75,9 +76,17 @@ class RunnerState:
     last_pass: str = ""
     errors: int = 0
     watching: bool = False
+    watcher: str = ""  # "" until the watcher starts | inotify | fallback (periodic rescans)
 
 
 ProviderFactory = Callable[[LibraryConfig], Provider]
+
+
+def _single(exc: BaseException) -> BaseException:
+    """The one failure inside (nested) exception groups of one exception each; else ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _default_factory(library: LibraryConfig) -> Provider:
@@ -130,13 +139,17 @@ class LibraryRunner:
             if self.on_change is not None:
                 self.on_change()
 
-    async def _persist_state(self) -> None:
-        """Write the runner's state where ``libmirror status`` (another process) can read it."""
+    async def _persist_state(self, failure: str | None = None) -> None:
+        """Write the runner's state where ``libmirror status`` (another process) can read it; ``failure``:
+        a failed session, as :func:`daemon.health.failure_note` (``status --check`` reads it)."""
         try:
             lib_id = await self.store.library_id(self.config.name)
             async with self.store.transaction(lib_id) as tx:
                 await tx.set_status("daemon_state", self.state.state)
                 await tx.set_status("daemon_detail", self.state.detail)
+                await tx.set_status("watcher", self.state.watcher)
+                if failure is not None:
+                    await tx.set_status(LAST_FAILURE, failure)
         except Exception as exc:  # the status is informative; never fail the runner for it
             log.warning("status_write_failed", error=str(exc))
 
@@ -151,8 +164,10 @@ class LibraryRunner:
             except Exception as exc:  # any failure of one library must not stop the others
                 if time.monotonic() - started > RETRY_CAP_S:
                     delay = RETRY_BASE_S  # it worked for a while: start the backoff over
-                self._set("retrying", f"{type(exc).__name__}: {exc}")
-                await self._persist_state()
+                cause = _single(exc)  # the session's task group wraps what failed
+                self._set("retrying", f"{type(cause).__name__}: {cause}")
+                now = datetime.now().astimezone()
+                await self._persist_state(failure_note(self.state.detail, auth=isinstance(cause, AuthError), at=now))
                 log.error(
                     "library_failed",
                     error=f"{type(exc).__name__}: {exc}",
@@ -269,6 +284,7 @@ class LibraryRunner:
         if not root.is_dir():
             await self._root_ready.wait()  # the first pass creates it
         self.state.watching = True
+        self.state.watcher = "inotify"
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._catch_up)
             try:
@@ -277,6 +293,8 @@ class LibraryRunner:
                 pass
             tg.cancel_scope.cancel()
         self.state.watching = False
+        self.state.watcher = "fallback"
+        await self._persist_state()
         interval = min(self.config.local_rescan_interval, max(FALLBACK_RESCAN_MIN_S, self.config.poll_interval))
         log.warning("watcher_fallback", rescan_every_s=interval)
         await self._every(interval, Work(full_local=True), False)
