@@ -18,6 +18,7 @@ import anyio
 import structlog
 
 from daemon.config import Config, ConfigError, LibraryConfig, load_config
+from daemon.control import ControlDir
 from daemon.exit_codes import (
     CHECK_UNKNOWN,
     EPILOGS,
@@ -104,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_arg(p_release, top=False)
     p_release.add_argument("library", help="the library whose held changes you checked and accept")
+
+    for name, text in (
+        ("pause", "stop syncing a library (the running service too) until `resume`, across restarts"),
+        ("resume", "sync a paused library again"),
+    ):
+        p_pause = _command(sub, name, text)
+        _add_config_arg(p_pause, top=False)
+        p_pause.add_argument("library", help="the library's name in the config")
 
     p_run = _command(sub, "run", "the daemon: watch, poll and sync every library until stopped")
     _add_config_arg(p_run, top=False)
@@ -221,8 +230,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from daemon.status import show_status
 
         return anyio.run(show_status, config, args.json, args.check)
-    if args.command == "release-gate":
-        return _release_gate(config, args.library)
+    if args.command in ("release-gate", "pause", "resume"):
+        return _control_request(config, args.command, args.library)
     if args.command == "run":
         return _as_writer(config, "run", lambda: _run_daemon(config, args))
     raise AssertionError(args.command)
@@ -274,22 +283,27 @@ def locked_message(exc: StateLocked) -> str:
     )
 
 
-def _release_gate(config: Config, name: str) -> int:
-    """Writes only a request file (never the store, never the lock): refuses root like the writers,
-    since a root-owned request could not be removed by the service user."""
-    from daemon.gate_release import release_gate
-
+def _control_request(config: Config, command: str, name: str) -> int:
+    """``release-gate``, ``pause``, ``resume``: write only a request file under ``state_dir/control/``
+    (never the store, never the lock). They refuse root like the writers, since a root-owned request
+    (or control folder) could not be removed or written by the service user."""
     libraries = _selected(config, [name])
     if libraries is None:
         return EXIT_CONFIG
     if os.geteuid() == 0 and not config.allow_root:
         print(
             f"error: {config.path}: refusing to run as root; run as the service's user "
-            "(sudo -u libmirror libmirror release-gate ...) or set allow_root = true",
+            f"(sudo -u libmirror libmirror {command} ...) or set allow_root = true",
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    return anyio.run(release_gate, config, libraries[0])
+    if command == "release-gate":
+        from daemon.gate_release import release_gate
+
+        return anyio.run(release_gate, config, libraries[0])
+    from daemon.pause import pause_library, resume_library
+
+    return (pause_library if command == "pause" else resume_library)(config, libraries[0])
 
 
 def _run_daemon(config: Config, args: argparse.Namespace) -> int:
@@ -317,7 +331,6 @@ def _selected(config: Config, names: list[str] | None) -> list[LibraryConfig] | 
 
 
 async def _sync_once(config: Config, libraries: list[LibraryConfig], args: argparse.Namespace) -> int:
-    from daemon.control import ControlDir
     from daemon.providers import make_provider
     from daemon.providers.base import AuthError, ProviderError
     from daemon.state.store import StateStore
@@ -326,9 +339,16 @@ async def _sync_once(config: Config, libraries: list[LibraryConfig], args: argpa
     store = await StateStore.open(config.state_dir)
     worst = EXIT_OK
     results: list[tuple[str, PassSummary | None, str]] = []
+    paused: list[tuple[str, str]] = []  # (library, since): `libmirror pause` keeps every pass away
     try:
         for library in libraries:
             bind_library(library.name)
+            pause = ControlDir(config.state_dir).pause(library.name)
+            if pause is not None:
+                log.warning("library_paused", since=pause.requested_at, next_step=f"libmirror resume {library.name}")
+                paused.append((library.name, pause.requested_at))
+                structlog.contextvars.unbind_contextvars("library")
+                continue
             provider = make_provider(library)
             try:
                 lib_id = await store.library_id(library.name)
@@ -351,6 +371,8 @@ async def _sync_once(config: Config, libraries: list[LibraryConfig], args: argpa
     finally:
         await store.close()
     _print_summary(results, dry_run=args.dry_run)
+    for name, since in paused:
+        print(f"[{name}] paused since {since}: not synced (`libmirror resume {name}`)", file=_out())
     return worst
 
 

@@ -6,6 +6,9 @@ interval: a library with a held gate plans on every poll) reads it, acts on it a
 names exactly what it applies to, so a stale one can never let something else through: a gate release
 carries the text of the gate it releases, and only a pass held by that same gate (same reasons, same
 counts) takes it.
+
+A pause (``libmirror pause``) is a state, not a request: the runner and ``sync`` check it before every
+pass and leave it in place; only ``libmirror resume`` removes it, so it survives restarts.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ class RunnerState:
     """What ``status`` and the systemd STATUS line show about one library."""
 
     name: str
-    state: str = "starting"  # starting | idle | syncing | retrying | halted | stopped
+    state: str = "starting"  # starting | idle | syncing | retrying | halted | paused | stopped
     detail: str = ""
     files: int = 0
     last_pass: str = ""
@@ -121,6 +121,7 @@ class LibraryRunner:
         self._wake = anyio.Event()
         self._stopping = False
         self._root_ready = anyio.Event()
+        self._paused = False
         self.passes = 0
 
     # -- control -----------------------------------------------------------------------------------
@@ -214,6 +215,9 @@ class LibraryRunner:
             if self._pending.empty:
                 await self._wait_wake()
                 continue
+            if await self._is_paused():
+                self._pending = Work()  # dropped: the resume starts with a full pass
+                continue
             work, self._pending = self._pending, Work()
             try:
                 await self._pass(engine, work)
@@ -221,6 +225,23 @@ class LibraryRunner:
                 self._pending.merge(work)
                 raise
         scope.cancel()
+
+    async def _is_paused(self) -> bool:
+        """Whether ``libmirror pause`` holds this library (checked before every pass); logged once per
+        pause. A resume re-observes both sides in full: what changed meanwhile was not followed."""
+        pause = self.control.pause(self.config.name) if self.control is not None else None
+        if pause is None:
+            if self._paused:
+                self._paused = False
+                log.info("library_resumed")
+                self._pending.merge(Work(full_remote=True, full_local=True))
+            return False
+        if not self._paused:
+            self._paused = True
+            log.warning("library_paused", since=pause.requested_at, next_step=f"libmirror resume {self.config.name}")
+            self._set("paused", f"since {pause.requested_at}")
+            await self._persist_state()
+        return True
 
     async def _pass(self, engine: LibrarySync, work: Work) -> PassSummary:
         idle_poll = work.incremental and not (work.full_remote or work.full_local or work.paths)

@@ -15,7 +15,18 @@ from tests.conftest import SandboxStarter
 from tests.e2e.conftest import LIBMIRROR, write_config
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ("sync", "run", "release-gate", "check-config", "status", "example-config", "demo", "sandbox")
+COMMANDS = (
+    "sync",
+    "run",
+    "release-gate",
+    "pause",
+    "resume",
+    "check-config",
+    "status",
+    "example-config",
+    "demo",
+    "sandbox",
+)
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
