@@ -31,6 +31,7 @@ demo: $(STAMP)
 
 test: $(STAMP) check-requirements
 	$(VENV)/bin/ruff check daemon tests bench
+	$(VENV)/bin/ruff format --check daemon tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
