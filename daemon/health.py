@@ -5,9 +5,10 @@ returns a monitoring-plugin state (Nagios, Icinga, rclone's checks) with the rea
 here touches the store, the network or the clock.
 
 - OK (0): in sync within the expected interval.
-- WARNING (1): a held safety gate, files in backoff, paused by the operator, on periodic rescans
-  because the watcher is unavailable, the last successful pass older than ``STALE_POLLS`` poll
-  intervals, or a failure since the last successful pass that is younger than that.
+- WARNING (1): a held safety gate, files in backoff, paused by the operator (a failure before the
+  pause is then not reported), on periodic rescans because the watcher is unavailable, the last
+  successful pass older than ``STALE_POLLS`` poll intervals, or a failure since the last successful
+  pass that is younger than that.
 - CRITICAL (2): credentials rejected, or failing for longer than ``STALE_POLLS`` poll intervals (or
   failing and never synced).
 - UNKNOWN (3): nothing known yet (no pass has run for the library).
@@ -108,7 +109,8 @@ def assess(row: Mapping[str, Any], *, poll_interval: float, now: datetime, daemo
     running_pass = daemon_running and row["state"] in ("syncing", "starting")
     failure = row.get("last_failure")
     failed_at = _stamp(failure["at"]) if failure else None
-    if failure and failed_at is not None and (last_ok is None or failed_at >= last_ok):
+    # a paused library is not expected to sync: a failure before the pause is history, not a page
+    if failure and failed_at is not None and (last_ok is None or failed_at >= last_ok) and not row.get("paused"):
         error = failure["error"] or "(no detail)"
         if failure["auth"]:
             health.add(CHECK_CRITICAL, f"credentials rejected: {error}")

@@ -105,6 +105,11 @@ def test_a_library_that_never_synced_and_fails_is_critical(tmp_path: Path) -> No
     result = check(config)
     assert result.returncode == CRITICAL, result
     assert result.stdout.startswith("CRITICAL board: failing since ") and "never synced" in result.stdout
+    # the operator pauses the broken library: a page no more, a warning that it is paused
+    assert run_status(config, "pause", "board").returncode == 0
+    paused = check(config)
+    assert paused.returncode == WARNING, paused
+    assert paused.stdout.startswith("WARNING board: paused since ") and "failing" not in paused.stdout
 
 
 def test_a_failure_after_a_recent_success_is_a_warning_then_critical(
