@@ -6,7 +6,12 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 STAMP := $(VENV)/.synced
 
-.PHONY: demo test lint typecheck bench clean venv
+# deploy/requirements.txt: the locked runtime dependencies with their hashes, for the deploy guide's
+# `pip install --require-hashes` (the project itself is installed after it with --no-deps, so it is not
+# emitted: pip refuses an unhashed `-e .` among hashed requirements)
+EXPORT_REQUIREMENTS = $(UV) export --frozen --no-dev --no-emit-project --format requirements-txt --quiet
+
+.PHONY: demo test lint typecheck bench clean venv requirements check-requirements
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -24,8 +29,9 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/libmirror demo
 
-test: $(STAMP)
+test: $(STAMP) check-requirements
 	$(VENV)/bin/ruff check daemon tests bench
+	$(VENV)/bin/ruff format --check daemon tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
@@ -35,6 +41,13 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+
+requirements: $(UV)
+	$(EXPORT_REQUIREMENTS) > deploy/requirements.txt
+
+check-requirements: $(UV)
+	@$(EXPORT_REQUIREMENTS) | diff -u deploy/requirements.txt - \
+		|| { echo "deploy/requirements.txt does not match uv.lock: run make requirements and commit it"; exit 1; }
 
 bench: $(STAMP)
 	sh bench/setup.sh

@@ -1,16 +1,12 @@
-"""The ``libmirror`` command: run, sync, check-config, status, demo, sandbox.
+"""The ``libmirror`` command: run, sync, check-config, status, release-gate, example-config, demo, sandbox.
 
-Exit codes: 0 in sync / success, 1 some actions failed, 2 configuration error (or a writing command
-run as root without ``allow_root``), 3 a safety gate held back deletes, 4 another process holds the
-state store (``run`` and ``sync`` are its only writers, one at a time; see ``daemon/state/lock.py``).
-``status`` exits 0, or 1 when the store cannot be read as it is (e.g. another schema version: only a
-writer migrates it).
+Exit codes: see ``daemon/exit_codes.py`` (each command's ``--help`` prints its own). ``run`` and
+``sync`` are the store's only writers, one at a time (``daemon/state/lock.py``); ``status`` only reads.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -22,7 +18,18 @@ import anyio
 import structlog
 
 from daemon.config import Config, ConfigError, LibraryConfig, load_config
-from daemon.logs import bind_library, configure_logging, redact_text
+from daemon.control import ControlDir
+from daemon.exit_codes import (
+    CHECK_UNKNOWN,
+    EPILOGS,
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_GATE,
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_OK,
+)
+from daemon.logs import LEVELS, bind_library, configure_logging
 from daemon.sandbox import registry as sandbox_registry
 from daemon.sandbox.__main__ import parse_option as sandbox_option
 from daemon.sandbox.faults import add_fault_arguments, plan_from_args
@@ -33,11 +40,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_GATE = 3
-EXIT_LOCKED = 4
+__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_GATE", "EXIT_LOCKED", "EXIT_OK", "build_parser", "main"]
 
 DEFAULT_CONFIG = "/etc/libmirror/config.toml"
 
@@ -52,42 +55,83 @@ def _add_config_arg(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("libmirror")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _command(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A sub-command whose ``--help`` ends with its exit codes."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text[0].upper() + help_text[1:] + ".",
+        epilog=EPILOGS[name],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="libmirror",
         description="Mirror SaaS file libraries (CoreData, Cliniko, TimeTap, coreplus) to local folders, both ways.",
+        epilog=EPILOGS["libmirror"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"libmirror {_version()}")
     _add_config_arg(parser, top=True)
     parser.add_argument("--log-format", choices=("json", "console"), default=None, help="default: json unless a TTY")
-    parser.add_argument("--log-level", default=None, help="debug, info, warning or error (default: config or info)")
+    parser.add_argument(
+        "--log-level", choices=tuple(LEVELS), default=None, help="default: the config's log_level, else info"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p_sync = sub.add_parser("sync", help="observe both sides, plan and apply the changes")
+    p_sync = _command(sub, "sync", "observe both sides, plan and apply the changes: one pass, then exit")
     _add_config_arg(p_sync, top=False)
-    p_sync.add_argument("--once", action="store_true", help="do one pass and exit (daemon mode is `run`)")
+    p_sync.add_argument("--once", action="store_true", help="accepted for scripts; `sync` always does one pass")
     p_sync.add_argument("--library", action="append", help="only this library (repeatable)")
     p_sync.add_argument("--dry-run", action="store_true", help="print the plan; change nothing anywhere")
     p_sync.add_argument(
         "--confirm-deletes", action="store_true", help="let the deletes and overwrites a safety gate holds through"
     )
 
-    p_release = sub.add_parser(
-        "release-gate", help="let the changes a safety gate holds back through, in the running service"
+    p_release = _command(
+        sub, "release-gate", "let the changes a safety gate holds back through, in the running service"
     )
     _add_config_arg(p_release, top=False)
     p_release.add_argument("library", help="the library whose held changes you checked and accept")
 
-    p_run = sub.add_parser("run", help="the daemon: watch, poll and sync every library until stopped")
+    for name, text in (
+        ("pause", "stop syncing a library (the running service too) until `resume`, across restarts"),
+        ("resume", "sync a paused library again"),
+    ):
+        p_pause = _command(sub, name, text)
+        _add_config_arg(p_pause, top=False)
+        p_pause.add_argument("library", help="the library's name in the config")
+
+    p_run = _command(sub, "run", "the daemon: watch, poll and sync every library until stopped")
     _add_config_arg(p_run, top=False)
 
-    p_check = sub.add_parser("check-config", help="validate the config file and exit")
+    p_check = _command(sub, "check-config", "validate the config file and exit")
     _add_config_arg(p_check, top=False)
 
-    p_status = sub.add_parser("status", help="show each library's state from the state store")
+    p_status = _command(sub, "status", "show each library's state from the state store (read-only)")
     _add_config_arg(p_status, top=False)
-    p_status.add_argument("--json", action="store_true", help="machine-readable output")
+    p_status.add_argument("--json", action="store_true", help="machine-readable output (shape: see the README)")
+    p_status.add_argument(
+        "--check",
+        action="store_true",
+        help="one line per library and a monitoring exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)",
+    )
 
-    p_demo = sub.add_parser("demo", help="mirror a seeded CoreData sandbox into a local folder")
+    _command(sub, "example-config", "print the annotated example configuration (redirect it into a file)")
+
+    p_demo = _command(sub, "demo", "mirror a seeded CoreData sandbox into a local folder")
     p_demo.add_argument(
         "--dir", type=Path, default=Path("libmirror-demo"), help="mirror folder (default ./libmirror-demo)"
     )
@@ -95,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--seed", type=int, default=40, help="sample files in the sandbox (default 40)")
     p_demo.add_argument("--interval", type=float, default=3.0, help="seconds between passes (default 3)")
 
-    p_sandbox = sub.add_parser("sandbox", help="run a provider's API emulator on 127.0.0.1")
+    p_sandbox = _command(sub, "sandbox", "run a provider's API emulator on 127.0.0.1")
     p_sandbox.add_argument("provider", choices=sandbox_registry.names())
     p_sandbox.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     p_sandbox.add_argument("--data", type=Path, required=True, help="folder holding the sandbox's state")
@@ -130,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = _dispatch(args)
     except KeyboardInterrupt:
-        code = 130
+        code = EXIT_INTERRUPTED
     sys.exit(code)
 
 
@@ -149,6 +193,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"libmirror sandbox: {exc}", file=sys.stderr)
             return EXIT_CONFIG
         return serve(args.provider, args.data, port=args.port, seed=args.seed, faults=faults, **options)
+    if args.command == "example-config":
+        from daemon.example_config import example_text
+
+        sys.stdout.write(example_text())
+        return EXIT_OK
     if args.command == "demo":
         from daemon.demo import run_demo
 
@@ -167,20 +216,22 @@ def _dispatch(args: argparse.Namespace) -> int:
     _setup_logging(args, None)  # warnings raised while loading (e.g. a readable secret) use the chosen format
     config = _load(args)
     if config is None:
+        if args.command == "status" and args.check:
+            print(f"UNKNOWN: the configuration {args.config} is invalid (see the errors on stderr)")
+            return CHECK_UNKNOWN
         return EXIT_CONFIG
     _setup_logging(args, config)
     if args.command == "sync":
-        if not args.once:
-            print("error: `sync` needs --once; the long-running daemon is `libmirror run`", file=sys.stderr)
-            return EXIT_CONFIG
         libraries = _selected(config, args.library)
         if libraries is None:
             return EXIT_CONFIG
         return _as_writer(config, "sync --once", lambda: anyio.run(_sync_once, config, libraries, args))
     if args.command == "status":
-        return anyio.run(_status, config, args.json)
-    if args.command == "release-gate":
-        return _release_gate(config, args.library)
+        from daemon.status import show_status
+
+        return anyio.run(show_status, config, args.json, args.check)
+    if args.command in ("release-gate", "pause", "resume"):
+        return _control_request(config, args.command, args.library)
     if args.command == "run":
         return _as_writer(config, "run", lambda: _run_daemon(config, args))
     raise AssertionError(args.command)
@@ -232,22 +283,27 @@ def locked_message(exc: StateLocked) -> str:
     )
 
 
-def _release_gate(config: Config, name: str) -> int:
-    """Writes only a request file (never the store, never the lock): refuses root like the writers,
-    since a root-owned request could not be removed by the service user."""
-    from daemon.gate_release import release_gate
-
+def _control_request(config: Config, command: str, name: str) -> int:
+    """``release-gate``, ``pause``, ``resume``: write only a request file under ``state_dir/control/``
+    (never the store, never the lock). They refuse root like the writers, since a root-owned request
+    (or control folder) could not be removed or written by the service user."""
     libraries = _selected(config, [name])
     if libraries is None:
         return EXIT_CONFIG
     if os.geteuid() == 0 and not config.allow_root:
         print(
             f"error: {config.path}: refusing to run as root; run as the service's user "
-            "(sudo -u libmirror libmirror release-gate ...) or set allow_root = true",
+            f"(sudo -u libmirror libmirror {command} ...) or set allow_root = true",
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    return anyio.run(release_gate, config, libraries[0])
+    if command == "release-gate":
+        from daemon.gate_release import release_gate
+
+        return anyio.run(release_gate, config, libraries[0])
+    from daemon.pause import pause_library, resume_library
+
+    return (pause_library if command == "pause" else resume_library)(config, libraries[0])
 
 
 def _run_daemon(config: Config, args: argparse.Namespace) -> int:
@@ -275,7 +331,6 @@ def _selected(config: Config, names: list[str] | None) -> list[LibraryConfig] | 
 
 
 async def _sync_once(config: Config, libraries: list[LibraryConfig], args: argparse.Namespace) -> int:
-    from daemon.control import ControlDir
     from daemon.providers import make_provider
     from daemon.state.store import StateStore
     from daemon.sync.library import LibrarySync, LocalRootMissing, PassSummary
@@ -284,9 +339,16 @@ async def _sync_once(config: Config, libraries: list[LibraryConfig], args: argpa
     store = await StateStore.open(config.state_dir)
     worst = EXIT_OK
     results: list[tuple[str, PassSummary | None, str]] = []
+    paused: list[tuple[str, str]] = []  # (library, since): `libmirror pause` keeps every pass away
     try:
         for library in libraries:
             bind_library(library.name)
+            pause = ControlDir(config.state_dir).pause(library.name)
+            if pause is not None:
+                log.warning("library_paused", since=pause.requested_at, next_step=f"libmirror resume {library.name}")
+                paused.append((library.name, pause.requested_at))
+                structlog.contextvars.unbind_contextvars("library")
+                continue
             provider = make_provider(library.remote)
             try:
                 lib_id = await store.library_id(library.name)
@@ -300,6 +362,8 @@ async def _sync_once(config: Config, libraries: list[LibraryConfig], args: argpa
             except (AuthError, ProviderError, LocalRootMissing, OSError) as exc:
                 log.error("pass_failed", error=str(exc), next_step="fix the cause and run again")
                 results.append((library.name, None, str(exc)))
+                if not args.dry_run:
+                    await _note_failure(store, library.name, exc)
                 worst = max(worst, EXIT_FAILED, key=_severity)
             finally:
                 await provider.aclose()
@@ -307,7 +371,19 @@ async def _sync_once(config: Config, libraries: list[LibraryConfig], args: argpa
     finally:
         await store.close()
     _print_summary(results, dry_run=args.dry_run)
+    for name, since in paused:
+        print(f"[{name}] paused since {since}: not synced (`libmirror resume {name}`)", file=_out())
     return worst
+
+
+async def _note_failure(store: StateStore, name: str, exc: Exception) -> None:
+    """Leave the failure where ``status --check`` finds it (until a later pass succeeds)."""
+    from daemon.health import LAST_FAILURE, failure_note
+    from daemon.vocab import AuthError
+
+    note = failure_note(f"{type(exc).__name__}: {exc}", auth=isinstance(exc, AuthError), at=datetime.now().astimezone())
+    async with store.transaction(await store.library_id(name)) as tx:
+        await tx.set_status(LAST_FAILURE, note)
 
 
 def _severity(code: int) -> int:
@@ -349,172 +425,6 @@ def _print_summary(results: list[tuple[str, Any, str]], *, dry_run: bool) -> Non
             print(f"  safety gate: {reason}", file=out)
         for path, message in summary.failures:
             print(f"  failed: {path}: {message}", file=out)
-
-
-def _age(stamp: str | None, now: datetime) -> str | None:
-    """``"3m ago"`` for an ISO timestamp written by this host (never compared with server clocks)."""
-    if not stamp:
-        return None
-    try:
-        seconds = max(0, int((now - datetime.fromisoformat(stamp)).total_seconds()))
-    except ValueError:
-        return None
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
-
-
-def _library_state(status: dict[str, str], pending: int) -> str:
-    if status.get("gate"):
-        return "halted"
-    daemon_state = status.get("daemon_state")
-    if daemon_state in ("syncing", "retrying", "starting"):
-        return daemon_state
-    return "pending" if pending else "idle"
-
-
-NO_STATE = "no state yet: run `libmirror sync --once` or start the service"
-ERROR_CHARS = 300  # a stored error may quote a whole server answer (an HTML page)
-
-
-def _json_status(status: dict[str, str], key: str) -> Any:
-    """A JSON value the last pass stored under ``key`` (None when absent or unreadable)."""
-    try:
-        return json.loads(status.get(key) or "null")
-    except ValueError:
-        return None
-
-
-def _held_counts(status: dict[str, str]) -> dict[str, int] | None:
-    """What the held gate keeps back: ``{"local_deletes": .., "remote_deletes": .., "local_overwrites":
-    .., "remote_overwrites": ..}`` as the last pass counted it."""
-    try:
-        counts = json.loads(status.get("gate_counts") or "null")
-    except ValueError:
-        return None
-    return {str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else None
-
-
-def _clean_error(text: str | None) -> str | None:
-    """A stored error text fit to print: credentials redacted as in the logs, on one line, at most
-    ``ERROR_CHARS`` characters. Redacted first: the header patterns end at a line break, and a cut
-    secret is no longer recognisable."""
-    if not text:
-        return None
-    cleaned = " ".join(redact_text(text).split())
-    return cleaned if len(cleaned) <= ERROR_CHARS else cleaned[: ERROR_CHARS - 1] + "…"
-
-
-async def _status(config: Config, as_json: bool) -> int:
-    """Read-only: never creates, migrates or locks the store, so it works beside a running daemon."""
-    from sqlalchemy.exc import DBAPIError
-
-    from daemon.state.migrations import SchemaMismatch
-    from daemon.state.store import StateStore, StoreUnreadable
-
-    try:
-        store = await StateStore.open_readonly(config.state_dir)
-        if store is None:
-            rows = None
-        else:
-            try:
-                rows = [await _status_row(store, library) for library in config.libraries]
-            finally:
-                await store.close()
-    except (SchemaMismatch, StoreUnreadable, DBAPIError, OSError) as exc:
-        reason = getattr(exc, "orig", None) or exc
-        print(f"error: {config.path}: cannot read the state store in {config.state_dir}: {reason}", file=sys.stderr)
-        return EXIT_FAILED
-    head = {"state_store": str(config.state_dir), "exists": rows is not None}
-    if rows is None:
-        if as_json:
-            print(json.dumps({**head, "message": NO_STATE, "libraries": []}, indent=2))
-        else:
-            print(f"{NO_STATE} (state store: {config.state_dir})")
-        return EXIT_OK
-    if as_json:
-        print(json.dumps({**head, "libraries": rows}, indent=2))
-    else:
-        _print_status_table(rows)
-    return EXIT_OK
-
-
-async def _status_row(store: StateStore, library: LibraryConfig) -> dict[str, Any]:
-    now = datetime.now().astimezone()
-    lib_id = await store.find_library(library.name)
-    if lib_id is None:  # configured, never synced: nothing stored yet (and status writes nothing)
-        counts, status, failures, pending = {"synced_files": 0}, {}, [], 0
-        state = "new"
-    else:
-        counts = await store.counts(lib_id)
-        status = await store.get_status(lib_id)
-        failures = await store.failures(lib_id)
-        pending = len(await store.changed_states(lib_id))
-        state = _library_state(status, pending)
-    return {
-        "library": library.name,
-        "provider": library.provider,
-        "state": state,
-        "halted_because": status.get("gate") or None,
-        "held": _held_counts(status) if status.get("gate") else None,
-        "unsyncable": _json_status(status, "unsyncable"),
-        "error": _clean_error(status.get("daemon_detail")) if state == "retrying" else None,
-        "files": counts["synced_files"],
-        "pending": pending,
-        "conflicts": int(status.get("conflicts_total", "0") or 0),
-        "last_poll": status.get("last_poll"),
-        "last_poll_age": _age(status.get("last_poll"), now),
-        "last_pass": status.get("last_pass"),
-        "last_pass_age": _age(status.get("last_pass"), now),
-        "backoff": [
-            {
-                "path": p,
-                "attempts": a,
-                "next_attempt": datetime.fromtimestamp(n).astimezone().isoformat(timespec="seconds"),
-                "last_error": _clean_error(e),
-            }
-            for p, a, n, e in failures
-        ],
-    }
-
-
-def _print_status_table(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(show_edge=False)
-    for col in ("library", "state", "files", "pending", "conflicts", "last poll", "last pass", "backoff"):
-        table.add_column(col, justify="right" if col in ("files", "pending", "conflicts", "backoff") else "left")
-    for row in rows:
-        table.add_row(
-            row["library"],
-            row["state"],
-            str(row["files"]),
-            str(row["pending"]),
-            str(row["conflicts"]),
-            row["last_poll_age"] or "never",
-            row["last_pass_age"] or "never",
-            str(len(row["backoff"])),
-        )
-    console = Console(soft_wrap=True)
-    console.print(table)
-    for row in rows:
-        if row["halted_because"]:
-            held = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in (row["held"] or {}).items() if n)
-            console.print(f"{row['library']}: halted ({held or 'changes held'}): {row['halted_because']}", markup=False)
-        if row["error"]:
-            console.print(f"{row['library']}: retrying: {row['error']}", markup=False)
-        if row["unsyncable"]:
-            paths = ", ".join(row["unsyncable"]["paths"][:5])
-            console.print(
-                f"{row['library']}: {row['unsyncable']['count']} local name(s) cannot be synced (not UTF-8; "
-                f"rename them): {paths}",
-                markup=False,
-            )
-        for b in row["backoff"]:
-            line = f"{row['library']}: backoff {b['path']} ({b['attempts']}x, next {b['next_attempt']})"
-            console.print(f"{line}: {b['last_error'] or ''}", markup=False)
 
 
 if __name__ == "__main__":

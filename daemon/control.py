@@ -6,6 +6,9 @@ interval: a library with a held gate plans on every poll) reads it, acts on it a
 names exactly what it applies to, so a stale one can never let something else through: a gate release
 carries the text of the gate it releases, and only a pass held by that same gate (same reasons, same
 counts) takes it.
+
+A pause (``libmirror pause``) is a state, not a request: the runner and ``sync`` check it before every
+pass and leave it in place; only ``libmirror resume`` removes it, so it survives restarts.
 """
 
 from __future__ import annotations
@@ -30,6 +33,15 @@ class Release:
     pid: int
 
 
+@dataclass(frozen=True)
+class Pause:
+    """``libmirror pause LIBRARY``: the daemon runs no pass of the library until ``resume`` removes it.
+    Unlike a release it is not taken by a pass: it stays (across restarts) until resumed."""
+
+    requested_at: str
+    pid: int
+
+
 class ControlDir:
     """The request files of one state directory."""
 
@@ -41,16 +53,49 @@ class ControlDir:
 
     def request_release(self, library: str, gate: str) -> Path:
         """Write the release request atomically (temp file + rename, mode 0600); returns its path."""
+        return self._write(library, "release", {"gate": gate})
+
+    def request_pause(self, library: str) -> Path:
+        """Pause ``library`` (a no-op when it is paused already: the first pause's time is kept)."""
+        target = self._file(library, "pause")
+        return target if self.pause(library) is not None else self._write(library, "pause", {})
+
+    def pause(self, library: str) -> Pause | None:
+        """The pause of ``library``; None when it is not paused. A pause file that cannot be parsed
+        still pauses (the operator asked for it); its time reads as unknown."""
+        target = self._file(library, "pause")
+        try:
+            text = target.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return Pause("unknown", 0)
+        try:
+            data = json.loads(text)
+            return Pause(str(data["requested_at"]), int(data.get("pid", 0)))
+        except (ValueError, KeyError, TypeError):
+            return Pause("unknown", 0)
+
+    def clear_pause(self, library: str) -> bool:
+        """Resume ``library``; returns whether it was paused."""
+        try:
+            self._file(library, "pause").unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _write(self, library: str, kind: str, fields: dict[str, str]) -> Path:
+        """One request file, written atomically (temp file + fsync + rename, mode 0600)."""
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         body = json.dumps(
             {
-                "gate": gate,
+                **fields,
                 "requested_at": datetime.now().astimezone().isoformat(timespec="seconds"),
                 "pid": os.getpid(),
             }
         )
-        target = self._file(library, "release")
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".release-")
+        target = self._file(library, kind)
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{kind}-")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(body)

@@ -11,12 +11,12 @@ DAEMON = Path(__file__).resolve().parent.parent / "daemon"
 
 ORDER: tuple[tuple[str, ...], ...] = (
     ("vocab",),
-    ("logs", "secrets", "sdnotify", "control"),
+    ("logs", "secrets", "sdnotify", "control", "exit_codes", "health", "example_config"),
     ("local", "state"),
     ("providers",),
     ("config",),
     ("sync",),
-    ("gate_release", "service"),
+    ("gate_release", "pause", "status", "service"),
     ("sandbox",),
     ("demo", "cli"),
 )

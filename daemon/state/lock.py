@@ -109,6 +109,22 @@ class StateLock:
         self.release()
 
 
+def current_holder(state_dir: Path) -> Holder | None:
+    """Who holds ``state_dir``'s lock, as far as its file says, for readers (``status``): the pid
+    written by the last holder, if that process is alive. Opens the file read-only and takes no lock
+    (a probe could make a writer starting at that instant refuse); None when there is no file or no
+    live holder."""
+    try:
+        fd = os.open(Path(state_dir) / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        holder = _read_holder(fd)
+    finally:
+        os.close(fd)
+    return holder if holder.pid is not None else None
+
+
 def _read_holder(fd: int) -> Holder:
     try:
         lines = os.pread(fd, _MAX_READ, 0).decode("utf-8", "replace").splitlines()

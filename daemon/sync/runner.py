@@ -24,6 +24,7 @@ import structlog
 
 from daemon.config import LibraryConfig
 from daemon.control import ControlDir
+from daemon.health import LAST_FAILURE, failure_note
 from daemon.local import atomic, marker
 from daemon.local.watch import WatcherUnavailable, watch_changes
 from daemon.logs import bind_library
@@ -31,7 +32,7 @@ from daemon.providers.base import Provider
 from daemon.state.store import StateStore
 from daemon.sync.guard import describe
 from daemon.sync.library import LibrarySync, LocalRootMissing, PassSummary
-from daemon.vocab import ProviderError
+from daemon.vocab import AuthError, ProviderError
 
 log = structlog.get_logger(__name__)
 
@@ -70,15 +71,23 @@ class RunnerState:
     """What ``status`` and the systemd STATUS line show about one library."""
 
     name: str
-    state: str = "starting"  # starting | idle | syncing | retrying | halted | stopped
+    state: str = "starting"  # starting | idle | syncing | retrying | halted | paused | stopped
     detail: str = ""
     files: int = 0
     last_pass: str = ""
     errors: int = 0
     watching: bool = False
+    watcher: str = ""  # "" until the watcher starts | inotify | fallback (periodic rescans)
 
 
 ProviderFactory = Callable[[LibraryConfig], Provider]
+
+
+def _single(exc: BaseException) -> BaseException:
+    """The one failure inside (nested) exception groups of one exception each; else ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _default_factory(library: LibraryConfig) -> Provider:
@@ -113,6 +122,7 @@ class LibraryRunner:
         self._wake = anyio.Event()
         self._stopping = False
         self._root_ready = anyio.Event()
+        self._paused = False
         self.passes = 0
 
     # -- control -----------------------------------------------------------------------------------
@@ -131,13 +141,17 @@ class LibraryRunner:
             if self.on_change is not None:
                 self.on_change()
 
-    async def _persist_state(self) -> None:
-        """Write the runner's state where ``libmirror status`` (another process) can read it."""
+    async def _persist_state(self, failure: str | None = None) -> None:
+        """Write the runner's state where ``libmirror status`` (another process) can read it; ``failure``:
+        a failed session, as :func:`daemon.health.failure_note` (``status --check`` reads it)."""
         try:
             lib_id = await self.store.library_id(self.config.name)
             async with self.store.transaction(lib_id) as tx:
                 await tx.set_status("daemon_state", self.state.state)
                 await tx.set_status("daemon_detail", self.state.detail)
+                await tx.set_status("watcher", self.state.watcher)
+                if failure is not None:
+                    await tx.set_status(LAST_FAILURE, failure)
         except Exception as exc:  # the status is informative; never fail the runner for it
             log.warning("status_write_failed", error=str(exc))
 
@@ -152,8 +166,10 @@ class LibraryRunner:
             except Exception as exc:  # any failure of one library must not stop the others
                 if time.monotonic() - started > RETRY_CAP_S:
                     delay = RETRY_BASE_S  # it worked for a while: start the backoff over
-                self._set("retrying", f"{type(exc).__name__}: {exc}")
-                await self._persist_state()
+                cause = _single(exc)  # the session's task group wraps what failed
+                self._set("retrying", f"{type(cause).__name__}: {cause}")
+                now = datetime.now().astimezone()
+                await self._persist_state(failure_note(self.state.detail, auth=isinstance(cause, AuthError), at=now))
                 log.error(
                     "library_failed",
                     error=f"{type(exc).__name__}: {exc}",
@@ -200,6 +216,9 @@ class LibraryRunner:
             if self._pending.empty:
                 await self._wait_wake()
                 continue
+            if await self._is_paused():
+                self._pending = Work()  # dropped: the resume starts with a full pass
+                continue
             work, self._pending = self._pending, Work()
             try:
                 await self._pass(engine, work)
@@ -207,6 +226,23 @@ class LibraryRunner:
                 self._pending.merge(work)
                 raise
         scope.cancel()
+
+    async def _is_paused(self) -> bool:
+        """Whether ``libmirror pause`` holds this library (checked before every pass); logged once per
+        pause. A resume re-observes both sides in full: what changed meanwhile was not followed."""
+        pause = self.control.pause(self.config.name) if self.control is not None else None
+        if pause is None:
+            if self._paused:
+                self._paused = False
+                log.info("library_resumed")
+                self._pending.merge(Work(full_remote=True, full_local=True))
+            return False
+        if not self._paused:
+            self._paused = True
+            log.warning("library_paused", since=pause.requested_at, next_step=f"libmirror resume {self.config.name}")
+            self._set("paused", f"since {pause.requested_at}")
+            await self._persist_state()
+        return True
 
     async def _pass(self, engine: LibrarySync, work: Work) -> PassSummary:
         idle_poll = work.incremental and not (work.full_remote or work.full_local or work.paths)
@@ -270,6 +306,7 @@ class LibraryRunner:
         if not root.is_dir():
             await self._root_ready.wait()  # the first pass creates it
         self.state.watching = True
+        self.state.watcher = "inotify"
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._catch_up)
             try:
@@ -278,6 +315,8 @@ class LibraryRunner:
                 pass
             tg.cancel_scope.cancel()
         self.state.watching = False
+        self.state.watcher = "fallback"
+        await self._persist_state()
         interval = min(self.config.local_rescan_interval, max(FALLBACK_RESCAN_MIN_S, self.config.poll_interval))
         log.warning("watcher_fallback", rescan_every_s=interval)
         await self._every(interval, Work(full_local=True), False)

@@ -105,7 +105,7 @@ async def test_one_failing_file_backs_off_and_never_blocks_the_rest(tmp_path: Pa
     def factory(config: LibraryConfig) -> Provider:
         wrapper = OneFileFails(make_provider(config.remote), str(bad_id))
         wrappers.append(wrapper)
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     store = await StateStore.open(lib.local_path.parent / "state")
     runner = LibraryRunner(lib, store, provider_factory=factory)

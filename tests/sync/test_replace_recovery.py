@@ -84,7 +84,7 @@ async def one_pass(sandbox: RunningSandbox, state: Path, root: Path, **cut: Any)
     http = HttpClient(retry=FAST)
     real = TimeTapRemote(sandbox).build(http)
     provider = Cut(real, **cut)
-    engine = LibrarySync(config(root), store, await store.library_id("lib"), provider)  # type: ignore[arg-type]
+    engine = LibrarySync(config(root), store, await store.library_id("lib"), provider)
     try:
         await engine.run_pass()
     except* Stop:
