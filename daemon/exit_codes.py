@@ -24,7 +24,8 @@ _USAGE = "2    the command line is wrong (argparse prints why)"
 EPILOGS: dict[str, str] = {
     "libmirror": f"""exit codes (each command's --help lists its own):
   0    success / in sync
-  1    some actions failed (retried next pass), or the state store cannot be read
+  1    some actions failed (retried next pass), the state store cannot be read, or `run` cannot
+       listen on metrics_listen
   {_USAGE}; or a configuration error
   3    a safety gate held back deletes or overwrites (sync)
   4    another process holds the state store (run, sync)
@@ -37,6 +38,7 @@ EPILOGS: dict[str, str] = {
   4    another process holds the state store (nothing was done; the message names its pid)""",
     "run": """exit codes:
   0    stopped cleanly (SIGTERM / SIGINT)
+  1    could not start: metrics_listen cannot be listened on (address in use, not permitted)
   2    configuration error, or run as root without allow_root = true
   4    another process holds the state store""",
     "release-gate": """exit codes:

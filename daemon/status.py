@@ -137,6 +137,26 @@ async def show_status(config: Config, as_json: bool, check: bool) -> int:
     return overall if check else EXIT_OK
 
 
+async def show_metrics(config: Config) -> int:
+    """``status --metrics``: what the state store knows, in Prometheus' text format on stdout (for
+    node_exporter's textfile collector; see ``daemon.metrics.textfile`` for the families)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from daemon.metrics.textfile import textfile_metrics
+    from daemon.state.migrations import SchemaMismatch
+    from daemon.state.store import StoreUnreadable
+
+    try:
+        text = await textfile_metrics(config.state_dir, [library.name for library in config.libraries])
+    except (SchemaMismatch, StoreUnreadable, DBAPIError, OSError) as exc:
+        reason = clean_error(str(getattr(exc, "orig", None) or exc))
+        print(f"error: {config.path}: cannot read the state store in {config.state_dir}: {reason}", file=sys.stderr)
+        return EXIT_FAILED
+    sys.stdout.buffer.write(text)
+    sys.stdout.flush()
+    return EXIT_OK
+
+
 async def _status_row(store: StateStore, config: Config, library: LibraryConfig) -> dict[str, Any]:
     now = datetime.now().astimezone()
     lib_id = await store.find_library(library.name)
