@@ -8,7 +8,9 @@ redacted like the logs and cut to ``ERROR_CHARS``. The ``--json`` shape is docum
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import sys
 from datetime import datetime
 from typing import Any
@@ -21,6 +23,9 @@ from daemon.logs import redact_text
 from daemon.state.lock import current_holder
 from daemon.state.store import StateStore
 
+# an HTML document quoted in an error (a proxy's 502 page), up to its end or the end of the text (cut)
+_HTML_DOCUMENT = re.compile(r"<(?:!doctype\s+html|html)\b.*?(?:</html\s*>|\Z)", re.I | re.S)
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title", re.I | re.S)
 NO_STATE = "no state yet: run `libmirror sync --once` or start the service"
 ERROR_CHARS = 300  # a stored error may quote a whole server answer (an HTML page)
 
@@ -68,13 +73,20 @@ def _held_counts(status: dict[str, str]) -> dict[str, int] | None:
     return {str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else None
 
 
+def _html_page(match: re.Match[str]) -> str:
+    title = _HTML_TITLE.search(match.group(0))
+    name = " ".join(html.unescape(title.group(1)).split())[:80] if title else ""
+    return f"[HTML page: {name}]" if name else "[HTML page]"
+
+
 def clean_error(text: str | None) -> str | None:
-    """A stored error text fit to print: credentials redacted as in the logs, on one line, at most
-    ``ERROR_CHARS`` characters. Redacted first: the header patterns end at a line break, and a cut
-    secret is no longer recognisable."""
+    """A stored error text fit to print: credentials redacted as in the logs, an HTML page a server or
+    proxy answered with reduced to its title (no raw server body), on one line, at most ``ERROR_CHARS``
+    characters. Redacted first: the header patterns end at a line break, and a cut secret is no longer
+    recognisable."""
     if not text:
         return None
-    cleaned = " ".join(redact_text(text).split())
+    cleaned = " ".join(_HTML_DOCUMENT.sub(_html_page, redact_text(text)).split())
     return cleaned if len(cleaned) <= ERROR_CHARS else cleaned[: ERROR_CHARS - 1] + "…"
 
 
