@@ -27,7 +27,7 @@ import anyio
 import structlog
 from yarl import URL
 
-from daemon.metrics import METRICS
+from daemon.metrics.families import METRICS
 from daemon.providers.base import Sink
 from daemon.vocab import AuthError, InvalidResponse, NotFound, PreconditionFailed, ProviderError, TransientError
 

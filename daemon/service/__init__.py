@@ -29,7 +29,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from daemon.config import Config, LibraryConfig, load_config
-from daemon.metrics import METRICS, Metrics
+from daemon.metrics.families import METRICS, Metrics
 from daemon.metrics.listen import parse_listen
 from daemon.metrics.server import serve_metrics
 from daemon.sdnotify import Notifier, watchdog_interval

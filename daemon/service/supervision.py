@@ -12,7 +12,7 @@ from anyio.abc import TaskGroup
 
 from daemon.config import LibraryConfig
 from daemon.control import ControlDir
-from daemon.metrics import Metrics
+from daemon.metrics.families import Metrics
 from daemon.state.store import StateStore
 from daemon.sync.runner import LibraryRunner, ProviderFactory
 

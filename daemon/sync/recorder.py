@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from daemon.metrics import Metrics
+from daemon.metrics.families import Metrics
 from daemon.metrics.stored import read_figures, set_figures
 from daemon.state.store import StateStore
 from daemon.sync.library import PassSummary

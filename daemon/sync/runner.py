@@ -28,7 +28,7 @@ from daemon.health import LAST_FAILURE, failure_note
 from daemon.local import atomic, marker
 from daemon.local.watch import WatcherUnavailable, watch_changes
 from daemon.logs import bind_library
-from daemon.metrics import Metrics
+from daemon.metrics.families import Metrics
 from daemon.providers.base import Provider
 from daemon.state.store import StateStore
 from daemon.sync.guard import describe
