@@ -158,3 +158,35 @@ def test_a_metrics_port_in_use_stops_the_start_with_a_clear_error(tmp_path: Path
     assert "in use" in result.stderr and "No library was started" in result.stderr
     assert "Traceback" not in result.stderr
     assert '"library_started"' not in result.stdout
+
+
+def test_pacing_waits_and_requests_are_counted_per_provider(tmp_path: Path, sandbox_procs: SandboxStarter) -> None:
+    info = sandbox_procs("cl", SEEDED, "-o", "processing_delay=0.1", provider="cliniko")
+    remote = info["remote"]
+    port = free_port()
+    config = tmp_path / "config.toml"
+    block = (
+        f'[[library]]\nname = "clinic"\nprovider = "cliniko"\nlocal_path = "{tmp_path / "clinic"}"\n'
+        "settle = 0.2\npoll_interval = 2\n\n[library.remote]\n"
+        + "".join(f'{k} = "{v}"\n' for k, v in remote.items())
+        # a budget of 38 requests a second in bursts of 3: a first pull waits for it
+        + "rate_limit = 40\nrate_limit_window = 1.0\n"
+    )
+    write_daemon_config(config, tmp_path / "state", [block])
+    config.write_text(f'metrics_listen = "127.0.0.1:{port}"\n' + config.read_text())
+    daemon = Daemon(config)
+    try:
+        daemon.wait_for(lambda e: e.get("event") == "pass" and e.get("pulled") == SEEDED, TIMEOUT)
+        families: dict[str, list[Sample]] = {}
+
+        def pulled_seen() -> bool:
+            families.update(scrape(port))
+            return value(families, "libmirror_tracked_files", library="clinic") == SEEDED
+
+        wait_until(pulled_seen, TIMEOUT, step=0.2)
+        assert value(families, "libmirror_rate_limit_waits_total", provider="cliniko", reason="pacing") >= 1
+        assert value(families, "libmirror_http_requests_total", provider="cliniko", status_class="2xx") > SEEDED
+        providers = {s.labels["provider"] for s in families["libmirror_http_requests"]}
+        assert providers == {"cliniko"}
+    finally:
+        assert daemon.stop() == 0
