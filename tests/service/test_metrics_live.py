@@ -4,6 +4,7 @@ prometheus_client's own parser, and ``status --metrics`` beside the running daem
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import time
@@ -188,5 +189,41 @@ def test_pacing_waits_and_requests_are_counted_per_provider(tmp_path: Path, sand
         assert value(families, "libmirror_http_requests_total", provider="cliniko", status_class="2xx") > SEEDED
         providers = {s.labels["provider"] for s in families["libmirror_http_requests"]}
         assert providers == {"cliniko"}
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_a_reload_drops_a_removed_librarys_series_and_keeps_the_endpoint(
+    tmp_path: Path, sandbox_procs: SandboxStarter
+) -> None:
+    remote = sandbox_procs("cd", 2)["remote"]
+    port = free_port()
+    config = tmp_path / "config.toml"
+    blocks = [library_block(name, tmp_path / name, remote, settle=0.2, poll_interval=2) for name in ("a", "b")]
+
+    def write(listen: str, chosen: list[str]) -> None:
+        write_daemon_config(config, tmp_path / "state", chosen)
+        config.write_text(f'metrics_listen = "{listen}"\n' + config.read_text())
+
+    write(f"127.0.0.1:{port}", blocks)
+    daemon = Daemon(config)
+    try:
+        for name in ("a", "b"):
+            daemon.wait_for(lambda e, n=name: e.get("event") == "pass" and e.get("library") == n, TIMEOUT)
+
+        def libraries_seen() -> set[str]:
+            return {s.labels["library"] for s in scrape(port).get("libmirror_tracked_files", [])}
+
+        wait_until(lambda: libraries_seen() == {"a", "b"}, TIMEOUT, step=0.2)
+        write(f"127.0.0.1:{free_port()}", blocks[:1])
+        mark = len(daemon.events)
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for(lambda e: e.get("event") == "config_reloaded" and e.get("removed") == ["b"], TIMEOUT, mark)
+        moved = daemon.wait_for(lambda e: e.get("event") == "config_metrics_listen_unchanged", TIMEOUT, mark)
+        assert moved["in_use"] == f"127.0.0.1:{port}"
+        after = scrape(port)  # still served where it was
+        for family in FAMILIES:
+            assert all(s.labels.get("library") != "b" for s in after.get(family, [])), family
+        assert value(after, "libmirror_tracked_files", library="a") == 2
     finally:
         assert daemon.stop() == 0
