@@ -54,10 +54,10 @@ EPILOGS: dict[str, str] = {
     "check-config": """exit codes:
   0    the configuration is valid
   2    it is not (every problem is printed: file, key, fix)""",
-    "status": """exit codes without --check:
+    "status": """exit codes without --check (--metrics too):
   0    shown (also when there is no state yet)
   1    the state store cannot be read as it is (e.g. another schema version)
-  2    configuration error
+  2    configuration error; --metrics combined with --json or --check
 
 exit codes with --check (monitoring-plugin convention, one line per library):
   0    OK        every library in sync within its expected interval
