@@ -51,6 +51,7 @@ class Config:
     allow_root: bool
     libraries: tuple[LibraryConfig, ...]
     stop_timeout: float = 30.0
+    metrics_listen: str = ""  # HOST:PORT of the /metrics endpoint of `run`; "" = none
 
     def library(self, name: str) -> LibraryConfig:
         """The library called ``name``; ``KeyError`` when there is none."""

@@ -12,6 +12,7 @@ from anyio.abc import TaskGroup
 
 from daemon.config import LibraryConfig
 from daemon.control import ControlDir
+from daemon.metrics.families import Metrics
 from daemon.state.store import StateStore
 from daemon.sync.runner import LibraryRunner, ProviderFactory
 
@@ -30,8 +31,11 @@ class RunnerHandle:
 class Supervisor:
     """The runners by library name; :meth:`start` puts one in the task group, :meth:`stop` ends some."""
 
-    def __init__(self, provider_factory: ProviderFactory, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self, provider_factory: ProviderFactory, on_change: Callable[[], None], metrics: Metrics | None = None
+    ) -> None:
         self.provider_factory = provider_factory
+        self.metrics = metrics
         self.on_change = on_change
         self.handles: dict[str, RunnerHandle] = {}
 
@@ -42,6 +46,7 @@ class Supervisor:
             provider_factory=self.provider_factory,
             on_change=self.on_change,
             control=ControlDir(state_dir),
+            metrics=self.metrics,
         )
         handle = RunnerHandle(runner)
         self.handles[library.name] = handle
