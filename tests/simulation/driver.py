@@ -302,7 +302,7 @@ class Simulation:
     def report(self, problems: list[str]) -> str:
         return (
             f"simulation seed {self.seed} ({self.provider}) failed; replay: "
-            f"pytest tests/simulation --seed {self.seed} -k {self.provider}\n"
+            f"pytest tests/simulation --seed {self.seed} --sim-steps {self.steps} -k {self.provider}\n"
             + "\n".join(f"- {p}" for p in problems)
             + "\ntrace:\n"
             + self.trace.render()
