@@ -36,6 +36,7 @@ from daemon.sandbox.faults import add_fault_arguments, plan_from_args
 from daemon.state.lock import StateLock, StateLocked
 
 if TYPE_CHECKING:
+    from daemon.bandwidth import Bandwidth
     from daemon.state.store import StateStore
 
 log = structlog.get_logger(__name__)
@@ -331,6 +332,18 @@ def _selected(config: Config, names: list[str] | None) -> list[LibraryConfig] | 
 
 
 async def _sync_once(config: Config, libraries: list[LibraryConfig], args: argparse.Namespace) -> int:
+    from daemon.bandwidth import Bandwidth
+
+    bandwidth = Bandwidth()
+    bandwidth.configure(config.bwlimit, {lib.name: lib.bwlimit for lib in libraries})
+    async with bandwidth.following():
+        return await _sync_each(config, libraries, args, bandwidth)
+
+
+async def _sync_each(
+    config: Config, libraries: list[LibraryConfig], args: argparse.Namespace, bandwidth: Bandwidth
+) -> int:
+    from daemon.bandwidth import set_throttle
     from daemon.providers import make_provider
     from daemon.state.store import StateStore
     from daemon.sync.library import LibrarySync, LocalRootMissing, PassSummary
@@ -343,6 +356,7 @@ async def _sync_once(config: Config, libraries: list[LibraryConfig], args: argpa
     try:
         for library in libraries:
             bind_library(library.name)
+            set_throttle(bandwidth.throttle(library.name))
             pause = ControlDir(config.state_dir).pause(library.name)
             if pause is not None:
                 log.warning("library_paused", since=pause.requested_at, next_step=f"libmirror resume {library.name}")

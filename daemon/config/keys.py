@@ -11,6 +11,8 @@ from typing import Any
 
 import pathspec
 
+from daemon.bandwidth import Schedule
+from daemon.config.bwlimit_key import read_bwlimit
 from daemon.config.model import Direction
 from daemon.providers.catalog import PROVIDER_SETTINGS
 from daemon.providers.settings import Key
@@ -35,6 +37,13 @@ GENERAL_KEYS: tuple[Key, ...] = (
     Key("log_level", "choice", "debug | info | warning | error", "info", choices=LOG_LEVELS),
     Key("allow_root", "boolean", "`run` and `sync` refuse to run as root unless this is true", False),
     Key("stop_timeout", "number", "Seconds `run` waits on SIGTERM for in-flight transfers", 30.0, minimum=0),
+    Key(
+        "bwlimit",
+        "bwlimit",
+        'Bandwidth of all libraries together: "1M", "UP:DOWN" like "1M:10M", "off", or a day-time schedule',
+        Schedule(),
+        read=read_bwlimit,
+    ),
 )
 
 
@@ -117,4 +126,11 @@ LIBRARY_KEYS: tuple[Key, ...] = (
     Key("settle", "number", "Seconds a local file must stay unchanged before upload", 1.0, minimum=0),
     Key("local_rescan_interval", "number", "Seconds between full local rescans", 3600.0, minimum=1),
     Key("propagate_deletes", "boolean", "false: a local delete is not sent to the server", True),
+    Key(
+        "bwlimit",
+        "bwlimit",
+        "This library's bandwidth (as the general bwlimit; a transfer keeps under both)",
+        Schedule(),
+        read=read_bwlimit,
+    ),
 )
