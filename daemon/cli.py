@@ -210,8 +210,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         if config is None:
             return EXIT_CONFIG
         print(f"{config.path}: OK, {len(config.libraries)} librar{'y' if len(config.libraries) == 1 else 'ies'}")
+        if not config.bwlimit.unlimited:
+            print(f"  bwlimit of all libraries together: {config.bwlimit.describe()}")
         for lib in config.libraries:
-            print(f"  {lib.name}: {lib.provider} {lib.direction.value} {lib.local_path}")
+            limit = "" if lib.bwlimit.unlimited else f", bwlimit {lib.bwlimit.describe()}"
+            print(f"  {lib.name}: {lib.provider} {lib.direction.value} {lib.local_path}{limit}")
         return EXIT_OK
 
     _setup_logging(args, None)  # warnings raised while loading (e.g. a readable secret) use the chosen format

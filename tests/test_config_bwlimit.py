@@ -76,3 +76,23 @@ def test_check_config_reports_a_bad_bwlimit(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert f"{config}: library[board].bwlimit: 'fast' is not a rate" in result.stderr
+
+
+def test_check_config_says_how_it_read_the_limits(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        minimal(
+            extra_top='bwlimit = "1M:10M"',
+            extra_lib='bwlimit = [{ at = "08:00", rate = "512k" }, { at = "18:00", rate = "off" }]',
+        ),
+    )
+    result = subprocess.run(
+        [LIBMIRROR, "--config", str(config), "check-config"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"COREDATA_KEY": "k" * 20, "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "bwlimit of all libraries together: up 1 MiB/s, down 10 MiB/s" in result.stdout
+    assert "bwlimit 08:00 512 KiB/s; 18:00 off" in result.stdout

@@ -68,6 +68,12 @@ class Schedule:
     def unlimited(self) -> bool:
         return all(slot.limit.unlimited for slot in self.slots)
 
+    def describe(self) -> str:
+        """One line: ``"1 MiB/s"``, ``"up 1 MiB/s, down off"``, or ``"08:00 1 MiB/s; 18:00 off"``."""
+        if len(self.slots) == 1:
+            return _describe_limit(self.slots[0].limit)
+        return "; ".join(f"{slot.at} {_describe_limit(slot.limit)}" for slot in self.slots)
+
     def slot_at(self, minute: int) -> Slot:
         """The slot in force ``minute`` minutes after midnight (before the first: the last one, from the day before)."""
         current = self.slots[-1]
@@ -93,6 +99,11 @@ class Schedule:
 
 NO_LIMIT = Schedule()
 """The schedule of a ``bwlimit`` not set: unlimited all day."""
+
+
+def _describe_limit(limit: Limit) -> str:
+    up, down = format_rate(limit.up), format_rate(limit.down)
+    return up if up == down else f"up {up}, down {down}"
 
 
 def format_rate(rate: int | None) -> str:
