@@ -40,6 +40,11 @@ class TokenBucket:
         return self._rate
 
     @property
+    def taken(self) -> int:
+        """Bytes asked for through this bucket so far (at any rate, unlimited included)."""
+        return int(self._asked)
+
+    @property
     def capacity(self) -> float:
         return 0.0 if self._rate is None else max(float(MIN_BURST), self._rate * BURST_S)
 
