@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one line per library and a monitoring exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)",
     )
+    p_status.add_argument(
+        "--metrics",
+        action="store_true",
+        help="Prometheus text format, for node_exporter's textfile collector (families: see the README)",
+    )
 
     _command(sub, "example-config", "print the annotated example configuration (redirect it into a file)")
 
@@ -231,8 +236,13 @@ def _dispatch(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         return _as_writer(config, "sync --once", lambda: anyio.run(_sync_once, config, libraries, args))
     if args.command == "status":
-        from daemon.status import show_status
+        from daemon.status import show_metrics, show_status
 
+        if args.metrics:
+            if args.json or args.check:
+                print("error: status --metrics cannot be combined with --json or --check", file=sys.stderr)
+                return EXIT_CONFIG
+            return anyio.run(show_metrics, config)
         return anyio.run(show_status, config, args.json, args.check)
     if args.command in ("release-gate", "pause", "resume"):
         return _control_request(config, args.command, args.library)
@@ -311,13 +321,22 @@ def _control_request(config: Config, command: str, name: str) -> int:
 
 
 def _run_daemon(config: Config, args: argparse.Namespace) -> int:
+    from daemon.metrics.server import MetricsBindError
     from daemon.service import run_service
 
     def reconfigure(new: Config) -> None:
         if not args.log_level:
             configure_logging(args.log_format, new.log_level)
 
-    return anyio.run(lambda: run_service(config, on_reload=reconfigure))
+    try:
+        return anyio.run(lambda: run_service(config, on_reload=reconfigure))
+    except MetricsBindError as exc:
+        print(
+            f'error: {config.path}: metrics_listen = "{config.metrics_listen}": {exc}; choose a free port '
+            "(or stop the process using it), or remove metrics_listen. No library was started.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
 
 
 def _selected(config: Config, names: list[str] | None) -> list[LibraryConfig] | None:

@@ -24,7 +24,8 @@ _USAGE = "2    the command line is wrong (argparse prints why)"
 EPILOGS: dict[str, str] = {
     "libmirror": f"""exit codes (each command's --help lists its own):
   0    success / in sync
-  1    some actions failed (retried next pass), or the state store cannot be read
+  1    some actions failed (retried next pass), the state store cannot be read, or `run` cannot
+       listen on metrics_listen
   {_USAGE}; or a configuration error
   3    a safety gate held back deletes or overwrites (sync)
   4    another process holds the state store (run, sync)
@@ -37,6 +38,7 @@ EPILOGS: dict[str, str] = {
   4    another process holds the state store (nothing was done; the message names its pid)""",
     "run": """exit codes:
   0    stopped cleanly (SIGTERM / SIGINT)
+  1    could not start: metrics_listen cannot be listened on (address in use, not permitted)
   2    configuration error, or run as root without allow_root = true
   4    another process holds the state store""",
     "release-gate": """exit codes:
@@ -52,10 +54,10 @@ EPILOGS: dict[str, str] = {
     "check-config": """exit codes:
   0    the configuration is valid
   2    it is not (every problem is printed: file, key, fix)""",
-    "status": """exit codes without --check:
+    "status": """exit codes without --check (--metrics too):
   0    shown (also when there is no state yet)
   1    the state store cannot be read as it is (e.g. another schema version)
-  2    configuration error
+  2    configuration error; --metrics combined with --json or --check
 
 exit codes with --check (monitoring-plugin convention, one line per library):
   0    OK        every library in sync within its expected interval

@@ -8,7 +8,9 @@ redacted like the logs and cut to ``ERROR_CHARS``. The ``--json`` shape is docum
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import sys
 from datetime import datetime
 from typing import Any
@@ -21,6 +23,9 @@ from daemon.logs import redact_text
 from daemon.state.lock import current_holder
 from daemon.state.store import StateStore
 
+# an HTML document quoted in an error (a proxy's 502 page), up to its end or the end of the text (cut)
+_HTML_DOCUMENT = re.compile(r"<(?:!doctype\s+html|html)\b.*?(?:</html\s*>|\Z)", re.I | re.S)
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title", re.I | re.S)
 NO_STATE = "no state yet: run `libmirror sync --once` or start the service"
 ERROR_CHARS = 300  # a stored error may quote a whole server answer (an HTML page)
 
@@ -68,13 +73,20 @@ def _held_counts(status: dict[str, str]) -> dict[str, int] | None:
     return {str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else None
 
 
+def _html_page(match: re.Match[str]) -> str:
+    title = _HTML_TITLE.search(match.group(0))
+    name = " ".join(html.unescape(title.group(1)).split())[:80] if title else ""
+    return f"[HTML page: {name}]" if name else "[HTML page]"
+
+
 def clean_error(text: str | None) -> str | None:
-    """A stored error text fit to print: credentials redacted as in the logs, on one line, at most
-    ``ERROR_CHARS`` characters. Redacted first: the header patterns end at a line break, and a cut
-    secret is no longer recognisable."""
+    """A stored error text fit to print: credentials redacted as in the logs, an HTML page a server or
+    proxy answered with reduced to its title (no raw server body), on one line, at most ``ERROR_CHARS``
+    characters. Redacted first: the header patterns end at a line break, and a cut secret is no longer
+    recognisable."""
     if not text:
         return None
-    cleaned = " ".join(redact_text(text).split())
+    cleaned = " ".join(_HTML_DOCUMENT.sub(_html_page, redact_text(text)).split())
     return cleaned if len(cleaned) <= ERROR_CHARS else cleaned[: ERROR_CHARS - 1] + "…"
 
 
@@ -135,6 +147,26 @@ async def show_status(config: Config, as_json: bool, check: bool) -> int:
     else:
         _print_status_table(rows)
     return overall if check else EXIT_OK
+
+
+async def show_metrics(config: Config) -> int:
+    """``status --metrics``: what the state store knows, in Prometheus' text format on stdout (for
+    node_exporter's textfile collector; see ``daemon.metrics.textfile`` for the families)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from daemon.metrics.textfile import textfile_metrics
+    from daemon.state.migrations import SchemaMismatch
+    from daemon.state.store import StoreUnreadable
+
+    try:
+        text = await textfile_metrics(config.state_dir, [library.name for library in config.libraries])
+    except (SchemaMismatch, StoreUnreadable, DBAPIError, OSError) as exc:
+        reason = clean_error(str(getattr(exc, "orig", None) or exc))
+        print(f"error: {config.path}: cannot read the state store in {config.state_dir}: {reason}", file=sys.stderr)
+        return EXIT_FAILED
+    sys.stdout.buffer.write(text)
+    sys.stdout.flush()
+    return EXIT_OK
 
 
 async def _status_row(store: StateStore, config: Config, library: LibraryConfig) -> dict[str, Any]:

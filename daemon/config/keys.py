@@ -14,9 +14,10 @@ import pathspec
 from daemon.bandwidth import Schedule
 from daemon.config.bwlimit_key import read_bwlimit
 from daemon.config.model import Direction
+from daemon.metrics.listen import parse_listen
 from daemon.providers.catalog import PROVIDER_SETTINGS
 from daemon.providers.settings import Key
-from daemon.providers.settings_reader import TableReader
+from daemon.providers.settings_reader import MISSING, TableReader
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LIBRARY_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -26,6 +27,20 @@ LIBRARY_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 ALLOWED_DIRECTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     name: (spec.directions, spec.directions_why) for name, spec in PROVIDER_SETTINGS.items() if spec.directions
 }
+
+
+def _metrics_listen(p: TableReader, key: Key, values: Mapping[str, Any]) -> str:
+    """``HOST:PORT``; absent or ``""``: no endpoint."""
+    if p.raw(key.name) in (MISSING, ""):
+        return ""
+    text = p.string(key.name, "", hint=key.hint)
+    if text:
+        try:
+            parse_listen(text)
+        except ValueError as exc:
+            p.error(key.name, f'{exc}; or set metrics_listen = "" for no metrics endpoint')
+    return text
+
 
 GENERAL_KEYS: tuple[Key, ...] = (
     Key(
@@ -37,6 +52,14 @@ GENERAL_KEYS: tuple[Key, ...] = (
     Key("log_level", "choice", "debug | info | warning | error", "info", choices=LOG_LEVELS),
     Key("allow_root", "boolean", "`run` and `sync` refuse to run as root unless this is true", False),
     Key("stop_timeout", "number", "Seconds `run` waits on SIGTERM for in-flight transfers", 30.0, minimum=0),
+    Key(
+        "metrics_listen",
+        "string",
+        'HOST:PORT where `run` serves Prometheus metrics on /metrics, e.g. "127.0.0.1:9464"; "" (default): off',
+        "",
+        hint='metrics_listen = "127.0.0.1:9464"',
+        read=_metrics_listen,
+    ),
     Key(
         "bwlimit",
         "bwlimit",

@@ -53,6 +53,7 @@ class Config:
     allow_root: bool
     libraries: tuple[LibraryConfig, ...]
     stop_timeout: float = 30.0
+    metrics_listen: str = ""  # HOST:PORT of the /metrics endpoint of `run`; "" = none
     bwlimit: Schedule = NO_LIMIT
 
     def library(self, name: str) -> LibraryConfig:

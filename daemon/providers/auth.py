@@ -18,6 +18,9 @@ from daemon.vocab import AuthError
 
 log = structlog.get_logger(__name__)
 
+RENEWAL_ATTEMPTS = 8
+"""Tokens one request tries before a 401 is final (each renewal is shared by the requests it refused)."""
+
 
 def authorization(scheme: str, credentials: str) -> dict[str, str]:
     """``{"Authorization": "<scheme> <credentials>"}``."""
@@ -51,11 +54,16 @@ class SessionToken:
             return token
 
     async def send(self, request: Callable[[str], Awaitable[Response]]) -> Response:
-        """``request(token)``; after a 401, once more with a renewed token."""
+        """``request(token)``; after a 401, again with the renewed token. Requests sharing a token that
+        runs out while they are in flight may each be refused in turn (a renewal another one made may be
+        spent before this one uses it), so this tries up to ``RENEWAL_ATTEMPTS`` tokens; credentials the
+        API rejects fail at the renewal itself."""
         token = self._token or await self.fresh(None)
-        try:
-            return await request(token)
-        except AuthError as exc:
-            if exc.status != 401:
-                raise
-        return await request(await self.fresh(token))
+        for attempt in range(1, RENEWAL_ATTEMPTS + 1):
+            try:
+                return await request(token)
+            except AuthError as exc:
+                if exc.status != 401 or attempt == RENEWAL_ATTEMPTS:
+                    raise
+            token = await self.fresh(token)
+        raise AssertionError("unreachable")

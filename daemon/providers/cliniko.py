@@ -121,6 +121,7 @@ class ClinikoProvider:
         hint = "check api_key of this Cliniko library (it is sent as the Basic auth user name)"
         self.http = self._http_clients.client(
             lambda: HttpClient(
+                provider="cliniko",
                 user_agent=user_agent,
                 rate_limiter=pacing_limiter(api_key, rate_limit, rate_window),
                 retry=RetryPolicy(attempts=8),
@@ -130,7 +131,7 @@ class ClinikoProvider:
         )
         # S3 is not Cliniko: presigned transfers do not spend the API budget
         self.blob_http = self._http_clients.client(
-            lambda: HttpClient(user_agent=user_agent, auth_hint="the presigned S3 URL was refused")
+            lambda: HttpClient(provider="cliniko", user_agent=user_agent, auth_hint="the presigned S3 URL was refused")
         )
         self._pattern = folder_pattern(patient_folder)
         self._folders: dict[str, RemoteItem] = {}

@@ -158,7 +158,8 @@ class CoreDataProvider:
         self._http_clients = Clients(http)
         self.http = self._http_clients.client(
             lambda: HttpClient(
-                auth_hint="check api_user and api_key of this CoreData library (Authorization: apikey USER:KEY)"
+                provider="coredata",
+                auth_hint="check api_user and api_key of this CoreData library (Authorization: apikey USER:KEY)",
             )
         )
         self._folders: dict[str, RemoteItem] | None = None  # folders under root, from list_folders

@@ -126,6 +126,7 @@ class CorePlusProvider:
         self._http_clients = Clients(http)
         self.http = self._http_clients.client(
             lambda: HttpClient(
+                provider="coreplus",
                 rate_limiter=pacing_limiter(consumer_id),
                 retry=retry,
                 auth_hint="check consumer_id, consumer_secret, access_token, issuer, audience and clock_skew "

@@ -28,6 +28,7 @@ import structlog
 from yarl import URL
 
 from daemon.bandwidth import Throttle, current_throttle
+from daemon.metrics.families import METRICS
 from daemon.providers.base import Sink
 from daemon.providers.throttled_body import throttled
 from daemon.vocab import AuthError, InvalidResponse, NotFound, PreconditionFailed, ProviderError, TransientError
@@ -254,7 +255,9 @@ class HttpClient:
         auth_hint: str = "check the API credentials in the library's [remote] settings",
         connect_timeout: float = 15.0,
         read_timeout: float = 60.0,
+        provider: str = "unknown",
     ) -> None:
+        self.provider = provider  # the ``provider`` label of the request metrics
         self.user_agent = user_agent or _user_agent()
         self.limit_per_host = limit_per_host
         self.rate_limiter = rate_limiter
@@ -325,9 +328,13 @@ class HttpClient:
         throttle = current_throttle()  # the bandwidth limits of the library this request works for
         for attempt in range(attempts):
             if self.rate_limiter is not None:
-                await self.rate_limiter.acquire()
+                pause = self.rate_limiter.reserve()
+                if pause > 0:
+                    METRICS.rate_limit_wait(self.provider, "pacing")
+                    await anyio.sleep(pause)
             started = time.monotonic()
             wait: float | None = None
+            limited = False  # the server answered 429: the wait below is a rate-limit wait
             try:
                 sent = dict(headers) if headers else {}
                 if headers_factory is not None:
@@ -351,6 +358,7 @@ class HttpClient:
                         raise
             except (aiohttp.ClientError, TimeoutError) as exc:
                 last_problem = f"{type(exc).__name__}: {exc}"
+                METRICS.request(self.provider, None)
                 if not idempotent and not isinstance(exc, aiohttp.ClientConnectorError):
                     attempts = attempt + 1  # it may have reached the server: do not send it again
                 log.debug(
@@ -370,6 +378,7 @@ class HttpClient:
                     duration_ms=round((time.monotonic() - started) * 1000),
                     attempt=attempt + 1,
                 )
+                METRICS.request(self.provider, raw.status)
                 response = Response(raw, content, throttle)
                 if raw.status in expect:
                     return response
@@ -380,11 +389,14 @@ class HttpClient:
                 if raw.status not in retry_statuses:
                     attempts = attempt + 1
                 wait = self._server_wait(raw.headers)
+                limited = raw.status == 429
             if attempt + 1 >= attempts:
                 break
             delay = self.retry.backoff(attempt) if wait is None else wait
             if delay > self.retry.max_retry_after:
                 break
+            if limited:
+                METRICS.rate_limit_wait(self.provider, "server")
             log.debug("http_retry", method=method, url=redact_url(target), delay_s=round(delay, 3))
             await anyio.sleep(delay)
         raise TransientError(f"{method} {redact_url(target)} failed after {attempts} attempt(s): {last_problem}")

@@ -111,7 +111,8 @@ class TimeTapProvider:
         self._http_clients = Clients(http)
         self.http = self._http_clients.client(
             lambda: HttpClient(
-                auth_hint="check api_key and private_key of this TimeTap library (GET /sessionToken signature)"
+                provider="timetap",
+                auth_hint="check api_key and private_key of this TimeTap library (GET /sessionToken signature)",
             )
         )
         self._token = SessionToken(self._session_token, provider=self.name)

@@ -11,11 +11,16 @@ STATUS= line and the watchdog). Signals:
 - SIGHUP: ``RELOADING=1``; the config is read again. An invalid file is logged and ignored (the old
   config keeps running). Otherwise removed libraries stop, new ones start, changed ones restart;
   untouched ones keep running undisturbed. ``READY=1`` follows.
+
+With ``metrics_listen`` set, ``GET /metrics`` is served (``daemon.metrics.server``) from before the
+first library starts until the process ends; an address that cannot be bound stops the start-up with
+:class:`~daemon.metrics.server.MetricsBindError`. A new ``metrics_listen`` needs a restart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +30,9 @@ from anyio.abc import TaskGroup
 
 from daemon.bandwidth import Bandwidth
 from daemon.config import Config, LibraryConfig, load_config
+from daemon.metrics.families import METRICS, Metrics
+from daemon.metrics.listen import parse_listen
+from daemon.metrics.server import serve_metrics
 from daemon.sdnotify import Notifier, watchdog_interval
 from daemon.service.notify import status_line, watchdog
 from daemon.service.signals import library_changes, read_reloaded, receive_signals
@@ -48,13 +56,17 @@ class Service:
         loader: Callable[[Path], Config] = load_config,
         on_reload: Callable[[Config], None] | None = None,
         provider_factory: ProviderFactory = _default_factory,
+        metrics: Metrics = METRICS,
     ) -> None:
         self.config = config
         self.notifier = notifier or Notifier()
         self.loader = loader
         self.on_reload = on_reload
+        self.metrics = metrics
         self.bandwidth = Bandwidth()
-        self.runners = Supervisor(provider_factory, on_change=self._publish_status, bandwidth=self.bandwidth)
+        self.runners = Supervisor(
+            provider_factory, on_change=self._publish_status, metrics=metrics, bandwidth=self.bandwidth
+        )
         self._store: StateStore | None = None
         self._tg: TaskGroup | None = None
         self._stop = anyio.Event()
@@ -67,7 +79,8 @@ class Service:
     async def run(self) -> int:
         self._store = await StateStore.open(self.config.state_dir)
         try:
-            async with anyio.create_task_group() as tg:
+            # the endpoint first: an address that cannot be bound stops the start-up before any library
+            async with self._metrics_endpoint(), anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(receive_signals, self._stop, tg.cancel_scope, self.reload)
                 self._configure_bandwidth()
@@ -96,6 +109,11 @@ class Service:
         log.info("daemon_stopped")
         return 0
 
+    def _metrics_endpoint(self) -> AbstractAsyncContextManager[None]:
+        if not self.config.metrics_listen:
+            return nullcontext()
+        return serve_metrics(self.metrics, parse_listen(self.config.metrics_listen))
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -112,11 +130,20 @@ class Service:
             return
         changes = library_changes(self.config, new)
         fresh = {lib.name: lib for lib in new.libraries}
-        self.config = replace(new, state_dir=self.config.state_dir)
+        if new.metrics_listen != self.config.metrics_listen:
+            log.warning(
+                "config_metrics_listen_unchanged",
+                configured=new.metrics_listen,
+                in_use=self.config.metrics_listen,
+                next_step="a new metrics_listen takes effect only after a restart",
+            )
+        self.config = replace(new, state_dir=self.config.state_dir, metrics_listen=self.config.metrics_listen)
         if self.on_reload is not None:
             self.on_reload(self.config)
         self._configure_bandwidth()  # new limits apply to transfers in flight; no library restarts for them
         await self.runners.stop(changes.removed + changes.changed, self.config.stop_timeout)
+        for name in changes.removed:
+            self.metrics.forget_library(name)
         for name in changes.changed + changes.added:
             self._start(fresh[name])
         log.info("config_reloaded", added=changes.added, removed=changes.removed, changed=changes.changed)

@@ -13,6 +13,7 @@ from anyio.abc import TaskGroup
 from daemon.bandwidth import Bandwidth, use_throttle
 from daemon.config import LibraryConfig
 from daemon.control import ControlDir
+from daemon.metrics.families import Metrics
 from daemon.state.store import StateStore
 from daemon.sync.runner import LibraryRunner, ProviderFactory
 
@@ -32,9 +33,14 @@ class Supervisor:
     """The runners by library name; :meth:`start` puts one in the task group, :meth:`stop` ends some."""
 
     def __init__(
-        self, provider_factory: ProviderFactory, on_change: Callable[[], None], bandwidth: Bandwidth | None = None
+        self,
+        provider_factory: ProviderFactory,
+        on_change: Callable[[], None],
+        metrics: Metrics | None = None,
+        bandwidth: Bandwidth | None = None,
     ) -> None:
         self.provider_factory = provider_factory
+        self.metrics = metrics
         self.on_change = on_change
         self.bandwidth = bandwidth or Bandwidth()
         self.handles: dict[str, RunnerHandle] = {}
@@ -46,6 +52,7 @@ class Supervisor:
             provider_factory=self.provider_factory,
             on_change=self.on_change,
             control=ControlDir(state_dir),
+            metrics=self.metrics,
         )
         handle = RunnerHandle(runner)
         self.handles[library.name] = handle

@@ -92,6 +92,8 @@ class PassSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
     unsupported: list[tuple[str, str]] = field(default_factory=list)  # (path, why): the API cannot do it
     quiet: bool = False  # an idle poll that found nothing to plan: no pass was run
+    # (action kind, outcome) -> actions: done, failed, unsupported, replanned (for the daemon's metrics)
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     @property
     def exit_code(self) -> int:
@@ -559,6 +561,13 @@ def _tally(run: _Pass, report: ExecutionReport) -> None:
     summary = run.summary
     for action in report.done:
         run.counted[_counted_as(action)] += 1
+    for outcome, actions in (
+        ("done", report.done),
+        ("replanned", report.replanned),
+        ("failed", [a for a, _ in report.failed]),
+        ("unsupported", [a for a, _ in report.unsupported]),
+    ):
+        summary.outcomes.update((a.kind.value, outcome) for a in actions)
     summary.bytes_up += report.bytes_up
     summary.bytes_down += report.bytes_down
     summary.skipped += len(report.unsupported)

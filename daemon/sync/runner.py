@@ -28,10 +28,12 @@ from daemon.health import LAST_FAILURE, failure_note
 from daemon.local import atomic, marker
 from daemon.local.watch import WatcherUnavailable, watch_changes
 from daemon.logs import bind_library
+from daemon.metrics.families import Metrics
 from daemon.providers.base import Provider
 from daemon.state.store import StateStore
 from daemon.sync.guard import describe
 from daemon.sync.library import LibrarySync, LocalRootMissing, PassSummary
+from daemon.sync.recorder import PassRecorder
 from daemon.vocab import AuthError, ProviderError
 
 log = structlog.get_logger(__name__)
@@ -109,8 +111,10 @@ class LibraryRunner:
         on_pass: Callable[[PassSummary], None] | None = None,
         rng: random.Random | None = None,
         control: ControlDir | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        self.recorder = PassRecorder(metrics, config.name) if metrics is not None else None
         self.control = control
         self.store = store
         self.provider_factory = provider_factory
@@ -194,6 +198,8 @@ class LibraryRunner:
         try:
             lib_id = await self.store.library_id(self.config.name)
             engine = LibrarySync(self.config, self.store, lib_id, provider, control=self.control)
+            if self.recorder is not None:
+                await self.recorder.start(self.store, lib_id)
             # a new session starts from a full view of both sides: whatever happened while we were away
             self._pending.merge(Work(full_remote=True, full_local=True))
             async with anyio.create_task_group() as tg:
@@ -264,6 +270,8 @@ class LibraryRunner:
         self.passes += 1
         self._root_ready.set()
         if summary.quiet:
+            if self.recorder is not None:
+                await self.recorder.finished(summary, self.store, engine.lib, self.state.files)
             self._set("idle")  # nothing changed anywhere: no counting, no writes
             return summary
         counts = await self.store.counts(engine.lib)
@@ -276,6 +284,8 @@ class LibraryRunner:
         else:
             self._set("idle")
         await self._persist_state()
+        if self.recorder is not None:
+            await self.recorder.finished(summary, self.store, engine.lib, self.state.files)
         if self.on_change is not None:
             self.on_change()
         if self.on_pass is not None:

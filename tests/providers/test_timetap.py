@@ -196,3 +196,24 @@ async def test_upload_move_and_permanent_delete(sandbox: RunningSandbox, http: H
     assert renamed.remote_id not in b.objects  # gone for good, no trash
     _, files = await poll(provider)
     assert files == []
+
+
+async def test_tokens_that_expire_within_a_burst_of_concurrent_uploads_are_renewed_as_often_as_needed(
+    tmp_path: Path, http: HttpClient
+) -> None:
+    """A token that runs out while eight uploads share it: a request refused with a token another one
+    had already renewed tries the newer one, so every upload lands (a second 401 escaped before)."""
+    async with await start_sandbox("timetap", tmp_path / "sandbox", port=0, token_uses=2) as running:
+        provider = build(running, http)
+        names = [f"scan-{i}.pdf" for i in range(8)]
+        landed: list[str] = []
+
+        async def upload(name: str) -> None:
+            source = write_source(tmp_path / name, f"%PDF {name}".encode())
+            landed.append((await provider.upload(ROOT_ID, name, source)).name)
+
+        async with anyio.create_task_group() as tg:
+            for name in names:
+                tg.start_soon(upload, name)
+        assert sorted(landed) == names
+        assert sorted(o.fileName for o in backend(running).objects.values() if o.fileName in names) == names

@@ -28,6 +28,18 @@ def _status(config: Path) -> dict[str, Any]:
     return row
 
 
+def _delete_in_one_pass(config: Path, daemon: Daemon, root: Path, rels: list[str]) -> None:
+    """Delete ``rels`` so that one pass sees them all: on a busy machine the watcher may report the
+    unlinks in two batches, and a first pass would then apply a delete the gate allows (max 1) before
+    the gate sees the rest. The library is paused meanwhile; its resume re-observes the folder in full."""
+    mark = len(daemon.events)
+    assert _cli(config, "pause", "board").returncode == 0
+    for rel in rels:
+        (root / rel).unlink()
+    daemon.wait_for(lambda e: e.get("event") == "library_paused", TIMEOUT, start=mark)
+    assert _cli(config, "resume", "board").returncode == 0
+
+
 def test_release_gate_lets_the_running_service_apply_the_held_deletes(
     tmp_path: Path, sandbox_procs: SandboxStarter
 ) -> None:
@@ -48,8 +60,7 @@ def test_release_gate_lets_the_running_service_apply_the_held_deletes(
         files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.*") if ".libmirror" not in p.parts)
         victims = files[:3]
         mark = len(daemon.events)
-        for rel in victims:
-            (root / rel).unlink()
+        _delete_in_one_pass(config, daemon, root, victims)
         gate = daemon.wait_for(lambda e: e.get("event") == "safety_gate", TIMEOUT, start=mark)
         assert gate["remote_deletes"] == 3 and "release-gate board" in gate["reason"]
         daemon.wait_for(lambda e: e.get("event") == "pass", TIMEOUT, start=daemon.events.index(gate))
@@ -90,8 +101,7 @@ def test_a_release_of_other_changes_than_those_held_is_not_applied(
         daemon.wait_for(lambda e: e.get("event") == "pass", TIMEOUT)
         files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.*") if ".libmirror" not in p.parts)
         mark = len(daemon.events)
-        for rel in files[:2]:
-            (root / rel).unlink()
+        _delete_in_one_pass(config, daemon, root, files[:2])
         daemon.wait_for(lambda e: e.get("event") == "safety_gate" and e["remote_deletes"] == 2, TIMEOUT, start=mark)
         daemon.wait_for(lambda e: e.get("event") == "pass", TIMEOUT, start=mark)
         released_two = _status(config)["halted_because"]
