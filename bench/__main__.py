@@ -1,10 +1,11 @@
-"""`make bench`: the four benchmarks of issue 8 in order, each in its own process, then a summary.
+"""`make bench`: the four benchmarks of issue 8 and the bandwidth limit's (issue 16) in order, each in its
+own process, then a summary.
 
 Each benchmark runs as `python -m bench.NAME` so that one failing (or a daemon left behind) cannot
 disturb the next, and so its last output line (one JSON object) is the contract we read back. The
 summary prints every figure next to its reference and target; the very last line is one JSON object
-holding all four results.
-Usage: python -m bench [NAME ...]   (default: initial_pull initial_push idle latency)
+holding all results.
+Usage: python -m bench [NAME ...]   (default: initial_pull initial_push idle latency bwlimit)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-BENCHMARKS = ("initial_pull", "initial_push", "idle", "latency")
+BENCHMARKS = ("initial_pull", "initial_push", "idle", "latency", "bwlimit")
 
 
 def run(name: str) -> dict[str, Any] | None:
@@ -63,6 +64,7 @@ def summary(results: dict[str, dict[str, Any] | None]) -> list[str]:
     push = results.get("initial_push") or {}
     idle = results.get("idle") or {}
     lat = results.get("latency") or {}
+    bw = results.get("bwlimit") or {}
     floor = pull.get("floor_mb_per_s")
     push_floor = push.get("push_floor_mb_per_s")
     settle = lat.get("settle")
@@ -94,6 +96,9 @@ def summary(results: dict[str, dict[str, Any] | None]) -> list[str]:
         f"settle {settle}); target <= settle + 1: "
         f"{_check(_cmp(lat.get('local_to_remote_p95_s'), '<=', _lin(settle, 1, 1)))}",
         f"remote_to_local_p50_s {lat.get('remote_to_local_p50_s')} (poll_interval {lat.get('poll_interval')})",
+        f"bwlimit rate/limit up {bw.get('library_up_ratio')} down {bw.get('library_down_ratio')} (library), "
+        f"up {bw.get('daemon_up_ratio')} down {bw.get('daemon_down_ratio')} (daemon-wide); target within 10 %: "
+        f"{_check(_cmp(bw.get('worst_ratio_error'), '<=', 0.1))}",
     ]
     return lines
 

@@ -36,6 +36,7 @@ from daemon.sandbox.faults import add_fault_arguments, plan_from_args
 from daemon.state.lock import StateLock, StateLocked
 
 if TYPE_CHECKING:
+    from daemon.bandwidth import Bandwidth
     from daemon.state.store import StateStore
 
 log = structlog.get_logger(__name__)
@@ -214,8 +215,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         if config is None:
             return EXIT_CONFIG
         print(f"{config.path}: OK, {len(config.libraries)} librar{'y' if len(config.libraries) == 1 else 'ies'}")
+        if not config.bwlimit.unlimited:
+            print(f"  bwlimit of all libraries together: {config.bwlimit.describe()}")
         for lib in config.libraries:
-            print(f"  {lib.name}: {lib.provider} {lib.direction.value} {lib.local_path}")
+            limit = "" if lib.bwlimit.unlimited else f", bwlimit {lib.bwlimit.describe()}"
+            print(f"  {lib.name}: {lib.provider} {lib.direction.value} {lib.local_path}{limit}")
         return EXIT_OK
 
     _setup_logging(args, None)  # warnings raised while loading (e.g. a readable secret) use the chosen format
@@ -350,6 +354,18 @@ def _selected(config: Config, names: list[str] | None) -> list[LibraryConfig] | 
 
 
 async def _sync_once(config: Config, libraries: list[LibraryConfig], args: argparse.Namespace) -> int:
+    from daemon.bandwidth import Bandwidth
+
+    bandwidth = Bandwidth()
+    bandwidth.configure(config.bwlimit, {lib.name: lib.bwlimit for lib in libraries})
+    async with bandwidth.following():
+        return await _sync_each(config, libraries, args, bandwidth)
+
+
+async def _sync_each(
+    config: Config, libraries: list[LibraryConfig], args: argparse.Namespace, bandwidth: Bandwidth
+) -> int:
+    from daemon.bandwidth import set_throttle
     from daemon.providers import make_provider
     from daemon.state.store import StateStore
     from daemon.sync.library import LibrarySync, LocalRootMissing, PassSummary
@@ -362,6 +378,7 @@ async def _sync_once(config: Config, libraries: list[LibraryConfig], args: argpa
     try:
         for library in libraries:
             bind_library(library.name)
+            set_throttle(bandwidth.throttle(library.name))
             pause = ControlDir(config.state_dir).pause(library.name)
             if pause is not None:
                 log.warning("library_paused", since=pause.requested_at, next_step=f"libmirror resume {library.name}")

@@ -12,7 +12,7 @@ DAEMON = Path(__file__).resolve().parent.parent / "daemon"
 ORDER: tuple[tuple[str, ...], ...] = (
     ("vocab",),
     ("logs", "secrets", "sdnotify", "control", "exit_codes", "health", "example_config"),
-    ("local", "state", "metrics"),
+    ("local", "state", "metrics", "bandwidth"),
     ("providers",),
     ("config",),
     ("sync",),

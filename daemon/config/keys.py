@@ -11,6 +11,8 @@ from typing import Any
 
 import pathspec
 
+from daemon.bandwidth import Schedule
+from daemon.config.bwlimit_key import read_bwlimit
 from daemon.config.model import Direction
 from daemon.metrics.listen import parse_listen
 from daemon.providers.catalog import PROVIDER_SETTINGS
@@ -57,6 +59,13 @@ GENERAL_KEYS: tuple[Key, ...] = (
         "",
         hint='metrics_listen = "127.0.0.1:9464"',
         read=_metrics_listen,
+    ),
+    Key(
+        "bwlimit",
+        "bwlimit",
+        'Bandwidth of all libraries together: "1M", "UP:DOWN" like "1M:10M", "off", or a day-time schedule',
+        Schedule(),
+        read=read_bwlimit,
     ),
 )
 
@@ -140,4 +149,11 @@ LIBRARY_KEYS: tuple[Key, ...] = (
     Key("settle", "number", "Seconds a local file must stay unchanged before upload", 1.0, minimum=0),
     Key("local_rescan_interval", "number", "Seconds between full local rescans", 3600.0, minimum=1),
     Key("propagate_deletes", "boolean", "false: a local delete is not sent to the server", True),
+    Key(
+        "bwlimit",
+        "bwlimit",
+        "This library's bandwidth (as the general bwlimit; a transfer keeps under both)",
+        Schedule(),
+        read=read_bwlimit,
+    ),
 )

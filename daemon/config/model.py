@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemon.bandwidth import NO_LIMIT, Schedule
 from daemon.providers.settings import RemoteConfig
 from daemon.providers.settings_reader import ConfigIssue
 from daemon.vocab import Direction
@@ -39,6 +40,7 @@ class LibraryConfig:
     settle: float = 1.0
     local_rescan_interval: float = 3600.0
     propagate_deletes: bool = True
+    bwlimit: Schedule = NO_LIMIT
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Config:
     libraries: tuple[LibraryConfig, ...]
     stop_timeout: float = 30.0
     metrics_listen: str = ""  # HOST:PORT of the /metrics endpoint of `run`; "" = none
+    bwlimit: Schedule = NO_LIMIT
 
     def library(self, name: str) -> LibraryConfig:
         """The library called ``name``; ``KeyError`` when there is none."""

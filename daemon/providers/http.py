@@ -27,8 +27,10 @@ import anyio
 import structlog
 from yarl import URL
 
+from daemon.bandwidth import Throttle, current_throttle
 from daemon.metrics.families import METRICS
 from daemon.providers.base import Sink
+from daemon.providers.throttled_body import throttled
 from daemon.vocab import AuthError, InvalidResponse, NotFound, PreconditionFailed, ProviderError, TransientError
 
 log = structlog.get_logger(__name__)
@@ -149,8 +151,9 @@ class Response:
     """The answer to one request. Without ``stream`` the body is already read into ``body``; with
     ``stream`` the caller reads it through ``iter_chunks`` and must ``release()`` (or use ``async with``)."""
 
-    def __init__(self, raw: aiohttp.ClientResponse, body: bytes | None) -> None:
+    def __init__(self, raw: aiohttp.ClientResponse, body: bytes | None, throttle: Throttle | None = None) -> None:
         self._raw = raw
+        self._throttle = throttle
         self.status = raw.status
         self.headers: Mapping[str, str] = raw.headers
         self.url = raw.url
@@ -172,6 +175,8 @@ class Response:
         size = max(MIN_CHUNK, min(MAX_CHUNK, chunk_size))
         try:
             async for chunk in self._raw.content.iter_chunked(size):
+                if self._throttle is not None:  # the one place every streamed download passes (bwlimit)
+                    await self._throttle.received(len(chunk))
                 yield chunk
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError(f"transfer from {redact_url(self.url)} broke: {exc!r}") from exc
@@ -320,6 +325,7 @@ class HttpClient:
             target = target.update_query(params)
         attempts = self.retry.attempts if retry else 1
         last_problem = ""
+        throttle = current_throttle()  # the bandwidth limits of the library this request works for
         for attempt in range(attempts):
             if self.rate_limiter is not None:
                 pause = self.rate_limiter.reserve()
@@ -335,6 +341,8 @@ class HttpClient:
                     sent.update(headers_factory(method.upper(), target))
                 opener = body() if body is not None else nullcontext(data)
                 with opener as payload:
+                    if body is not None and throttle is not None:  # every streamed upload passes here
+                        payload = throttled(payload, throttle)
                     raw = await self._get_session().request(
                         method,
                         target,
@@ -371,7 +379,7 @@ class HttpClient:
                     attempt=attempt + 1,
                 )
                 METRICS.request(self.provider, raw.status)
-                response = Response(raw, content)
+                response = Response(raw, content, throttle)
                 if raw.status in expect:
                     return response
                 raw.release()

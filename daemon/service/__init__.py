@@ -28,6 +28,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
+from daemon.bandwidth import Bandwidth
 from daemon.config import Config, LibraryConfig, load_config
 from daemon.metrics.families import METRICS, Metrics
 from daemon.metrics.listen import parse_listen
@@ -62,7 +63,10 @@ class Service:
         self.loader = loader
         self.on_reload = on_reload
         self.metrics = metrics
-        self.runners = Supervisor(provider_factory, on_change=self._publish_status, metrics=metrics)
+        self.bandwidth = Bandwidth()
+        self.runners = Supervisor(
+            provider_factory, on_change=self._publish_status, metrics=metrics, bandwidth=self.bandwidth
+        )
         self._store: StateStore | None = None
         self._tg: TaskGroup | None = None
         self._stop = anyio.Event()
@@ -79,6 +83,8 @@ class Service:
             async with self._metrics_endpoint(), anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(receive_signals, self._stop, tg.cancel_scope, self.reload)
+                self._configure_bandwidth()
+                tg.start_soon(self.bandwidth.follow_schedules, name="bwlimit schedules")
                 interval = watchdog_interval()
                 if interval is not None:
                     tg.start_soon(watchdog, self.notifier, interval)
@@ -134,6 +140,7 @@ class Service:
         self.config = replace(new, state_dir=self.config.state_dir, metrics_listen=self.config.metrics_listen)
         if self.on_reload is not None:
             self.on_reload(self.config)
+        self._configure_bandwidth()  # new limits apply to transfers in flight; no library restarts for them
         await self.runners.stop(changes.removed + changes.changed, self.config.stop_timeout)
         for name in changes.removed:
             self.metrics.forget_library(name)
@@ -141,6 +148,9 @@ class Service:
             self._start(fresh[name])
         log.info("config_reloaded", added=changes.added, removed=changes.removed, changed=changes.changed)
         self.notifier.ready(self.status_line())
+
+    def _configure_bandwidth(self) -> None:
+        self.bandwidth.configure(self.config.bwlimit, {lib.name: lib.bwlimit for lib in self.config.libraries})
 
     def status_line(self) -> str:
         """One line for systemd's STATUS=: each library's state, files, last pass, errors, gates."""

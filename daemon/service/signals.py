@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
 import structlog
 
-from daemon.config import Config, ConfigError
+from daemon.bandwidth import Schedule
+from daemon.config import Config, ConfigError, LibraryConfig
 
 log = structlog.get_logger("daemon.service")
 
@@ -65,10 +66,15 @@ class LibraryChanges:
 
 
 def library_changes(old: Config, new: Config) -> LibraryChanges:
-    before = {lib.name: lib for lib in old.libraries}
-    after = {lib.name: lib for lib in new.libraries}
+    """A library whose ``bwlimit`` alone changed is not restarted: its new limit applies in flight."""
+    before = {lib.name: _without_bwlimit(lib) for lib in old.libraries}
+    after = {lib.name: _without_bwlimit(lib) for lib in new.libraries}
     return LibraryChanges(
         removed=[n for n in before if n not in after],
         changed=[n for n in before if n in after and after[n] != before[n]],
         added=[n for n in after if n not in before],
     )
+
+
+def _without_bwlimit(library: LibraryConfig) -> LibraryConfig:
+    return replace(library, bwlimit=Schedule())

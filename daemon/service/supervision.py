@@ -10,6 +10,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
+from daemon.bandwidth import Bandwidth, use_throttle
 from daemon.config import LibraryConfig
 from daemon.control import ControlDir
 from daemon.metrics.families import Metrics
@@ -32,11 +33,16 @@ class Supervisor:
     """The runners by library name; :meth:`start` puts one in the task group, :meth:`stop` ends some."""
 
     def __init__(
-        self, provider_factory: ProviderFactory, on_change: Callable[[], None], metrics: Metrics | None = None
+        self,
+        provider_factory: ProviderFactory,
+        on_change: Callable[[], None],
+        metrics: Metrics | None = None,
+        bandwidth: Bandwidth | None = None,
     ) -> None:
         self.provider_factory = provider_factory
         self.metrics = metrics
         self.on_change = on_change
+        self.bandwidth = bandwidth or Bandwidth()
         self.handles: dict[str, RunnerHandle] = {}
 
     def start(self, tg: TaskGroup, store: StateStore, library: LibraryConfig, state_dir: Path) -> None:
@@ -50,13 +56,13 @@ class Supervisor:
         )
         handle = RunnerHandle(runner)
         self.handles[library.name] = handle
-        tg.start_soon(self._supervise, handle, name=f"library {library.name}")
+        tg.start_soon(self._supervise, handle, self.bandwidth, name=f"library {library.name}")
         log.info("library_started", library=library.name, local_path=str(library.local_path))
 
     @staticmethod
-    async def _supervise(handle: RunnerHandle) -> None:
+    async def _supervise(handle: RunnerHandle, bandwidth: Bandwidth) -> None:
         try:
-            with handle.scope:
+            with handle.scope, use_throttle(bandwidth.throttle(handle.runner.config.name)):
                 await handle.runner.run()
         finally:
             handle.done.set()
