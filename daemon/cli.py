@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ from daemon.state.lock import StateLock, StateLocked
 if TYPE_CHECKING:
     from daemon.bandwidth import Bandwidth
     from daemon.state.store import StateStore
+    from daemon.sync.progress import PassProgress
 
 log = structlog.get_logger(__name__)
 
@@ -369,6 +371,7 @@ async def _sync_each(
     from daemon.providers import make_provider
     from daemon.state.store import StateStore
     from daemon.sync.library import LibrarySync, LocalRootMissing, PassSummary
+    from daemon.sync.progress import PassProgress
     from daemon.vocab import AuthError, ProviderError
 
     store = await StateStore.open(config.state_dir)
@@ -390,7 +393,11 @@ async def _sync_each(
                 lib_id = await store.library_id(library.name)
                 control = ControlDir(config.state_dir)
                 engine = LibrarySync(library, store, lib_id, provider, control=control)
-                summary = await engine.run_pass(dry_run=args.dry_run, confirm_deletes=args.confirm_deletes)
+                progress = PassProgress()
+                with _progress_shown(library.name, progress, args, config):
+                    summary = await engine.run_pass(
+                        dry_run=args.dry_run, confirm_deletes=args.confirm_deletes, progress=progress
+                    )
                 results.append((library.name, summary, ""))
                 if args.dry_run:
                     _print_plan(library.name, summary)
@@ -410,6 +417,18 @@ async def _sync_each(
     for name, since in paused:
         print(f"[{name}] paused since {since}: not synced (`libmirror resume {name}`)", file=_out())
     return worst
+
+
+def _progress_shown(
+    name: str, progress: PassProgress, args: argparse.Namespace, config: Config
+) -> AbstractContextManager[None]:
+    """The terminal progress display of one library's pass (nothing when stdout is not a terminal, with
+    ``--log-format json`` or for a dry run)."""
+    from daemon import progress_display
+
+    if args.dry_run or not progress_display.wanted(args.log_format):
+        return nullcontext()
+    return progress_display.shown(name, progress, args.log_format, args.log_level or config.log_level)
 
 
 async def _note_failure(store: StateStore, name: str, exc: Exception) -> None:

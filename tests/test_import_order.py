@@ -18,7 +18,7 @@ ORDER: tuple[tuple[str, ...], ...] = (
     ("sync",),
     ("gate_release", "pause", "status", "service"),
     ("sandbox",),
-    ("demo", "cli"),
+    ("demo", "cli", "progress_display"),
 )
 """Floors, bottom to top. A room imports rooms of its own floor or below."""
 

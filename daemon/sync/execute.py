@@ -204,6 +204,7 @@ class Executor:
         concurrency: int = 4,
         now_label: str = "",
         on_progress: ProgressCallback | None = None,
+        on_failed: Callable[[Action], None] | None = None,
         clock: Callable[[], float] = time.time,
         ignore: IgnoreMatcher | None = None,
     ) -> None:
@@ -215,6 +216,7 @@ class Executor:
         self.limiter = anyio.CapacityLimiter(max(1, concurrency))
         self.now_label = now_label
         self.on_progress = on_progress
+        self.on_failed = on_failed
         self.clock = clock
         self._mkdir_lock = anyio.Lock()
         self._in_backoff: set[str] = set()
@@ -282,6 +284,8 @@ class Executor:
             except (ProviderError, OSError, ValueError) as exc:
                 message = f"{type(exc).__name__}: {exc}"
                 report.failed.append((action, message))
+                if self.on_failed is not None:
+                    self.on_failed(action)
                 async with self.store.transaction(self.lib) as tx:
                     attempts = await tx.record_failure(action.path, message, self.clock(), **FAILURE_BACKOFF)
                 log.error(

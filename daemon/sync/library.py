@@ -33,6 +33,7 @@ from daemon.sync.guard import (
 )
 from daemon.sync.observe_remote import RemoteObservation, RemoteObserver
 from daemon.sync.plan import plan
+from daemon.sync.progress import PassProgress
 from daemon.sync.recover import finish_replacements
 from daemon.vocab import (
     Action,
@@ -311,6 +312,7 @@ class LibrarySync:
         poll_remote: bool = True,
         scan_local: bool | Sequence[str] = True,
         honour_backoff: bool = False,
+        progress: PassProgress | None = None,
     ) -> PassSummary:
         """Observe, plan, guard and execute until nothing is left (at most ``MAX_ROUNDS`` rounds), then
         record the pass.
@@ -319,6 +321,7 @@ class LibrarySync:
         observation: ``poll_remote=False`` for a watcher-triggered pass, ``scan_local=[paths]`` to
         observe only what the watcher reported (or ``False`` for a remote-only pass), and
         ``honour_backoff=True`` so paths whose last attempt failed wait for their ``next_at``.
+        ``progress`` counts the planned transfers and their outcomes (the terminal display, STATUS line).
         """
         started = time.monotonic()
         marker_present = await self._prepare_root(dry_run, confirm_deletes)
@@ -338,8 +341,10 @@ class LibrarySync:
                 self._report_plan(run, gate, work, on_plan)
             if dry_run or not work:
                 break
+            if progress is not None:
+                progress.planned(work)
             run.summary.rounds = round_no
-            report = await self._execute(run, work, now_label, on_progress)
+            report = await self._execute(run, work, now_label, on_progress, progress)
             if not report.done and not report.replanned:
                 break
         self._close_release(run)
@@ -444,7 +449,12 @@ class LibrarySync:
             on_plan(work)
 
     async def _execute(
-        self, run: _Pass, work: list[Action], now_label: str, on_progress: ProgressCallback | None
+        self,
+        run: _Pass,
+        work: list[Action],
+        now_label: str,
+        on_progress: ProgressCallback | None,
+        progress: PassProgress | None,
     ) -> ExecutionReport:
         """Carry out one round's work, count what it did, and observe again what it had to re-plan."""
         if not run.marker_present:
@@ -456,7 +466,8 @@ class LibrarySync:
             self.root,
             concurrency=self.config.concurrency,
             now_label=now_label,
-            on_progress=on_progress,
+            on_progress=_both(on_progress, progress.advanced if progress is not None else None),
+            on_failed=progress.failed if progress is not None else None,
             ignore=self.ignore,
         )
         report = await executor.run(work)
@@ -577,3 +588,15 @@ def _tally(run: _Pass, report: ExecutionReport) -> None:
     for action, message in report.failed:
         run.left_out.add(action.path)
         summary.failures.append((action.path, message))
+
+
+def _both(first: ProgressCallback | None, second: ProgressCallback | None) -> ProgressCallback | None:
+    """One callback calling both (either may be None)."""
+    if first is None or second is None:
+        return first or second
+
+    def call(action: Action, moved: int) -> None:
+        first(action, moved)
+        second(action, moved)
+
+    return call
