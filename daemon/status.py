@@ -22,6 +22,7 @@ from daemon.health import LAST_FAILURE, Health, assess, check_line, rank, read_f
 from daemon.logs import redact_text
 from daemon.state.lock import current_holder
 from daemon.state.store import StateStore
+from daemon.sync.progress import format_bytes, format_duration
 
 # an HTML document quoted in an error (a proxy's 502 page), up to its end or the end of the text (cut)
 _HTML_DOCUMENT = re.compile(r"<(?:!doctype\s+html|html)\b.*?(?:</html\s*>|\Z)", re.I | re.S)
@@ -169,6 +170,17 @@ async def show_metrics(config: Config) -> int:
     return EXIT_OK
 
 
+def progress_line(progress: dict[str, Any]) -> str:
+    """A running pass's progress as the STATUS line shows it, from its ``status --json`` form."""
+    eta = progress.get("eta_s")
+    return (
+        f"{progress['files_done']}/{progress['files_total']} files, {format_bytes(progress['bytes_done'])}/"
+        f"{format_bytes(progress['bytes_total'])}, {format_bytes(progress['rate_bytes_per_s'])}/s, "
+        f"ETA {format_duration(eta) if eta is not None else 'unknown'}, {progress['errors']} errors"
+        f" (as of {progress.get('at', '?')})"
+    )
+
+
 async def _status_row(store: StateStore, config: Config, library: LibraryConfig) -> dict[str, Any]:
     now = datetime.now().astimezone()
     lib_id = await store.find_library(library.name)
@@ -197,6 +209,7 @@ async def _status_row(store: StateStore, config: Config, library: LibraryConfig)
         "error": clean_error(status.get("daemon_detail")) if state == "retrying" else None,
         "last_failure": failure,
         "watcher": status.get("watcher") or None,
+        "progress": _json_status(status, "progress") if state == "syncing" else None,
         "files": counts["synced_files"],
         "pending": pending,
         "conflicts": int(status.get("conflicts_total", "0") or 0),
@@ -238,6 +251,9 @@ def _print_status_table(rows: list[dict[str, Any]]) -> None:
         )
     console = Console(soft_wrap=True)
     console.print(table)
+    for row in rows:
+        if row.get("progress"):
+            console.print(f"{row['library']}: {progress_line(row['progress'])}", markup=False, highlight=False)
     for row in rows:
         if row["halted_because"]:
             held = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in (row["held"] or {}).items() if n)

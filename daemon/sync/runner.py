@@ -13,6 +13,7 @@ raises, so one failing library cannot stop the others.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from daemon.providers.base import Provider
 from daemon.state.store import StateStore
 from daemon.sync.guard import describe
 from daemon.sync.library import LibrarySync, LocalRootMissing, PassSummary
+from daemon.sync.progress import PassProgress
 from daemon.sync.recorder import PassRecorder
 from daemon.vocab import AuthError, ProviderError
 
@@ -46,6 +48,10 @@ FALLBACK_RESCAN_MIN_S = 60.0
 # catch-up rescans after the watcher starts: by then its inotify watches are in place (on a busy
 # machine the watch thread can take seconds to set them up); a rescan of unchanged files costs stats only
 WATCH_CATCH_UP_S = (1.0, 5.0, 15.0)
+PROGRESS_EVERY_S = 2.0
+"""How often a pass that transfers publishes its progress (STATUS line, ``libmirror status``)."""
+PROGRESS = "progress"
+"""The status key holding a running pass's progress (JSON), read by ``libmirror status``."""
 
 
 @dataclass
@@ -80,6 +86,7 @@ class RunnerState:
     errors: int = 0
     watching: bool = False
     watcher: str = ""  # "" until the watcher starts | inotify | fallback (periodic rescans)
+    progress: str = ""  # while a pass transfers: "412/10000 files, ..., ETA 3m10s, 0 errors"
 
 
 ProviderFactory = Callable[[LibraryConfig], Provider]
@@ -128,6 +135,7 @@ class LibraryRunner:
         self._root_ready = anyio.Event()
         self._paused = False
         self.passes = 0
+        self._progress: PassProgress | None = None  # the running pass's, while it runs
 
     # -- control -----------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -144,6 +152,29 @@ class LibraryRunner:
             self.state.state, self.state.detail = state, detail
             if self.on_change is not None:
                 self.on_change()
+
+    async def _publish_progress(self) -> None:
+        """Every few seconds while a pass transfers: its totals in the STATUS line and for ``status``
+        (one small status write, never per file)."""
+        while True:
+            await anyio.sleep(PROGRESS_EVERY_S)
+            progress = self._progress
+            if progress is None or not progress.active:
+                continue
+            snap = progress.snapshot()
+            self.state.progress = snap.line()
+            if self.on_change is not None:
+                self.on_change()
+            stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+            await self._persist_progress(json.dumps({**snap.as_json(), "at": stamp}))
+
+    async def _persist_progress(self, value: str) -> None:
+        try:
+            lib_id = await self.store.library_id(self.config.name)
+            async with self.store.transaction(lib_id) as tx:
+                await tx.set_status(PROGRESS, value)
+        except Exception as exc:  # informative only, like the state
+            log.warning("status_write_failed", error=str(exc))
 
     async def _persist_state(self, failure: str | None = None) -> None:
         """Write the runner's state where ``libmirror status`` (another process) can read it; ``failure``:
@@ -208,6 +239,7 @@ class LibraryRunner:
                 tg.start_soon(self._every, self.config.full_scan_interval, Work(full_remote=True), False)
                 tg.start_soon(self._every, self.config.local_rescan_interval, Work(full_local=True), False)
                 tg.start_soon(self._watch)
+                tg.start_soon(self._publish_progress)
         finally:
             with anyio.CancelScope(shield=True):
                 await provider.aclose()
@@ -261,12 +293,20 @@ class LibraryRunner:
             scan_local = sorted(work.paths)
         else:
             scan_local = False
-        summary = await engine.run_pass(
-            full_remote=work.full_remote,
-            poll_remote=work.full_remote or work.incremental,
-            scan_local=scan_local,
-            honour_backoff=True,
-        )
+        self._progress = PassProgress()
+        try:
+            summary = await engine.run_pass(
+                full_remote=work.full_remote,
+                poll_remote=work.full_remote or work.incremental,
+                scan_local=scan_local,
+                honour_backoff=True,
+                progress=self._progress,
+            )
+        finally:
+            published, self._progress = bool(self.state.progress), None
+            self.state.progress = ""
+        if published:
+            await self._persist_progress("")
         self.passes += 1
         self._root_ready.set()
         if summary.quiet:

@@ -7,7 +7,6 @@ import os
 import pty
 import re
 import subprocess
-from pathlib import Path
 
 from tests.e2e.conftest import LIBMIRROR, Mirror
 
