@@ -68,6 +68,7 @@ def summary(results: dict[str, dict[str, Any] | None]) -> list[str]:
     floor = pull.get("floor_mb_per_s")
     push_floor = push.get("push_floor_mb_per_s")
     settle = lat.get("settle")
+    pinned, rclone_pinned = pull.get("files_per_s_pinned"), pull.get("rclone_files_per_s_pinned")
     lines = [
         f"files_per_s {pull.get('files_per_s')} vs rclone {pull.get('rclone_files_per_s')} "
         f"({_ratio(pull.get('files_per_s'), pull.get('rclone_files_per_s'))}); target >= rclone: "
@@ -83,6 +84,18 @@ def summary(results: dict[str, dict[str, Any] | None]) -> list[str]:
         f"push_large_mb_per_s {push.get('push_large_mb_per_s')} vs floor {push_floor} / rclone "
         f"{push.get('rclone_push_large_mb_per_s')}; target >= 0.8 x floor: "
         f"{_check(_cmp(push.get('push_large_mb_per_s'), '>=', _lin(push_floor, 0.8)))}",
+        f"client_cpu_ms_per_file {pull.get('client_cpu_ms_per_file')} (pull), "
+        f"{push.get('push_client_cpu_ms_per_file')} (push) vs rclone {pull.get('rclone_cpu_ms_per_file')} / "
+        f"{push.get('push_rclone_cpu_ms_per_file')}; sandbox {pull.get('sandbox_cpu_ms_per_file')} / "
+        f"{push.get('push_sandbox_cpu_ms_per_file')}, rclone serve {pull.get('rclone_serve_cpu_ms_per_file')} / "
+        f"{push.get('push_rclone_serve_cpu_ms_per_file')}; target <= 0.8: "
+        f"{_check(_cmp(pull.get('client_cpu_ms_per_file'), '<=', 0.8))} / "
+        f"{_check(_cmp(push.get('push_client_cpu_ms_per_file'), '<=', 0.8))}",
+        f"client_cpu_ms_per_mib {pull.get('client_cpu_ms_per_mib')} (pull), {push.get('push_client_cpu_ms_per_mib')} "
+        f"(push) vs rclone {pull.get('rclone_cpu_ms_per_mib')} / {push.get('push_rclone_cpu_ms_per_mib')}; "
+        f"target <= 5: {_check(_cmp(pull.get('client_cpu_ms_per_mib'), '<=', 5))} / "
+        f"{_check(_cmp(push.get('push_client_cpu_ms_per_mib'), '<=', 5))}",
+        f"files_per_s_pinned {pinned} vs rclone_files_per_s_pinned {rclone_pinned} ({_ratio(pinned, rclone_pinned)})",
         f"requests_per_idle_poll {idle.get('requests_per_idle_poll')}; target 1: "
         f"{_check(None if idle.get('requests_per_idle_poll') is None else idle.get('requests_per_idle_poll') == 1)}",
         f"cpu_ms_per_idle_poll {idle.get('cpu_ms_per_idle_poll')}; target <= 20: "

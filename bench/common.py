@@ -106,15 +106,22 @@ class Timed:
     seconds: float
     peak_rss_mb: float
     returncode: int
+    cpu_s: float = 0.0  # user + system CPU of the child, all its threads (from wait4)
 
 
-def run_timed(args: list[str]) -> Timed:
-    """Run a command; wall time and the peak RSS of the child (from wait4)."""
+def pinned(args: list[str], cores: str | None) -> list[str]:
+    """``args`` run on ``cores`` only (taskset's list, e.g. "1"); unchanged when ``cores`` is None."""
+    return args if cores is None else ["taskset", "-c", cores, *args]
+
+
+def run_timed(args: list[str], cores: str | None = None) -> Timed:
+    """Run a command; wall time, peak RSS and CPU time of the child (from wait4)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(pinned(args, cores), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
-    return Timed(elapsed, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status))
+    cpu = usage.ru_utime + usage.ru_stime
+    return Timed(elapsed, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), cpu)
 
 
 def children_rss_mb() -> float:
@@ -204,10 +211,17 @@ def free_port() -> int:
 @contextmanager
 def rclone_serve(kind: str, root: Path) -> Iterator[str]:
     """`rclone serve http|webdav ROOT` on a free loopback port; yields its URL."""
+    with rclone_server(kind, root) as (url, _proc):
+        yield url
+
+
+@contextmanager
+def rclone_server(kind: str, root: Path, cores: str | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`rclone serve http|webdav ROOT` on a free loopback port (on ``cores``); yields its URL and process."""
     assert RCLONE is not None
     port = free_port()
     proc = subprocess.Popen(
-        [RCLONE, "serve", kind, str(root), "--addr", f"127.0.0.1:{port}", "--config", "/dev/null"],
+        pinned([RCLONE, "serve", kind, str(root), "--addr", f"127.0.0.1:{port}", "--config", "/dev/null"], cores),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -221,7 +235,7 @@ def rclone_serve(kind: str, root: Path) -> Iterator[str]:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError(f"rclone serve {kind} did not start") from None
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/", proc
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -239,9 +253,9 @@ def rclone_args(*args: str) -> list[str]:
 class CtlSandbox:
     """``bench.sandbox_ctl`` in a child process: a CoreData sandbox we can question (see its docstring)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, cores: str | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.sandbox_ctl", str(data_dir)],
+            pinned([sys.executable, "-m", "bench.sandbox_ctl", str(data_dir)], cores),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -256,6 +270,10 @@ class CtlSandbox:
     @property
     def remote(self) -> dict[str, str]:
         return dict(self.info["remote"])
+
+    def cpu_s(self) -> float:
+        """CPU seconds the sandbox process has used so far."""
+        return proc_cpu_s(self.proc.pid)
 
     def ask(self, command: str) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -320,9 +338,9 @@ def build_local_tree(dest: Path, small: int, folders: int, large: int, large_siz
         (dest / f"large {i:02d}.bin").write_bytes(rng.randbytes(large_size))
 
 
-def sync_once(config: Path) -> Timed:
-    """`libmirror --config CONFIG sync --once` in a child process: wall time and peak RSS."""
-    run = run_timed([LIBMIRROR, "--config", str(config), "sync", "--once"])
+def sync_once(config: Path, cores: str | None = None) -> Timed:
+    """`libmirror --config CONFIG sync --once` in a child process: wall time, peak RSS and CPU."""
+    run = run_timed([LIBMIRROR, "--config", str(config), "sync", "--once"], cores)
     if run.returncode != 0:
         raise RuntimeError(f"libmirror sync --once exited with {run.returncode}")
     return run

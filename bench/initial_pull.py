@@ -22,8 +22,9 @@ from bench.common import (
     export_tree,
     floor_seconds,
     last_json,
+    proc_cpu_s,
     rclone_args,
-    rclone_serve,
+    rclone_server,
     rclone_version,
     rnd,
     run_timed,
@@ -33,34 +34,53 @@ from bench.common import (
 )
 
 SMALL, FOLDERS, LARGE, LARGE_SIZE = 10_000, 100, 10, 16 * 1024 * 1024
+SERVER_CORE, CLIENT_CORE = "0", "1"  # the pinned runs: each side on a core of its own
 MB = 1024 * 1024
 
 
-def pull(work: Path, kind: str, expect: tuple[int, int]) -> dict[str, Any]:
-    """One library pulled by libmirror into an empty folder; checks that every byte arrived."""
-    with CtlSandbox(work / f"sandbox-{kind}") as sandbox:
-        mirror = work / f"mirror-{kind}"
-        (work / f"lm-{kind}").mkdir()
-        config = write_config(work / f"lm-{kind}", sandbox.remote, mirror, concurrency=8)
-        run = sync_once(config)
+def pull(work: Path, kind: str, expect: tuple[int, int], pin: bool = False) -> dict[str, Any]:
+    """One library pulled by libmirror into an empty folder; checks that every byte arrived. ``pin``:
+    the sandbox on core 0, the client on core 1. CPU seconds of each side are measured apart."""
+    label = f"{kind}-pinned" if pin else kind
+    with CtlSandbox(work / f"sandbox-{kind}", cores=SERVER_CORE if pin else None) as sandbox:
+        mirror = work / f"mirror-{label}"
+        (work / f"lm-{label}").mkdir()
+        config = write_config(work / f"lm-{label}", sandbox.remote, mirror, concurrency=8)
+        before = sandbox.cpu_s()
+        run = sync_once(config, CLIENT_CORE if pin else None)
+        server_cpu = sandbox.cpu_s() - before
         requests = sandbox.ask("count")["requests"]
     got = tree_stats(mirror)
     if got != expect:
         raise RuntimeError(f"pulled {got} (files, bytes), expected {expect}")
     shutil.rmtree(mirror)
-    return {"seconds": run.seconds, "rss": run.peak_rss_mb, "requests": requests}
+    return {
+        "seconds": run.seconds,
+        "rss": run.peak_rss_mb,
+        "requests": requests,
+        "client_cpu_s": run.cpu_s,
+        "server_cpu_s": server_cpu,
+    }
 
 
-def rclone_pull(work: Path, kind: str, expect: tuple[int, int]) -> float | None:
+def rclone_pull(work: Path, kind: str, expect: tuple[int, int], pin: bool = False) -> dict[str, float] | None:
+    """rclone copy from rclone serve http; wall time and both sides' CPU seconds."""
     if RCLONE is None:
         return None
     dest = work / f"rclone-{kind}"
-    with rclone_serve("http", work / "src" / kind) as url:
-        run = run_timed(rclone_args("copy", ":http:", str(dest), "--http-url", url))
+    with rclone_server("http", work / "src" / kind, SERVER_CORE if pin else None) as (url, server):
+        before = proc_cpu_s(server.pid)
+        run = run_timed(rclone_args("copy", ":http:", str(dest), "--http-url", url), CLIENT_CORE if pin else None)
+        server_cpu = proc_cpu_s(server.pid) - before
     if run.returncode != 0 or tree_stats(dest) != expect:
         raise RuntimeError(f"rclone copy failed ({run.returncode}, {tree_stats(dest)})")
     shutil.rmtree(dest)
-    return run.seconds
+    return {"seconds": run.seconds, "client_cpu_s": run.cpu_s, "server_cpu_s": server_cpu}
+
+
+def _per(value: float | None, count: float, scale: float = 1000.0) -> float | None:
+    """``value`` seconds per item, in ms (``scale`` 1000), rounded; None stays None."""
+    return None if value is None else rnd(value * scale / count, 2)
 
 
 def main(small: int = SMALL) -> dict[str, Any]:
@@ -77,16 +97,18 @@ def main(small: int = SMALL) -> dict[str, Any]:
         lm_large = pull(work, "large", large_tree)
         rc_small = rclone_pull(work, "small", small_tree)
         rc_large = rclone_pull(work, "large", large_tree)
+        lm_pinned = pull(work, "small", small_tree, pin=True)
+        rc_pinned = rclone_pull(work, "small", small_tree, pin=True)
         floor_large = floor_seconds(work / "src" / "large", work / "floor")
         floor_small = floor_seconds(work / "src" / "small", work / "floor")
 
     large_mb = large_tree[1] / MB
     result: dict[str, Any] = {
         "files_per_s": rnd(small / lm_small["seconds"]),
-        "rclone_files_per_s": rnd(small / rc_small) if rc_small else None,
+        "rclone_files_per_s": rnd(small / rc_small["seconds"]) if rc_small else None,
         "floor_files_per_s": rnd(small / floor_small),
         "large_mb_per_s": rnd(large_mb / lm_large["seconds"]),
-        "rclone_large_mb_per_s": rnd(large_mb / rc_large) if rc_large else None,
+        "rclone_large_mb_per_s": rnd(large_mb / rc_large["seconds"]) if rc_large else None,
         "floor_mb_per_s": rnd(large_mb / floor_large),
         "peak_rss_mb": rnd(max(lm_small["rss"], lm_large["rss"])),
         "peak_rss_mb_small": rnd(lm_small["rss"]),
@@ -96,6 +118,17 @@ def main(small: int = SMALL) -> dict[str, Any]:
         "requests_small": lm_small["requests"],
         "requests_large": lm_large["requests"],
         "concurrency": 8,
+        # CPU of each program apart (user + system, every thread): a slow sandbox cannot hide a slow client
+        "client_cpu_ms_per_file": _per(lm_small["client_cpu_s"], small),
+        "sandbox_cpu_ms_per_file": _per(lm_small["server_cpu_s"], small),
+        "rclone_cpu_ms_per_file": _per(rc_small["client_cpu_s"], small) if rc_small else None,
+        "rclone_serve_cpu_ms_per_file": _per(rc_small["server_cpu_s"], small) if rc_small else None,
+        "client_cpu_ms_per_mib": _per(lm_large["client_cpu_s"], large_mb),
+        "sandbox_cpu_ms_per_mib": _per(lm_large["server_cpu_s"], large_mb),
+        "rclone_cpu_ms_per_mib": _per(rc_large["client_cpu_s"], large_mb) if rc_large else None,
+        "rclone_serve_cpu_ms_per_mib": _per(rc_large["server_cpu_s"], large_mb) if rc_large else None,
+        "files_per_s_pinned": rnd(small / lm_pinned["seconds"]),
+        "rclone_files_per_s_pinned": rnd(small / rc_pinned["seconds"]) if rc_pinned else None,
     }
     print(f"initial pull, libmirror sync --once (concurrency 8), rclone: {rclone_version() or 'not installed'}")
     print(
@@ -106,6 +139,20 @@ def main(small: int = SMALL) -> dict[str, Any]:
     print(
         f"  {LARGE} x 16 MiB: libmirror {result['large_mb_per_s']} MB/s ({result['large_s']} s), "
         f"rclone {result['rclone_large_mb_per_s']} MB/s, cp+md5sum floor {result['floor_mb_per_s']} MB/s"
+    )
+    print(
+        f"  CPU per file (small): libmirror {result['client_cpu_ms_per_file']} ms, its sandbox "
+        f"{result['sandbox_cpu_ms_per_file']} ms; rclone {result['rclone_cpu_ms_per_file']} ms, rclone serve "
+        f"{result['rclone_serve_cpu_ms_per_file']} ms"
+    )
+    print(
+        f"  CPU per MiB (large): libmirror {result['client_cpu_ms_per_mib']} ms, its sandbox "
+        f"{result['sandbox_cpu_ms_per_mib']} ms; rclone {result['rclone_cpu_ms_per_mib']} ms, rclone serve "
+        f"{result['rclone_serve_cpu_ms_per_mib']} ms"
+    )
+    print(
+        f"  pinned (server core {SERVER_CORE}, client core {CLIENT_CORE}): libmirror {result['files_per_s_pinned']} "
+        f"files/s, rclone {result['rclone_files_per_s_pinned']} files/s"
     )
     print(
         f"  peak RSS of libmirror: {result['peak_rss_mb_small']} MB (small), {result['peak_rss_mb_large']} MB (large)"

@@ -24,8 +24,9 @@ from bench.common import (
     build_local_tree,
     floor_seconds,
     last_json,
+    proc_cpu_s,
     rclone_args,
-    rclone_serve,
+    rclone_server,
     rclone_version,
     rnd,
     run_timed,
@@ -33,7 +34,7 @@ from bench.common import (
     tree_stats,
     write_config,
 )
-from bench.initial_pull import FOLDERS, LARGE, LARGE_SIZE, MB, SMALL
+from bench.initial_pull import FOLDERS, LARGE, LARGE_SIZE, MB, SMALL, _per
 
 RCLONE_FOLDERS = 20  # the rclone small-file reference pushes the first 20 of the 100 folders
 
@@ -45,22 +46,30 @@ def push(work: Path, kind: str, expect: tuple[int, int]) -> dict[str, Any]:
     with CtlSandbox(work / f"sandbox-{kind}") as sandbox:
         (work / f"lm-{kind}").mkdir()
         config = write_config(work / f"lm-{kind}", sandbox.remote, mirror, concurrency=8)
+        before = sandbox.cpu_s()
         run = sync_once(config)
+        server_cpu = sandbox.cpu_s() - before
         requests = sandbox.ask("count")["requests"]
         stats = sandbox.ask("stats")
     if (stats["files"], stats["bytes"]) != expect:
         raise RuntimeError(f"the sandbox holds {stats}, expected {expect} (files, bytes)")
     shutil.rmtree(mirror)
     shutil.rmtree(work / f"sandbox-{kind}")
-    return {"seconds": run.seconds, "rss": run.peak_rss_mb, "requests": requests}
+    return {
+        "seconds": run.seconds,
+        "rss": run.peak_rss_mb,
+        "requests": requests,
+        "client_cpu_s": run.cpu_s,
+        "server_cpu_s": server_cpu,
+    }
 
 
-def rclone_push(work: Path, kind: str, folders: int | None = None) -> tuple[float, int] | None:
+def rclone_push(work: Path, kind: str, folders: int | None = None) -> tuple[float, int, float, float] | None:
     """`rclone copy` of the tree (or of its first ``folders`` folders) to `rclone serve webdav`.
 
-    Returns (seconds, files). The subset exists for time: rclone's webdav backend spaces its calls
-    (about 45 files/s here whatever the file size), so the whole 10,000 files would cost ~4 minutes
-    of the 15 that `make bench` may take, for the same files/s.
+    Returns (seconds, files, client CPU seconds, server CPU seconds). The subset exists for time:
+    rclone's webdav backend spaces its calls (about 45 files/s here whatever the file size), so the whole
+    10,000 files would cost ~4 minutes of the 15 that `make bench` may take, for the same files/s.
     """
     if RCLONE is None:
         return None
@@ -73,12 +82,14 @@ def rclone_push(work: Path, kind: str, folders: int | None = None) -> tuple[floa
         expect = (sum(tree_stats(src / n)[0] for n in names), sum(tree_stats(src / n)[1] for n in names))
     else:
         expect = tree_stats(src)
-    with rclone_serve("webdav", dest) as url:
+    with rclone_server("webdav", dest) as (url, server):
+        before = proc_cpu_s(server.pid)
         run = run_timed(rclone_args("copy", str(src), ":webdav:", "--webdav-url", url, *subset))
+        server_cpu = proc_cpu_s(server.pid) - before
     if run.returncode != 0 or tree_stats(dest) != expect:
         raise RuntimeError(f"rclone copy failed ({run.returncode}, {tree_stats(dest)}, expected {expect})")
     shutil.rmtree(dest)
-    return run.seconds, expect[0]
+    return run.seconds, expect[0], run.cpu_s, server_cpu
 
 
 def main(small: int = SMALL) -> dict[str, Any]:
@@ -112,6 +123,13 @@ def main(small: int = SMALL) -> dict[str, Any]:
         "push_requests_small": lm_small["requests"],
         "push_requests_large": lm_large["requests"],
         "concurrency": 8,
+        "push_client_cpu_ms_per_file": _per(lm_small["client_cpu_s"], small),
+        "push_sandbox_cpu_ms_per_file": _per(lm_small["server_cpu_s"], small),
+        "push_rclone_cpu_ms_per_file": _per(rc_small[2], rc_small[1]) if rc_small else None,
+        "push_rclone_serve_cpu_ms_per_file": _per(rc_small[3], rc_small[1]) if rc_small else None,
+        "push_client_cpu_ms_per_mib": _per(lm_large["client_cpu_s"], large_mb),
+        "push_sandbox_cpu_ms_per_mib": _per(lm_large["server_cpu_s"], large_mb),
+        "push_rclone_cpu_ms_per_mib": _per(rc_large[2], large_mb) if rc_large else None,
     }
     print(f"initial push, libmirror sync --once (concurrency 8), rclone: {rclone_version() or 'not installed'}")
     print(
@@ -123,6 +141,15 @@ def main(small: int = SMALL) -> dict[str, Any]:
         f"  {LARGE} x 16 MiB: libmirror {result['push_large_mb_per_s']} MB/s ({result['push_large_s']} s), "
         f"rclone (webdav) {result['rclone_push_large_mb_per_s']} MB/s, "
         f"cp+md5sum floor {result['push_floor_mb_per_s']} MB/s"
+    )
+    print(
+        f"  CPU per file (small): libmirror {result['push_client_cpu_ms_per_file']} ms, its sandbox "
+        f"{result['push_sandbox_cpu_ms_per_file']} ms; rclone {result['push_rclone_cpu_ms_per_file']} ms, "
+        f"rclone serve webdav {result['push_rclone_serve_cpu_ms_per_file']} ms"
+    )
+    print(
+        f"  CPU per MiB (large): libmirror {result['push_client_cpu_ms_per_mib']} ms, its sandbox "
+        f"{result['push_sandbox_cpu_ms_per_mib']} ms; rclone {result['push_rclone_cpu_ms_per_mib']} ms"
     )
     print(
         f"  peak RSS of libmirror: {result['push_peak_rss_mb_small']} MB (small), "
