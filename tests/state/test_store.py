@@ -202,9 +202,10 @@ async def test_concurrent_batched_writes_land_whole_and_in_order(tmp_path: Path)
 
 
 def test_coalesce_merges_tree_upserts_and_leaves_other_groups_alone() -> None:
-    from daemon.state import store as store_mod
+    from daemon.state import group_commit as store_mod
+    from daemon.state.mapping import LOCAL_UPSERT, SYNCED_UPSERT
 
-    up_local, up_synced = store_mod._LOCAL_UPSERT, store_mod._SYNCED_UPSERT
+    up_local, up_synced = LOCAL_UPSERT, SYNCED_UPSERT
     group = [
         store_mod._Batch([(up_local, [{"path": "a"}]), (up_synced, {"path": "a"})]),
         store_mod._Batch([(up_local, [{"path": "b"}, {"path": "a", "v": 2}]), (up_synced, {"path": "b"})]),
