@@ -209,6 +209,7 @@ async def _status_row(store: StateStore, config: Config, library: LibraryConfig)
         "error": clean_error(status.get("daemon_detail")) if state == "retrying" else None,
         "last_failure": failure,
         "watcher": status.get("watcher") or None,
+        "watcher_mode": status.get("watcher_mode") or None,
         "progress": _json_status(status, "progress") if state == "syncing" else None,
         "files": counts["synced_files"],
         "pending": pending,
@@ -252,6 +253,8 @@ def _print_status_table(rows: list[dict[str, Any]]) -> None:
     console = Console(soft_wrap=True)
     console.print(table)
     for row in rows:
+        if row.get("watcher_mode"):
+            console.print(f"{row['library']}: watcher: {row['watcher_mode']}", markup=False, highlight=False)
         if row.get("progress"):
             console.print(f"{row['library']}: {progress_line(row['progress'])}", markup=False, highlight=False)
     for row in rows:

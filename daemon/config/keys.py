@@ -150,6 +150,22 @@ LIBRARY_KEYS: tuple[Key, ...] = (
     Key("local_rescan_interval", "number", "Seconds between full local rescans", 3600.0, minimum=1),
     Key("propagate_deletes", "boolean", "false: a local delete is not sent to the server", True),
     Key(
+        "filesystem",
+        "choice",
+        'auto: detect a network filesystem (NFS, SMB/CIFS, FUSE...) and rescan it; "network": always rescan '
+        'beside the watcher; "local": trust the watcher alone',
+        "auto",
+        choices=("auto", "network", "local"),
+    ),
+    Key(
+        "network_rescan_interval",
+        "number",
+        "Seconds between local rescans of a folder on a network filesystem (changes other machines make there "
+        "reach no watcher)",
+        120.0,
+        minimum=5,
+    ),
+    Key(
         "bwlimit",
         "bwlimit",
         "This library's bandwidth (as the general bwlimit; a transfer keeps under both)",

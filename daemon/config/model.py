@@ -40,6 +40,8 @@ class LibraryConfig:
     settle: float = 1.0
     local_rescan_interval: float = 3600.0
     propagate_deletes: bool = True
+    filesystem: str = "auto"  # auto | network | local: whether rescans run beside the watcher
+    network_rescan_interval: float = 120.0
     bwlimit: Schedule = NO_LIMIT
 
 

@@ -20,6 +20,8 @@ def status_line(handles: Mapping[str, RunnerHandle]) -> str:
             text += f", last pass {s.last_pass}"
         if s.errors:
             text += f", {s.errors} errors"
+        if s.watcher_mode:
+            text += f", watcher: {s.watcher_mode}"
         if s.state == "syncing" and s.progress:
             text += f" ({s.progress})"
         if s.state in ("halted", "retrying") and s.detail:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import anyio
 import structlog
@@ -27,6 +28,7 @@ from daemon.config import LibraryConfig
 from daemon.control import ControlDir
 from daemon.health import LAST_FAILURE, failure_note
 from daemon.local import atomic, marker
+from daemon.local.filesystems import filesystem_kind
 from daemon.local.watch import WatcherUnavailable, watch_changes
 from daemon.logs import bind_library
 from daemon.metrics.families import Metrics
@@ -86,6 +88,7 @@ class RunnerState:
     errors: int = 0
     watching: bool = False
     watcher: str = ""  # "" until the watcher starts | inotify | fallback (periodic rescans)
+    watcher_mode: str = ""  # for people: "native", "native + rescans every 120 s (nfs)", "rescans every ..."
     progress: str = ""  # while a pass transfers: "412/10000 files, ..., ETA 3m10s, 0 errors"
 
 
@@ -176,6 +179,14 @@ class LibraryRunner:
         except Exception as exc:  # informative only, like the state
             log.warning("status_write_failed", error=str(exc))
 
+    def _network_filesystem(self, root: Path) -> str | None:
+        """Why the folder also needs rescans (a network filesystem's name, or the config), or None."""
+        if self.config.filesystem == "local":
+            return None
+        if self.config.filesystem == "network":
+            return 'filesystem = "network"'
+        return filesystem_kind(root).remote_name
+
     async def _persist_state(self, failure: str | None = None) -> None:
         """Write the runner's state where ``libmirror status`` (another process) can read it; ``failure``:
         a failed session, as :func:`daemon.health.failure_note` (``status --check`` reads it)."""
@@ -185,6 +196,7 @@ class LibraryRunner:
                 await tx.set_status("daemon_state", self.state.state)
                 await tx.set_status("daemon_detail", self.state.detail)
                 await tx.set_status("watcher", self.state.watcher)
+                await tx.set_status("watcher_mode", self.state.watcher_mode)
                 if failure is not None:
                     await tx.set_status(LAST_FAILURE, failure)
         except Exception as exc:  # the status is informative; never fail the runner for it
@@ -357,16 +369,38 @@ class LibraryRunner:
             await self._root_ready.wait()  # the first pass creates it
         self.state.watching = True
         self.state.watcher = "inotify"
+        network = self._network_filesystem(root)
+        rescan = self.config.network_rescan_interval
+        if network is None:
+            self.state.watcher_mode = "native"
+        else:
+            self.state.watcher_mode = f"native + rescans every {rescan:g} s ({network})"
+            log.warning(
+                "watcher_network_filesystem",
+                filesystem=network,
+                rescan_every_s=rescan,
+                next_step="changes other machines make there are found by these rescans; set "
+                'filesystem = "local" if only this machine writes there, or a shorter network_rescan_interval',
+            )
+        if self.on_change is not None:
+            self.on_change()  # the STATUS line names the watcher mode
+        await self._persist_state()
+        why = "the watcher stopped"
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._catch_up)
+            if network is not None:
+                tg.start_soon(self._every, rescan, Work(full_local=True), False)
             try:
                 await watch_changes(root, self.config.settle, lambda paths: self.trigger(Work(paths=paths)))
-            except WatcherUnavailable:
-                pass
+            except WatcherUnavailable as exc:
+                why = str(exc).split(";")[0][:80] or "inotify unavailable"
             tg.cancel_scope.cancel()
         self.state.watching = False
         self.state.watcher = "fallback"
-        await self._persist_state()
         interval = min(self.config.local_rescan_interval, max(FALLBACK_RESCAN_MIN_S, self.config.poll_interval))
+        if network is not None:
+            interval = min(interval, rescan)
+        self.state.watcher_mode = f"rescans every {interval:g} s ({why})"
+        await self._persist_state()
         log.warning("watcher_fallback", rescan_every_s=interval)
         await self._every(interval, Work(full_local=True), False)
