@@ -26,6 +26,7 @@ Conventions the executor relies on:
 
 from __future__ import annotations
 
+import bisect
 import posixpath
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -225,8 +226,7 @@ def _hold_busy_rmdirs(
         ((i, a) for i, a in enumerate(actions) if a.kind in _RMDIRS), key=lambda ia: ia[1].path, reverse=True
     )
     for i, a in rmdirs:
-        prefix = a.path + "/"
-        busy = [p for p in present[a.kind] if p.startswith(prefix) and stays(p, a.kind)]
+        busy = [p for p in _subtree(present[a.kind], a.path) if stays(p, a.kind)][:1]
         if busy and a.kind is ActionKind.RMDIR_LOCAL and a.remote is not None and not a.remote.is_dir:
             held[i] = ConflictCopy(
                 path=name_copy(a.path, True),
@@ -258,6 +258,23 @@ def _ordered(actions: Iterable[Action]) -> list[Action]:
     rmdirs = sorted((a for a in items if a.kind in _RMDIRS), key=key, reverse=True)
     rest = sorted((a for a in items if a.kind not in _MKDIRS and a.kind not in _RMDIRS), key=key)
     return mkdirs + rest + rmdirs
+
+
+def _self_and_ancestors(path: str) -> list[str]:
+    """``a/b/c`` → ``a/b/c``, ``a/b``, ``a``."""
+    out = [path]
+    while "/" in path:
+        path = path.rpartition("/")[0]
+        out.append(path)
+    return out
+
+
+def _subtree(ordered: Sequence[str], folder: str) -> Sequence[str]:
+    """The paths strictly under ``folder`` in the sorted ``ordered``: one contiguous range."""
+    prefix = folder + "/"
+    lo = bisect.bisect_left(ordered, prefix)
+    hi = bisect.bisect_left(ordered, folder + "0")  # "0" sorts right after "/"
+    return ordered[lo:hi]
 
 
 def _under(path: str, folder: str) -> bool:
@@ -438,12 +455,22 @@ class _Planner:
         again in the next round, against the rows at the new place.
         """
         chosen: list[tuple[PathState, PathState]] = []
+        if not pairs:
+            return chosen
+        # linear in the paths: "some consumed path is r, under r or above r" is answered from the set of
+        # consumed paths and their ancestors; a subtree is a contiguous range of the sorted paths
+        touched = {a for c in consumed for a in _self_and_ancestors(c)}
+        ordered = sorted(by_path)
         for src, dst in sorted(pairs, key=lambda p: (p[0].path.count("/"), p[0].path)):
             roots = (src.path, dst.path)
-            if any(_under(c, r) or _under(r, c) for c in consumed for r in roots):
+            if any(r in touched or any(a in consumed for a in _self_and_ancestors(r)) for r in roots):
                 continue
             chosen.append((src, dst))
-            consumed.update(p for p in by_path if _under(p, src.path) or _under(p, dst.path))
+            for root in roots:
+                for p in (root, *_subtree(ordered, root)):
+                    if p in by_path and p not in consumed:
+                        consumed.add(p)
+                        touched.update(_self_and_ancestors(p))
         return chosen
 
     def local_moves(self, by_path: dict[str, PathState], consumed: set[str]) -> list[Action]:
