@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-BENCHMARKS = ("initial_pull", "initial_push", "idle", "latency", "bwlimit")
+BENCHMARKS = ("initial_pull", "initial_push", "idle", "latency", "plan_scale", "bwlimit")
 
 
 def run(name: str) -> dict[str, Any] | None:
@@ -68,6 +68,7 @@ def summary(results: dict[str, dict[str, Any] | None]) -> list[str]:
     floor = pull.get("floor_mb_per_s")
     push_floor = push.get("push_floor_mb_per_s")
     settle = lat.get("settle")
+    plan = results.get("plan_scale") or {}
     pinned, rclone_pinned = pull.get("files_per_s_pinned"), pull.get("rclone_files_per_s_pinned")
     lines = [
         f"files_per_s {pull.get('files_per_s')} vs rclone {pull.get('rclone_files_per_s')} "
@@ -109,6 +110,9 @@ def summary(results: dict[str, dict[str, Any] | None]) -> list[str]:
         f"settle {settle}); target <= settle + 1: "
         f"{_check(_cmp(lat.get('local_to_remote_p95_s'), '<=', _lin(settle, 1, 1)))}",
         f"remote_to_local_p50_s {lat.get('remote_to_local_p50_s')} (poll_interval {lat.get('poll_interval')})",
+        f"plan_s_1m {plan.get('plan_s_1m')} vs plan_s_100k {plan.get('plan_s_100k')} "
+        f"({_ratio(plan.get('plan_s_1m'), plan.get('plan_s_100k'))}); target <= 12x: "
+        f"{_check(_cmp(plan.get('plan_s_1m'), '<=', _lin(plan.get('plan_s_100k'), 12)))}",
         f"bwlimit rate/limit up {bw.get('library_up_ratio')} down {bw.get('library_down_ratio')} (library), "
         f"up {bw.get('daemon_up_ratio')} down {bw.get('daemon_down_ratio')} (daemon-wide); target within 10 %: "
         f"{_check(_cmp(bw.get('worst_ratio_error'), '<=', 0.1))}",

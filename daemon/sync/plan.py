@@ -520,6 +520,12 @@ class _Planner:
         sources: dict[str, list[PathState]] = defaultdict(list)
         targets: dict[str, list[PathState]] = defaultdict(list)
         for s in by_path.values():
+            rem = s.remote
+            if s.synced is None and s.local is None and rem is not None and not rem.is_dir and s.path not in consumed:
+                targets[rem.remote_id].append(s)
+        if not targets:  # a move needs a new place: without one, no source is worth collecting
+            return []
+        for s in by_path.values():
             if s.path in consumed:
                 continue
             b, loc, rem = s.synced, s.local, s.remote
@@ -527,6 +533,7 @@ class _Planner:
                 b is not None
                 and not b.is_dir
                 and b.remote_id is not None
+                and b.remote_id in targets
                 and rem is None
                 and loc is not None
                 and not loc.is_dir
@@ -536,8 +543,6 @@ class _Planner:
                 # remote files with one name when the engine itself renamed the remote entry, e.g. a
                 # case-insensitive name clash; found by the simulation.)
                 sources[b.remote_id].append(s)
-            if b is None and loc is None and rem is not None and not rem.is_dir:
-                targets[rem.remote_id].append(s)
         actions: list[Action] = []
         for rid in sorted(sources):
             if len(sources[rid]) != 1 or len(targets.get(rid, [])) != 1:
