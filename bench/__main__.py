@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-BENCHMARKS = ("initial_pull", "initial_push", "idle", "latency", "plan_scale", "bwlimit")
+BENCHMARKS = ("initial_pull", "initial_push", "idle", "latency", "wan", "plan_scale", "bwlimit")
 
 
 def run(name: str) -> dict[str, Any] | None:
@@ -69,6 +69,7 @@ def summary(results: dict[str, dict[str, Any] | None]) -> list[str]:
     push_floor = push.get("push_floor_mb_per_s")
     settle = lat.get("settle")
     plan = results.get("plan_scale") or {}
+    wan = results.get("wan") or {}
     pinned, rclone_pinned = pull.get("files_per_s_pinned"), pull.get("rclone_files_per_s_pinned")
     lines = [
         f"files_per_s {pull.get('files_per_s')} vs rclone {pull.get('rclone_files_per_s')} "
@@ -110,6 +111,15 @@ def summary(results: dict[str, dict[str, Any] | None]) -> list[str]:
         f"settle {settle}); target <= settle + 1: "
         f"{_check(_cmp(lat.get('local_to_remote_p95_s'), '<=', _lin(settle, 1, 1)))}",
         f"remote_to_local_p50_s {lat.get('remote_to_local_p50_s')} (poll_interval {lat.get('poll_interval')})",
+        f"files_per_s_100ms {wan.get('files_per_s_100ms')} vs rclone {wan.get('rclone_files_per_s_100ms')} at its "
+        f"defaults ({_ratio(wan.get('files_per_s_100ms'), wan.get('rclone_files_per_s_100ms'))}), "
+        f"{wan.get('rclone_files_per_s_100ms_our_concurrency')} at ours; target >= 1.5 x rclone: "
+        f"{_check(_cmp(wan.get('files_per_s_100ms'), '>=', _lin(wan.get('rclone_files_per_s_100ms'), 1.5)))}",
+        f"files_per_s_100ms vs its bound {wan.get('bound_files_per_s')} ({wan.get('round_trips_per_file')} round trips "
+        f"per file, concurrency {wan.get('concurrency')}); target >= 0.8 x bound: "
+        f"{_check(_cmp(wan.get('files_per_s_100ms'), '>=', _lin(wan.get('bound_files_per_s'), 0.8)))}; push "
+        f"{wan.get('push_files_per_s_100ms')} files/s (bound {wan.get('push_bound_files_per_s')}, rclone webdav "
+        f"{wan.get('rclone_push_files_per_s_100ms')})",
         f"plan_s_1m {plan.get('plan_s_1m')} vs plan_s_100k {plan.get('plan_s_100k')} "
         f"({_ratio(plan.get('plan_s_1m'), plan.get('plan_s_100k'))}); target <= 12x: "
         f"{_check(_cmp(plan.get('plan_s_1m'), '<=', _lin(plan.get('plan_s_100k'), 12)))}",

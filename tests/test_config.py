@@ -86,7 +86,7 @@ def test_minimal_config_has_defaults_and_absolute_paths(tmp_path: Path) -> None:
     assert lib.direction is Direction.TWO_WAY
     assert (lib.max_delete_percent, lib.max_delete_count) == (50.0, 500)
     assert lib.ignore == ()
-    assert (lib.trash_days, lib.concurrency) == (30, 4)
+    assert (lib.trash_days, lib.concurrency) == (30, 16)
     assert (lib.poll_interval, lib.full_scan_interval) == (30.0, 3600.0)
     assert (lib.settle, lib.local_rescan_interval) == (1.0, 3600.0)
     assert lib.propagate_deletes is True

@@ -143,7 +143,7 @@ LIBRARY_KEYS: tuple[Key, ...] = (
     Key("max_overwrite_count", "integer", "Safety gate: synced files a pass may replace", 500, minimum=0),
     Key("ignore", "strings", "gitignore-style patterns never synced", (), check=_ignore_patterns),
     Key("trash_days", "integer", "Days replaced or remotely deleted files stay in the trash", 30, minimum=0),
-    Key("concurrency", "integer", "Parallel transfers for this library", 4, minimum=1, maximum=32),
+    Key("concurrency", "integer", "Parallel transfers for this library", 16, minimum=1, maximum=32),
     Key("poll_interval", "number", "Seconds between remote changed-since polls", 30.0, minimum=1),
     Key("full_scan_interval", "number", "Seconds between full remote listings", 3600.0, minimum=1),
     Key("settle", "number", "Seconds a local file must stay unchanged before upload", 1.0, minimum=0),

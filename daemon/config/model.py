@@ -34,7 +34,7 @@ class LibraryConfig:
     max_overwrite_count: int = 500
     ignore: tuple[str, ...] = ()
     trash_days: int = 30
-    concurrency: int = 4
+    concurrency: int = 16
     poll_interval: float = 30.0
     full_scan_interval: float = 3600.0
     settle: float = 1.0
