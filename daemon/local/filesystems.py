@@ -27,6 +27,7 @@ REMOTE_FILESYSTEMS: dict[int, str] = {
     0x01021997: "9p",
     0x00C36400: "ceph",
     0x5346414F: "afs",
+    0x6B414653: "afs",  # kAFS
     0x73757245: "coda",
     0x7461636F: "ocfs2",
     0x01161970: "gfs2",
