@@ -156,7 +156,9 @@ class DownloadTarget:
         self._fh.close()
         self._fh = None
 
-    def _place(self, replace: LocalRow | None) -> LocalRow:
+    def place(self, replace: LocalRow | None) -> tuple[LocalRow, Path]:
+        """Move the verified temp file into place; returns its row and the folder that received it,
+        which the caller fsyncs before anyone records the row (see ``commit_batch``)."""
         dest = safe_local_path(self.root, self.rel)
         if replace is not None and replace.is_dir:
             raise LocalChanged(f"{self.rel!r} is a folder; a download cannot replace it")
@@ -176,10 +178,10 @@ class DownloadTarget:
             rename_noreplace(self.tmp_path, dest)
         except FileExistsError:
             raise LocalChanged(f"{self.rel!r} appeared on disk while it was being downloaded") from None
-        fsync_dir(dest.parent)
-        return row_from_stat(self.rel, ours, self.md5)
+        self.tmp_path = None  # it is the library's file now: a discard must not remove it
+        return row_from_stat(self.rel, ours, self.md5), dest.parent
 
-    def _verified(self, expected_size: int | None, expected_md5: str | None) -> None:
+    def verify(self, expected_size: int | None, expected_md5: str | None) -> None:
         self._flush()
         if expected_size is not None and self.size != expected_size:
             raise DigestMismatch(f"{self.rel}: got {self.size} bytes, listing promised {expected_size}")
@@ -187,11 +189,13 @@ class DownloadTarget:
             raise DigestMismatch(f"{self.rel}: md5 {self.md5} does not match listing {expected_md5}")
 
     def _finish(self, expected_size: int | None, expected_md5: str | None, replace: LocalRow | None) -> LocalRow:
-        self._verified(expected_size, expected_md5)
-        return self._place(replace)
+        self.verify(expected_size, expected_md5)
+        row, folder = self.place(replace)
+        fsync_dir(folder)
+        return row
 
     def _finish_in_trash(self, expected_size: int | None, expected_md5: str | None) -> Path:
-        self._verified(expected_size, expected_md5)
+        self.verify(expected_size, expected_md5)
         assert self.tmp_path is not None
         kept = keep_in_trash(self.root, self.tmp_path, self.rel)
         self.tmp_path = None
@@ -209,6 +213,16 @@ class DownloadTarget:
             self.discard()
         return kept
 
+    def begin_commit(self) -> None:
+        """Refuse a second commit (a committed or discarded target has no bytes left to place)."""
+        if self._done:
+            raise RuntimeError("download target already committed or discarded")
+
+    def committed(self, row: LocalRow, replaced: bool) -> None:
+        """Mark the target as placed (``row`` is what it became); a later ``discard`` does nothing."""
+        self._done = True
+        log.debug("download_committed", path=self.rel, bytes=row.size, replaced=replaced)
+
     async def commit(self, expected_size: int | None, expected_md5: str | None, replace: LocalRow | None) -> LocalRow:
         """Verify and move into place; returns the new LocalRow (with its MD5).
 
@@ -216,15 +230,13 @@ class DownloadTarget:
         not ``replace``; None means it must not exist; temp discarded; re-plan). A replaced file goes
         to the trash first.
         """
-        if self._done:
-            raise RuntimeError("download target already committed or discarded")
+        self.begin_commit()
         try:
             row = await anyio.to_thread.run_sync(self._finish, expected_size, expected_md5, replace)
         except BaseException:
             self.discard()
             raise
-        self._done = True
-        log.debug("download_committed", path=self.rel, bytes=row.size, replaced=replace is not None)
+        self.committed(row, replace is not None)
         return row
 
 

@@ -299,9 +299,7 @@ def safe_local_path(root: Path, rel: str) -> Path:
             raise ValueError(f"a component of {rel!r} is not a folder") from exc
         if stat.S_ISLNK(st.st_mode):
             raise ValueError(f"path {rel!r} goes through a symlink at {current}")
-    target = root / rel
-    real_root = root.resolve()
-    real_parent = target.parent.resolve(strict=False)
-    if real_parent != real_root and real_root not in real_parent.parents:
-        raise ValueError(f"path {rel!r} resolves outside the root")
-    return target
+    # no component is "." or "..", and none that exists is a symlink (the ones after the first missing
+    # one cannot exist either): the parent therefore resolves inside the root, with no realpath() of
+    # the root and of the parent (a dozen more lstat calls for every file a pass touches)
+    return root / rel

@@ -12,6 +12,7 @@ file at the path (a swap, a hard link, a rewrite) raises ``LocalChanged``: the a
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from daemon.vocab import LocalRow
 
 # O_NONBLOCK: a FIFO swapped in must not block the open until someone writes to it (it is refused
 # right after as not a regular file); for regular files the flag changes nothing, and it is cleared.
+SMALL_FILE = 64 * 1024  # bytes: a file this size or smaller is read whole when opened (see ``open``)
 _FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
@@ -75,4 +77,11 @@ class UploadSource:
             os.close(fd)
             raise
         with handle:
-            yield handle
+            if st.st_size <= SMALL_FILE:
+                # read at once, here: streamed, a small file cost the HTTP layer two trips to a worker
+                # thread (the read, then the close), more than the read itself from the page cache
+                data = handle.read()
+                handle.close()
+                yield io.BytesIO(data)
+            else:
+                yield handle

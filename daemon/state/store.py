@@ -203,7 +203,7 @@ class StateStore:
         writes nothing. Methods that read results (``record_failure``, ``sweep_remote``) need
         ``transaction``."""
         recorder = RecordingConn()
-        yield Txn(recorder, lib)
+        yield Txn(recorder, lib, shield=False)
         if recorder.calls:
             await self._group.commit(recorder.calls)
 

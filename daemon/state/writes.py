@@ -60,15 +60,18 @@ class PendingReplace:
 class Txn:
     """Writes of one transaction, scoped to one library."""
 
-    def __init__(self, conn: Executes, lib: int) -> None:
+    def __init__(self, conn: Executes, lib: int, *, shield: bool = True) -> None:
         self.conn = conn
         self.lib = lib
+        self._shield = shield  # False for a recorder (group commit), which only keeps the statement
 
     async def _exec(self, statement: Any, parameters: Any = None) -> Any:
         """One statement, shielded from cancellation: a cancel in the middle of a write made the
         driver abandon its connection with the write lock still held (its close never ran), and every
         later writer failed with "database is locked" (found by the simulation's in-process crashes).
         A cancel between statements still rolls the transaction back."""
+        if not self._shield:
+            return await self.conn.execute(statement, parameters)
         with anyio.CancelScope(shield=True):
             return await self.conn.execute(statement, parameters)
 

@@ -21,6 +21,7 @@ import anyio
 import structlog
 
 from daemon.local import atomic, ops
+from daemon.local.commit_batch import CommitBatcher
 from daemon.local.ignore import IgnoreMatcher
 from daemon.local.names import safe_local_path
 from daemon.local.once import Once
@@ -219,6 +220,10 @@ class Executor:
         self.on_failed = on_failed
         self.clock = clock
         self._mkdir_lock = anyio.Lock()
+        self._commits = CommitBatcher()
+        # remote id of each folder path an upload went into this round: one store read per folder, not
+        # per file (cleared around every action that may move or remove a folder, see ``_dispatch``)
+        self._folder_ids: dict[str, str] = {}
         self._in_backoff: set[str] = set()
 
     async def run(self, actions: list[Action]) -> ExecutionReport:
@@ -335,6 +340,17 @@ class Executor:
 
     async def _dispatch(self, action: Action) -> int:
         """Carry out ``action``; returns the bytes it moved."""
+        if isinstance(action, Upload | Download | Record | Skip | Forget | MkdirLocal | MkdirRemote):
+            return await self._dispatch_kind(action)
+        # anything else may move, rename or remove a folder: the remote folder ids known are dropped
+        # before and after it (an upload beside it reads the store again)
+        self._folder_ids.clear()
+        try:
+            return await self._dispatch_kind(action)
+        finally:
+            self._folder_ids.clear()
+
+    async def _dispatch_kind(self, action: Action) -> int:
         match action:
             case Upload():
                 return await self._do_upload(action)
@@ -373,8 +389,12 @@ class Executor:
         parent = parent_path(path)
         if parent == "":
             return self.provider.root_id
+        known = self._folder_ids.get(parent)
+        if known is not None:
+            return known
         row = await self.store.remote_at(self.lib, parent)
         if row is not None and row.is_dir:
+            self._folder_ids[parent] = row.remote_id
             return row.remote_id
         async with self._mkdir_lock:
             return await self._ensure_folder_locked(parent)
@@ -516,9 +536,7 @@ class Executor:
         sink = _RestartableSink(self.root, action.path)
         try:
             await self.provider.download(remote_item(remote), sink)
-            new_local = await sink.target.commit(
-                expected_size=remote.size, expected_md5=remote.digest, replace=action.local
-            )
+            new_local = await self._commits.commit(sink.target, remote.size, remote.digest, action.local)
         finally:
             sink.target.discard()
         async with self.store.batched(self.lib) as tx:

@@ -116,7 +116,7 @@ async def test_a_download_the_disk_cannot_hold_is_refused_up_front(
 async def test_file_changing_while_it_is_uploaded(coredata: RunningSandbox, mirror: Mirror) -> None:
     mirror.root.mkdir()
     target = mirror.root / "moving.txt"
-    target.write_bytes(b"version A" * 1000)
+    target.write_bytes(b"version A" * 10_000)  # over SMALL_FILE (read whole at open): it streams
 
     def rewrite() -> None:
         target.write_bytes(b"version B, written while A was on its way")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from daemon.local.checks import LocalChanged
-from daemon.local.source import UploadSource
+from daemon.local.source import SMALL_FILE, UploadSource
 from daemon.vocab import LocalRow
 from tests.upload_sources import write_source
 
@@ -80,3 +80,19 @@ def test_anything_but_the_planned_file_is_refused(tmp_path: Path, swap: Callable
     with pytest.raises(LocalChanged), source.open():
         pytest.fail("the swapped file was opened")
     assert open_fds() == before  # the refused descriptor is closed
+
+
+def test_a_small_file_is_read_whole_at_open_and_its_descriptor_closed(tmp_path: Path) -> None:
+    """Small files are sent from memory (no worker-thread trip per read and close in the HTTP layer):
+    the bytes are the checked version, and no descriptor stays open while the request is sent."""
+    small = write_source(tmp_path / "small.txt", b"planned bytes")
+    before = open_fds()
+    with small.open() as handle:
+        assert open_fds() == before
+        (tmp_path / "small.txt").write_bytes(b"edited after the open")
+        assert handle.read() == b"planned bytes"
+    large = write_source(tmp_path / "large.bin", b"x" * (SMALL_FILE + 1))
+    with large.open() as handle:
+        assert open_fds() == before + 1  # streamed from the checked descriptor
+        assert len(handle.read()) == SMALL_FILE + 1
+    assert open_fds() == before

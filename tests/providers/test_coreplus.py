@@ -13,7 +13,7 @@ import jwt
 import pytest
 from aiohttp import web
 
-from daemon.local.source import UploadSource
+from daemon.local.source import SMALL_FILE, UploadSource
 from daemon.providers.base import FolderResolver, Provider
 from daemon.providers.coreplus import ROOT_ID, CorePlusProvider, split_parent
 from daemon.providers.coreplus_auth import JwtSigner
@@ -257,7 +257,8 @@ async def test_size_mismatch_is_refused_and_nothing_stored(
     backend(sandbox).add_client("Anna", "Smith")
     top = await provider.resolve_local_folder(ROOT_ID, "Anna Smith")
     assert top is not None
-    source = local_file(tmp_path, b"12345")
-    with pytest.raises(Exception, match="400"):  # the file grew after it was opened: 6 bytes sent, 5 declared
+    # larger than what is read whole at open (SMALL_FILE), so it streams and the growth lands mid-send
+    source = local_file(tmp_path, b"1" * (SMALL_FILE + 5))
+    with pytest.raises(Exception, match="400"):  # the file grew after it was opened: 1 byte more sent than declared
         await provider.upload(top.remote_id, "a.txt", edited_once_opened(source, lambda: grow(source.path)))
     assert backend(sandbox).holdings()[0]["items"] == []

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from daemon.config import LibraryConfig, RemoteConfig
-from daemon.local.source import UploadSource
+from daemon.local.source import SMALL_FILE, UploadSource
 from daemon.providers.base import Provider
 from daemon.providers.http import HttpClient, RetryPolicy
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
@@ -185,16 +185,18 @@ async def test_a_file_edited_while_it_is_sent_is_not_sent_twice(tmp_path: Path) 
     try:
         root, state = tmp_path / "mirror", tmp_path / "state"
         await one_pass(sandbox, state, root)
-        (root / "scan.pdf").write_bytes(b"version A")
+        # larger than what is read whole at open (SMALL_FILE): it streams, so the edit lands mid-send
+        version_a, version_b = b"A" * (SMALL_FILE + 1), b"B" * (SMALL_FILE + 1)
+        (root / "scan.pdf").write_bytes(version_a)
 
         def edit() -> None:
-            (root / "scan.pdf").write_bytes(b"version B")
+            (root / "scan.pdf").write_bytes(version_b)
 
         first = await one_pass(sandbox, state, root, during_upload=edit)
         assert first.uploads == 1
-        assert live_files(sandbox) == [("scan.pdf", b"version B")]
+        assert live_files(sandbox) == [("scan.pdf", version_b)]
         second = await one_pass(sandbox, state, root)
         assert second.uploads == 0, "the content the server already holds was uploaded again"
-        assert live_files(sandbox) == [("scan.pdf", b"version B")]
+        assert live_files(sandbox) == [("scan.pdf", version_b)]
     finally:
         await sandbox.stop()
