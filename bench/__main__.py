@@ -93,10 +93,27 @@ def summary(results: dict[str, dict[str, Any] | None]) -> list[str]:
         f"{push.get('push_rclone_serve_cpu_ms_per_file')}; target <= 0.8: "
         f"{_check(_cmp(pull.get('client_cpu_ms_per_file'), '<=', 0.8))} / "
         f"{_check(_cmp(push.get('push_client_cpu_ms_per_file'), '<=', 0.8))}",
+        f"client_cpu_ms_per_file_net {pull.get('client_cpu_ms_per_file_net')} (pull), "
+        f"{push.get('push_client_cpu_ms_per_file_net')} (push): net of a run's fixed CPU "
+        f"({pull.get('client_fixed_cpu_s')} / {push.get('push_client_fixed_cpu_s')} s: start-up, listing, scan)",
         f"client_cpu_ms_per_mib {pull.get('client_cpu_ms_per_mib')} (pull), {push.get('push_client_cpu_ms_per_mib')} "
-        f"(push) vs rclone {pull.get('rclone_cpu_ms_per_mib')} / {push.get('push_rclone_cpu_ms_per_mib')}; "
-        f"target <= 5: {_check(_cmp(pull.get('client_cpu_ms_per_mib'), '<=', 5))} / "
-        f"{_check(_cmp(push.get('push_client_cpu_ms_per_mib'), '<=', 5))}",
+        f"(push), net of the fixed CPU {pull.get('client_cpu_ms_per_mib_net')} / "
+        f"{push.get('push_client_cpu_ms_per_mib_net')} vs rclone {pull.get('rclone_cpu_ms_per_mib')} / "
+        f"{push.get('push_rclone_cpu_ms_per_mib')}; target <= 5 (net): "
+        f"{_check(_cmp(pull.get('client_cpu_ms_per_mib_net'), '<=', 5))} / "
+        f"{_check(_cmp(push.get('push_client_cpu_ms_per_mib_net'), '<=', 5))}",
+        f"1 GiB file: huge_mb_per_s {pull.get('huge_mb_per_s')} (pull) vs floor {pull.get('floor_huge_mb_per_s')} / "
+        f"rclone {pull.get('rclone_huge_mb_per_s')}, {push.get('push_huge_mb_per_s')} (push) vs floor "
+        f"{push.get('push_floor_huge_mb_per_s')} / rclone {push.get('rclone_push_huge_mb_per_s')}; target >= 0.8 x "
+        f"floor: {_check(_cmp(pull.get('huge_mb_per_s'), '>=', _lin(pull.get('floor_huge_mb_per_s'), 0.8)))} / "
+        f"{_check(_cmp(push.get('push_huge_mb_per_s'), '>=', _lin(push.get('push_floor_huge_mb_per_s'), 0.8)))}",
+        f"1 GiB file: client_cpu_ms_per_mib_huge {pull.get('client_cpu_ms_per_mib_huge')} (pull), "
+        f"{push.get('push_client_cpu_ms_per_mib_huge')} (push), start-up included; target <= 5: "
+        f"{_check(_cmp(pull.get('client_cpu_ms_per_mib_huge'), '<=', 5))} / "
+        f"{_check(_cmp(push.get('push_client_cpu_ms_per_mib_huge'), '<=', 5))}; peak RSS "
+        f"{pull.get('peak_rss_mb_huge')} / {push.get('push_peak_rss_mb_huge')} MB vs "
+        f"{pull.get('peak_rss_mb_large')} / {push.get('push_peak_rss_mb_large')} MB for 16 MiB files "
+        "(target: unchanged)",
         f"files_per_s_pinned {pinned} vs rclone_files_per_s_pinned {rclone_pinned} ({_ratio(pinned, rclone_pinned)})",
         f"requests_per_idle_poll {idle.get('requests_per_idle_poll')}; target 1: "
         f"{_check(None if idle.get('requests_per_idle_poll') is None else idle.get('requests_per_idle_poll') == 1)}",

@@ -1,9 +1,14 @@
 """Benchmark 1, initial pull: the CoreData sandbox (separate process, loopback) into an empty folder.
 
-Two libraries, timed separately: 10,000 files of 1-8 KiB in 100 folders, and 10 files of 16 MiB.
-libmirror runs `sync --once` with concurrency 8. References on the same bytes in the same run:
-`rclone copy` from `rclone serve http` (loopback, --transfers 8 --checkers 8), and the local floor
-`cp -r` + `md5sum`. Usage: python -m bench.initial_pull [SMALL_FILES]
+Three libraries, timed separately: 10,000 files of 1-8 KiB in 100 folders, 10 files of 16 MiB, and
+one file of 1 GiB. libmirror runs `sync --once` with concurrency 8. References on the same bytes in
+the same run: `rclone copy` from `rclone serve http` (loopback, --transfers 8 --checkers 8), and the
+local floor `cp -r` + `md5sum`.
+
+CPU per file and per MiB are given twice: as measured (the whole process, start-up included) and net
+of the fixed cost of a run, which a second `sync --once` with nothing to do measures right after
+(start-up, the listing, the scan of the tree now in sync): ``*_net`` = (pull - that) / files or MiB.
+Usage: python -m bench.initial_pull [SMALL_FILES [HUGE_MIB]]   (HUGE_MIB 0 skips the 1 GiB file)
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from bench.common import (
 )
 
 SMALL, FOLDERS, LARGE, LARGE_SIZE = 10_000, 100, 10, 16 * 1024 * 1024
+HUGE_MIB = 1024  # the one large file of the third library
 SERVER_CORE, CLIENT_CORE = "0", "1"  # the pinned runs: each side on a core of its own
 MB = 1024 * 1024
 
@@ -50,6 +56,7 @@ def pull(work: Path, kind: str, expect: tuple[int, int], pin: bool = False) -> d
         run = sync_once(config, CLIENT_CORE if pin else None)
         server_cpu = sandbox.cpu_s() - before
         requests = sandbox.ask("count")["requests"]
+        fixed = sync_once(config, CLIENT_CORE if pin else None)  # nothing left to do: the fixed cost
     got = tree_stats(mirror)
     if got != expect:
         raise RuntimeError(f"pulled {got} (files, bytes), expected {expect}")
@@ -60,6 +67,8 @@ def pull(work: Path, kind: str, expect: tuple[int, int], pin: bool = False) -> d
         "requests": requests,
         "client_cpu_s": run.cpu_s,
         "server_cpu_s": server_cpu,
+        "fixed_cpu_s": fixed.cpu_s,
+        "net_cpu_s": max(0.0, run.cpu_s - fixed.cpu_s),
     }
 
 
@@ -83,7 +92,34 @@ def _per(value: float | None, count: float, scale: float = 1000.0) -> float | No
     return None if value is None else rnd(value * scale / count, 2)
 
 
-def main(small: int = SMALL) -> dict[str, Any]:
+def huge_pull(work: Path, huge_mib: int) -> dict[str, Any]:
+    """The 1 GiB library: libmirror, rclone and the floor on the same file; its sandbox and copies are
+    removed before returning (a GiB each)."""
+    if huge_mib <= 0:
+        return {}
+    build_coredata_tree(work / "sandbox-huge", small=0, folders=0, large=1, large_size=huge_mib * MB, seed=3)
+    tree = export_tree(work / "sandbox-huge", work / "src" / "huge")
+    try:
+        lm = pull(work, "huge", tree)
+        rc = rclone_pull(work, "huge", tree)
+        floor = floor_seconds(work / "src" / "huge", work / "floor")
+    finally:
+        shutil.rmtree(work / "sandbox-huge", ignore_errors=True)
+        shutil.rmtree(work / "src" / "huge", ignore_errors=True)
+    mib = tree[1] / MB
+    return {
+        "huge_mib": rnd(mib),
+        "huge_mb_per_s": rnd(mib / lm["seconds"]),
+        "rclone_huge_mb_per_s": rnd(mib / rc["seconds"]) if rc else None,
+        "floor_huge_mb_per_s": rnd(mib / floor),
+        "client_cpu_ms_per_mib_huge": _per(lm["client_cpu_s"], mib),
+        "client_cpu_ms_per_mib_huge_net": _per(lm["net_cpu_s"], mib),
+        "rclone_cpu_ms_per_mib_huge": _per(rc["client_cpu_s"], mib) if rc else None,
+        "peak_rss_mb_huge": rnd(lm["rss"]),
+    }
+
+
+def main(small: int = SMALL, huge_mib: int = HUGE_MIB) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="libmirror-bench-pull-") as tmp:
         work = Path(tmp)
         start = time.perf_counter()
@@ -101,6 +137,7 @@ def main(small: int = SMALL) -> dict[str, Any]:
         rc_pinned = rclone_pull(work, "small", small_tree, pin=True)
         floor_large = floor_seconds(work / "src" / "large", work / "floor")
         floor_small = floor_seconds(work / "src" / "small", work / "floor")
+        huge = huge_pull(work, huge_mib)
 
     large_mb = large_tree[1] / MB
     result: dict[str, Any] = {
@@ -120,15 +157,19 @@ def main(small: int = SMALL) -> dict[str, Any]:
         "concurrency": 8,
         # CPU of each program apart (user + system, every thread): a slow sandbox cannot hide a slow client
         "client_cpu_ms_per_file": _per(lm_small["client_cpu_s"], small),
+        "client_cpu_ms_per_file_net": _per(lm_small["net_cpu_s"], small),
+        "client_fixed_cpu_s": rnd(lm_small["fixed_cpu_s"], 2),
         "sandbox_cpu_ms_per_file": _per(lm_small["server_cpu_s"], small),
         "rclone_cpu_ms_per_file": _per(rc_small["client_cpu_s"], small) if rc_small else None,
         "rclone_serve_cpu_ms_per_file": _per(rc_small["server_cpu_s"], small) if rc_small else None,
         "client_cpu_ms_per_mib": _per(lm_large["client_cpu_s"], large_mb),
+        "client_cpu_ms_per_mib_net": _per(lm_large["net_cpu_s"], large_mb),
         "sandbox_cpu_ms_per_mib": _per(lm_large["server_cpu_s"], large_mb),
         "rclone_cpu_ms_per_mib": _per(rc_large["client_cpu_s"], large_mb) if rc_large else None,
         "rclone_serve_cpu_ms_per_mib": _per(rc_large["server_cpu_s"], large_mb) if rc_large else None,
         "files_per_s_pinned": rnd(small / lm_pinned["seconds"]),
         "rclone_files_per_s_pinned": rnd(small / rc_pinned["seconds"]) if rc_pinned else None,
+        **huge,
     }
     print(f"initial pull, libmirror sync --once (concurrency 8), rclone: {rclone_version() or 'not installed'}")
     print(
@@ -139,6 +180,19 @@ def main(small: int = SMALL) -> dict[str, Any]:
     print(
         f"  {LARGE} x 16 MiB: libmirror {result['large_mb_per_s']} MB/s ({result['large_s']} s), "
         f"rclone {result['rclone_large_mb_per_s']} MB/s, cp+md5sum floor {result['floor_mb_per_s']} MB/s"
+    )
+    if huge:
+        print(
+            f"  1 x {huge['huge_mib']} MiB: libmirror {huge['huge_mb_per_s']} MB/s "
+            f"(CPU {huge['client_cpu_ms_per_mib_huge']} ms/MiB, {huge['client_cpu_ms_per_mib_huge_net']} net; "
+            f"peak RSS {huge['peak_rss_mb_huge']} MB), rclone "
+            f"{huge['rclone_huge_mb_per_s']} MB/s ({huge['rclone_cpu_ms_per_mib_huge']} ms/MiB), cp+md5sum floor "
+            f"{huge['floor_huge_mb_per_s']} MB/s"
+        )
+    print(
+        f"  fixed CPU of a run (start-up, listing, scan; a second sync --once with nothing to do): "
+        f"{result['client_fixed_cpu_s']} s; net of it: {result['client_cpu_ms_per_file_net']} ms per small file, "
+        f"{result['client_cpu_ms_per_mib_net']} ms per MiB"
     )
     print(
         f"  CPU per file (small): libmirror {result['client_cpu_ms_per_file']} ms, its sandbox "
@@ -162,4 +216,4 @@ def main(small: int = SMALL) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else SMALL)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else SMALL, int(sys.argv[2]) if len(sys.argv) > 2 else HUGE_MIB)

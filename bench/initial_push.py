@@ -4,8 +4,9 @@ The same two trees as the pull (10,000 files of 1-8 KiB in 100 folders; 10 files
 straight to disk, pushed by `libmirror sync --once` (concurrency 8) into two empty sandboxes, timed
 separately. References in the same run: `rclone copy` to `rclone serve webdav` of an empty folder
 (loopback, --transfers 8 --checkers 8; for the small files only the first 20 folders, 2,000 files,
-see ``rclone_push``) and the local floor `cp -r` + `md5sum`.
-Usage: python -m bench.initial_push [SMALL_FILES]
+see ``rclone_push``) and the local floor `cp -r` + `md5sum`. A third library holds one file of 1 GiB.
+CPU is given as measured and net of a run's fixed cost, as in ``bench.initial_pull``.
+Usage: python -m bench.initial_push [SMALL_FILES [HUGE_MIB]]   (HUGE_MIB 0 skips the 1 GiB file)
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from bench.common import (
     tree_stats,
     write_config,
 )
-from bench.initial_pull import FOLDERS, LARGE, LARGE_SIZE, MB, SMALL, _per
+from bench.initial_pull import FOLDERS, HUGE_MIB, LARGE, LARGE_SIZE, MB, SMALL, _per
 
 RCLONE_FOLDERS = 20  # the rclone small-file reference pushes the first 20 of the 100 folders
 
@@ -51,6 +52,7 @@ def push(work: Path, kind: str, expect: tuple[int, int]) -> dict[str, Any]:
         server_cpu = sandbox.cpu_s() - before
         requests = sandbox.ask("count")["requests"]
         stats = sandbox.ask("stats")
+        fixed = sync_once(config)  # nothing left to do: the fixed cost of a run
     if (stats["files"], stats["bytes"]) != expect:
         raise RuntimeError(f"the sandbox holds {stats}, expected {expect} (files, bytes)")
     shutil.rmtree(mirror)
@@ -61,6 +63,8 @@ def push(work: Path, kind: str, expect: tuple[int, int]) -> dict[str, Any]:
         "requests": requests,
         "client_cpu_s": run.cpu_s,
         "server_cpu_s": server_cpu,
+        "fixed_cpu_s": fixed.cpu_s,
+        "net_cpu_s": max(0.0, run.cpu_s - fixed.cpu_s),
     }
 
 
@@ -92,7 +96,32 @@ def rclone_push(work: Path, kind: str, folders: int | None = None) -> tuple[floa
     return run.seconds, expect[0], run.cpu_s, server_cpu
 
 
-def main(small: int = SMALL) -> dict[str, Any]:
+def huge_push(work: Path, huge_mib: int) -> dict[str, Any]:
+    """The 1 GiB library pushed by libmirror and by rclone, and the floor; removed before returning."""
+    if huge_mib <= 0:
+        return {}
+    build_local_tree(work / "src" / "huge", small=0, folders=0, large=1, large_size=huge_mib * MB, seed=3)
+    tree = tree_stats(work / "src" / "huge")
+    try:
+        lm = push(work, "huge", tree)
+        rc = rclone_push(work, "huge")
+        floor = floor_seconds(work / "src" / "huge", work / "floor")
+    finally:
+        shutil.rmtree(work / "src" / "huge", ignore_errors=True)
+    mib = tree[1] / MB
+    return {
+        "push_huge_mib": rnd(mib),
+        "push_huge_mb_per_s": rnd(mib / lm["seconds"]),
+        "rclone_push_huge_mb_per_s": rnd(mib / rc[0]) if rc else None,
+        "push_floor_huge_mb_per_s": rnd(mib / floor),
+        "push_client_cpu_ms_per_mib_huge": _per(lm["client_cpu_s"], mib),
+        "push_client_cpu_ms_per_mib_huge_net": _per(lm["net_cpu_s"], mib),
+        "push_rclone_cpu_ms_per_mib_huge": _per(rc[2], mib) if rc else None,
+        "push_peak_rss_mb_huge": rnd(lm["rss"]),
+    }
+
+
+def main(small: int = SMALL, huge_mib: int = HUGE_MIB) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="libmirror-bench-push-") as tmp:
         work = Path(tmp)
         start = time.perf_counter()
@@ -106,6 +135,7 @@ def main(small: int = SMALL) -> dict[str, Any]:
         rc_small = rclone_push(work, "small", folders=RCLONE_FOLDERS)
         rc_large = rclone_push(work, "large")
         floor_large = floor_seconds(work / "src" / "large", work / "floor")
+        huge = huge_push(work, huge_mib)
 
     large_mb = large_tree[1] / MB
     result: dict[str, Any] = {
@@ -124,12 +154,16 @@ def main(small: int = SMALL) -> dict[str, Any]:
         "push_requests_large": lm_large["requests"],
         "concurrency": 8,
         "push_client_cpu_ms_per_file": _per(lm_small["client_cpu_s"], small),
+        "push_client_cpu_ms_per_file_net": _per(lm_small["net_cpu_s"], small),
+        "push_client_fixed_cpu_s": rnd(lm_small["fixed_cpu_s"], 2),
         "push_sandbox_cpu_ms_per_file": _per(lm_small["server_cpu_s"], small),
         "push_rclone_cpu_ms_per_file": _per(rc_small[2], rc_small[1]) if rc_small else None,
         "push_rclone_serve_cpu_ms_per_file": _per(rc_small[3], rc_small[1]) if rc_small else None,
         "push_client_cpu_ms_per_mib": _per(lm_large["client_cpu_s"], large_mb),
+        "push_client_cpu_ms_per_mib_net": _per(lm_large["net_cpu_s"], large_mb),
         "push_sandbox_cpu_ms_per_mib": _per(lm_large["server_cpu_s"], large_mb),
         "push_rclone_cpu_ms_per_mib": _per(rc_large[2], large_mb) if rc_large else None,
+        **huge,
     }
     print(f"initial push, libmirror sync --once (concurrency 8), rclone: {rclone_version() or 'not installed'}")
     print(
@@ -141,6 +175,18 @@ def main(small: int = SMALL) -> dict[str, Any]:
         f"  {LARGE} x 16 MiB: libmirror {result['push_large_mb_per_s']} MB/s ({result['push_large_s']} s), "
         f"rclone (webdav) {result['rclone_push_large_mb_per_s']} MB/s, "
         f"cp+md5sum floor {result['push_floor_mb_per_s']} MB/s"
+    )
+    if huge:
+        print(
+            f"  1 x {huge['push_huge_mib']} MiB: libmirror {huge['push_huge_mb_per_s']} MB/s "
+            f"(CPU {huge['push_client_cpu_ms_per_mib_huge']} ms/MiB, {huge['push_client_cpu_ms_per_mib_huge_net']} "
+            f"net; peak RSS {huge['push_peak_rss_mb_huge']} MB), rclone (webdav) {huge['rclone_push_huge_mb_per_s']} "
+            f"MB/s, cp+md5sum floor {huge['push_floor_huge_mb_per_s']} MB/s"
+        )
+    print(
+        f"  fixed CPU of a run (a second sync --once with nothing to do): {result['push_client_fixed_cpu_s']} s; "
+        f"net of it: {result['push_client_cpu_ms_per_file_net']} ms per small file, "
+        f"{result['push_client_cpu_ms_per_mib_net']} ms per MiB"
     )
     print(
         f"  CPU per file (small): libmirror {result['push_client_cpu_ms_per_file']} ms, its sandbox "
@@ -160,4 +206,4 @@ def main(small: int = SMALL) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else SMALL)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else SMALL, int(sys.argv[2]) if len(sys.argv) > 2 else HUGE_MIB)

@@ -74,5 +74,10 @@ def private_subdir(root: Path, name: str) -> Path:
     if not marker_present(root):
         raise MarkerMissing(f"{root / MARKER} is missing; is the library disk mounted?")
     path = root / MARKER / name
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            return path  # the common case, one call: every download asks for tmp/
+    except FileNotFoundError:
+        pass
     _private_dir(path)
     return path

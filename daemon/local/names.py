@@ -288,9 +288,9 @@ def safe_local_path(root: Path, rel: str) -> Path:
     for part in parts:
         if part in ("", ".", ".."):
             raise ValueError(f"path component {part!r} refused in {rel!r}")
-    current = root
+    current = os.fspath(root).rstrip("/")  # strings, not Paths: this runs for every file a pass touches
     for part in parts[:-1]:
-        current = current / part
+        current = f"{current}/{part}"
         try:
             st = os.lstat(current)
         except FileNotFoundError:

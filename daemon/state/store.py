@@ -135,7 +135,11 @@ class StateStore:
             os.chmod(db, 0o600)
             # built, not parsed: a "?" or "#" in state_dir is part of the path, not a query
             url = URL.create("sqlite+aiosqlite", database=str(db))
-        engine = create_async_engine(url)
+        # no rollback when a connection goes back to the pool: every block ends its own transaction
+        # (``begin()`` commits or rolls back, a read's ``connect()`` rolls back on close, the group
+        # commit commits or rolls back on the driver), and each rollback is a trip to aiosqlite's
+        # thread that wakes two threads, once per read and per commit
+        engine = create_async_engine(url, pool_reset_on_return=None)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         async with engine.begin() as conn:
