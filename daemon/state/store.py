@@ -61,7 +61,6 @@ _LOCAL_TREE = select(
     schema.local.c.size,
     schema.local.c.mtime_ns,
     schema.local.c.inode,
-    schema.local.c.digest,
 ).where(schema.local.c.lib == bindparam("lib"))
 # the same statement as SQLite text with one positional parameter, for the driver's own fetchall (see
 # ``local_tree``): compiled from the Core expression, not written by hand
@@ -263,9 +262,19 @@ class StateStore:
                 rows = await raw.execute_fetchall(_LOCAL_TREE_SQL, (lib,))
             else:
                 rows = [tuple(r) for r in await conn.execute(_LOCAL_TREE, {"lib": lib})]
+        # rows come grouped by folder when SQLite reads them through ix_local_parent: the last folder's
+        # dict is reused without hashing its path again (any order gives the same result)
+        last: str | None = None
+        folder: dict[str, KnownLocal] = {}
         for row in rows:
             parent, _, name = row[0].rpartition("/")
-            out.setdefault(parent, {})[name] = make(KnownLocal, row)  # is_dir stays SQLite's 0/1
+            if parent != last:
+                last = parent
+                got = out.get(parent)
+                if got is None:
+                    got = out[parent] = {}
+                folder = got
+            folder[name] = make(KnownLocal, row)  # is_dir stays SQLite's 0/1
         return out
 
     async def local_at(self, lib: int, path: str) -> LocalRow | None:
