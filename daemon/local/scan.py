@@ -32,7 +32,7 @@ from daemon.local.checks import row_from_stat
 from daemon.local.ignore import IgnoreMatcher
 from daemon.local.names import is_nfc, join, name_of, parent_of, safe_local_path, to_nfc
 from daemon.local.once import Once
-from daemon.vocab import Known, KnownLocal, LocalRow
+from daemon.vocab import Known, KnownLocal, LocalRow, StoredStat
 
 log = structlog.get_logger(__name__)
 
@@ -178,7 +178,7 @@ class _ToHash:
 @dataclass(slots=True)
 class _Listing:
     dir_rel: str
-    known: Mapping[str, Known]  # the stored rows of its children
+    known: Mapping[str, StoredStat]  # the stored rows of its children
     ok: bool = True
     entries: int = 0  # directory entries looked at
     present: set[str] = field(default_factory=set)  # names that must not be reported vanished
@@ -230,25 +230,31 @@ def _normalize_name(dir_abs: str, dir_rel: str, name: str) -> str | None:
     return nfc
 
 
-def _classify(out: _Listing, rel: str, name: str, st: os.stat_result, known: Mapping[str, Known]) -> None:
+def _stored(row: Known) -> StoredStat:
+    """The fields of a stored row the scanner compares, as a tuple."""
+    if isinstance(row, tuple):
+        return row
+    return KnownLocal(row.path, row.is_dir, row.size, row.mtime_ns, row.inode)
+
+
+def _stored_children(children: Mapping[str, Known]) -> Mapping[str, StoredStat]:
+    return {name: _stored(row) for name, row in children.items()}
+
+
+def _classify(out: _Listing, rel: str, name: str, st: os.stat_result, known: Mapping[str, StoredStat]) -> None:
     mode = st.st_mode
     k = known.get(name)
+    _, k_dir, k_size, k_mtime_ns, k_inode = k if k is not None else ("", -1, -1, -1, -1)
     if stat.S_ISDIR(mode):
         out.present.add(name)
         out.subdirs.append(rel)
-        if k is None or not k.is_dir or k.inode != st.st_ino:
+        if k is None or not k_dir or k_inode != st.st_ino:
             out.rows.append(row_from_stat(rel, st, None))  # replaces a file row of the same path
     elif stat.S_ISREG(mode):
         out.present.add(name)
-        if (
-            k is not None
-            and not k.is_dir
-            and k.size == st.st_size
-            and k.mtime_ns == st.st_mtime_ns
-            and k.inode == st.st_ino
-        ):
+        if k is not None and not k_dir and (k_size, k_mtime_ns, k_inode) == (st.st_size, st.st_mtime_ns, st.st_ino):
             return
-        if k is not None and k.is_dir:
+        if k is not None and k_dir:
             out.dir_to_file.append(rel)
         out.to_hash.append(_ToHash(rel, st.st_size))
     # sockets, FIFOs, devices: not content we can sync; a known row there has vanished
@@ -259,7 +265,7 @@ def _warn_symlink(root: str, rel: str) -> None:
         log.warning("symlink_skipped", path=rel, next_step="symlinks are never followed or synced")
 
 
-def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str, Known]) -> _Listing:
+def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str, StoredStat]) -> _Listing:
     """List, stat, filter and compare one folder. Runs in a worker thread."""
     out = _Listing(dir_rel, known)
     dir_abs = _abs(root, dir_rel)
@@ -298,13 +304,13 @@ def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str
             except OSError:
                 present_add(name)  # there but not stat-able: never call that vanished
                 continue
-            k = known_get(name)
+            k = known_get(name)  # (path, is_dir, size, mtime_ns, inode)
             if (
                 k is not None
-                and k.mtime_ns == st.st_mtime_ns
-                and k.size == st.st_size
-                and k.inode == st.st_ino
-                and not k.is_dir
+                and k[3] == st.st_mtime_ns
+                and k[2] == st.st_size
+                and k[4] == st.st_ino
+                and not k[1]
                 and is_reg(st.st_mode)
             ):
                 present_add(name)
@@ -441,14 +447,14 @@ class KnownTree:
     takes each folder's rows in its worker thread, with no hop back to the event loop per folder.
     Holds about 200 bytes per file in memory for the length of the scan."""
 
-    def __init__(self, tree: dict[str, dict[str, KnownLocal]]) -> None:
+    def __init__(self, tree: dict[str, dict[str, StoredStat]]) -> None:
         self._tree = tree
 
-    def take(self, dir_path: str) -> Mapping[str, Known]:
+    def take(self, dir_path: str) -> Mapping[str, StoredStat]:
         """The rows of the direct children of ``dir_path``, handed out once."""
         return self._tree.pop(dir_path, {})
 
-    async def children(self, dir_path: str) -> Mapping[str, Known]:
+    async def children(self, dir_path: str) -> Mapping[str, StoredStat]:
         return self.take(dir_path)
 
 
@@ -466,7 +472,7 @@ class _Walk:
     ignore: IgnoreMatcher
     stack: list[str]
 
-    def stretch(self, take: Callable[[str], Mapping[str, Known]], max_dirs: int) -> list[_Listing]:
+    def stretch(self, take: Callable[[str], Mapping[str, StoredStat]], max_dirs: int) -> list[_Listing]:
         """List folders off the stack until one of the budgets is spent; the listings with news."""
         out: list[_Listing] = []
         entries = news = dirs = 0
@@ -486,9 +492,10 @@ class _Walk:
         return out
 
 
-def _given(children: Mapping[str, Known]) -> Callable[[str], Mapping[str, Known]]:
+def _given(children: Mapping[str, Known]) -> Callable[[str], Mapping[str, StoredStat]]:
     """``take`` for a walk of one folder whose rows were fetched beforehand."""
-    return lambda _dir: children
+    stored = _stored_children(children)
+    return lambda _dir: stored
 
 
 async def _settle(
@@ -511,7 +518,7 @@ async def _settle(
     for name in [*listing.missing, *gone]:
         row = known.get(name)
         if row is not None:
-            batch.append(Vanished(join(dir_rel, name), row.is_dir))
+            batch.append(Vanished(join(dir_rel, name), bool(row[1])))
     return batch
 
 
@@ -555,7 +562,7 @@ async def scan_tree(
 
 async def _children_vanished(known: KnownRows, rel: str) -> list[LocalChange]:
     """A folder at ``rel`` became a file: everything the store holds below it is gone."""
-    return [Vanished(join(rel, name), row.is_dir) for name, row in (await known.children(rel)).items()]
+    return [Vanished(join(rel, name), bool(_stored(row)[1])) for name, row in (await known.children(rel)).items()]
 
 
 class _KnownCache:
@@ -563,12 +570,12 @@ class _KnownCache:
 
     def __init__(self, known: KnownRows) -> None:
         self._known = known
-        self._cache: dict[str, Mapping[str, Known]] = {}
+        self._cache: dict[str, Mapping[str, StoredStat]] = {}
 
-    async def row(self, rel: str) -> Known | None:
+    async def row(self, rel: str) -> StoredStat | None:
         parent = parent_of(rel)
         if parent not in self._cache:
-            self._cache[parent] = await self._known.children(parent)
+            self._cache[parent] = _stored_children(await self._known.children(parent))
         return self._cache[parent].get(name_of(rel))
 
 
@@ -587,7 +594,7 @@ async def _ancestor_rows(root: str, rel: str, cache: _KnownCache) -> list[LocalC
     for i in range(1, len(parts) + 1):
         anc = "/".join(parts[:i])
         k = await cache.row(anc)
-        if k is not None and k.is_dir:
+        if k is not None and k[1]:  # a folder the store knows
             continue
         st = await anyio.to_thread.run_sync(_lstat, _abs(root, anc))
         if st is None or not stat.S_ISDIR(st.st_mode):
@@ -613,7 +620,8 @@ async def _observe_one(
         return [found] if found is not None else []
     if not (parent.isascii() or is_nfc(parent)):
         return []  # the folder's own event (or the next scan) renames it first
-    k = await cache.row(to_nfc(rel))
+    stored = await cache.row(to_nfc(rel))
+    k = None if stored is None else KnownLocal(stored[0], bool(stored[1]), *stored[2:])  # one path: named fields
     st = await anyio.to_thread.run_sync(_lstat, _abs(root_s, rel))
     if not (name.isascii() or is_nfc(name)):
         if st is not None:

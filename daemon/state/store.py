@@ -41,7 +41,7 @@ from daemon.state.mapping import (
 )
 from daemon.state.migrations import check_readable, migrate
 from daemon.state.writes import PendingReplace, Txn, under_folder
-from daemon.vocab import KnownLocal, LocalRow, PathState, RemoteItem, RemoteRow, SyncedRow
+from daemon.vocab import LocalRow, PathState, RemoteItem, RemoteRow, StoredStat, SyncedRow
 
 __all__ = [
     "STATE_FILE",
@@ -249,10 +249,10 @@ class StateStore:
             rows = await conn.execute(select(t.c.path).where(t.c.lib == lib, t.c.parent == parent))
             return [r.path.rpartition("/")[2] for r in rows]
 
-    async def local_tree(self, lib: int) -> dict[str, dict[str, KnownLocal]]:
-        """The whole local tree as {parent folder: {name: row}}, in one query (for full rescans)."""
-        out: dict[str, dict[str, KnownLocal]] = {}
-        make = tuple.__new__
+    async def local_tree(self, lib: int) -> dict[str, dict[str, StoredStat]]:
+        """The whole local tree as {parent folder: {name: (path, is_dir, size, mtime_ns, inode)}}, in one
+        query (for full rescans)."""
+        out: dict[str, dict[str, StoredStat]] = {}
         async with self.engine.connect() as conn:
             if self.engine.dialect.driver == "aiosqlite":
                 # one hop to the database thread for the whole tree, plain tuples from the driver: a
@@ -265,7 +265,7 @@ class StateStore:
         # rows come grouped by folder when SQLite reads them through ix_local_parent: the last folder's
         # dict is reused without hashing its path again (any order gives the same result)
         last: str | None = None
-        folder: dict[str, KnownLocal] = {}
+        folder: dict[str, StoredStat] = {}
         for row in rows:
             parent, _, name = row[0].rpartition("/")
             if parent != last:
@@ -274,7 +274,7 @@ class StateStore:
                 if got is None:
                     got = out[parent] = {}
                 folder = got
-            folder[name] = make(KnownLocal, row)  # is_dir stays SQLite's 0/1
+            folder[name] = row  # the driver's tuple as it is (is_dir stays SQLite's 0/1)
         return out
 
     async def local_at(self, lib: int, path: str) -> LocalRow | None:
