@@ -68,12 +68,13 @@ def _shortest(parts: set[str], covers: Callable[[str, str], bool]) -> tuple[str,
 
 
 def _pattern_text(pattern: object) -> str | None:
-    """The glob text of an including pattern, trailing blanks and slashes off; None when it holds an
-    escape (its literal parts are not simply its characters: the screen lets everything through)."""
+    """The glob text of an including pattern without its trailing slashes (a name holds none); None
+    when it holds an escape or starts or ends with blanks (its literal parts are then not simply its
+    characters as written: the screen lets every name through)."""
     text = getattr(pattern, "pattern", None)
-    if not isinstance(text, str) or "\\" in text:
+    if not isinstance(text, str) or "\\" in text or text != text.strip():
         return None
-    return text.rstrip().rstrip("/")
+    return text.rstrip("/")
 
 
 class IgnoreMatcher:

@@ -1,10 +1,12 @@
 """The local observer: walks the library folder and reports what changed since the store last looked.
 
 Speed comes from the stat fast path: a file whose size, mtime_ns and inode equal the stored row is
-neither hashed nor reported, and a whole directory is listed, stat'ed, filtered and compared in ONE
-worker-thread call, so an unchanged tree costs about one ``lstat`` per entry and one thread hop per
-folder. Only new or changed files are hashed (MD5, streamed, several files in parallel, bounded by a
-CapacityLimiter); a file that keeps changing while it is hashed is left for a later pass.
+neither hashed nor reported. Folders are listed, stat'ed, filtered and compared in a worker thread,
+many per call when the whole stored tree was read beforehand (``KnownTree``, a full rescan), so an
+unchanged tree costs about one ``lstat`` and a few C-level calls per entry (a name meets the ignore
+patterns only when it starts or ends like a name they can match). Only new or changed files are
+hashed (MD5, streamed, several files in parallel, bounded by a CapacityLimiter); a file that keeps
+changing while it is hashed is left for a later pass.
 
 Rules enforced here: symlinks are never followed (DESIGN rule 6), ignored paths are invisible, names
 on disk that are not NFC are renamed to NFC (library paths are NFC), and nothing unreadable or in

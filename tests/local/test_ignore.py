@@ -73,8 +73,10 @@ _SCREEN_PATTERNS = [
     "lit\\*eral",
     "!keep.bak",
     "trailing   ",
+    " lead",
+    "*.log\t",
 ]
-_SCREEN_ALPHABET = "ab.~$#*_/xyzAZ -"
+_SCREEN_ALPHABET = "ab.~$#*_/xyzAZ -lgoed\t"
 
 
 @given(
@@ -98,3 +100,17 @@ def test_name_screen_lets_ordinary_names_skip_the_patterns() -> None:
     assert not any(n.startswith(plain.prefixes) or n.endswith(plain.suffixes) for n in ["file 1.txt", "report.pdf"])
     assert "top.txt".startswith(m.screen("").prefixes)  # an anchored pattern counts in its own folder
     assert "" in m.screen("docs").prefixes  # ... and lets every name of a folder it reaches into through
+
+
+@pytest.mark.parametrize("pattern", _SCREEN_PATTERNS)
+def test_name_screen_lets_through_what_each_pattern_ignores(pattern: str) -> None:
+    m = IgnoreMatcher([pattern])
+    names = ["x.log", "lead", " lead", "trailing", "a.bak", "cache", "z", "y", "b.swp", "c.swx", "lit*eral", "q.tmp"]
+    folders = ["", "x", "docs", "docs/a", "a/b", "deep/er", "sub"]
+    for folder in folders:
+        screen = m.screen(folder)
+        for name in names:
+            for is_dir in (False, True):
+                rel = f"{folder}/{name}" if folder else name
+                if m.matches_entry(rel, is_dir):
+                    assert name.startswith(screen.prefixes) or name.endswith(screen.suffixes), (pattern, rel)
