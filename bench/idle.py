@@ -236,6 +236,9 @@ def main(files: int = FILES, polls: int = POLLS) -> dict[str, Any]:
         "cpu_ms_per_catch_up_rescan": rnd(1000 * rescan_cpu_s / max(1, daemon["catch_up_rescans"] or 1)),
         "rescan_s": rnd(inproc["rescan_s"], 2),
         "find_s": rnd(find.seconds, 2),
+        "find_cpu_s": rnd(find.cpu_s, 2),
+        # on a shared machine wall times wander with the load; CPU time against CPU time does much less
+        "rescan_cpu_ratio": rnd(inproc["rescan_cpu_s"] / find.cpu_s, 2) if find.cpu_s else None,
         "rss_mb_100k": rnd(daemon["rss_mb"]),
         "rclone_bisync_s": rnd(rclone["bisync_s"], 2),
         "files": files,
@@ -270,7 +273,8 @@ def main(files: int = FILES, polls: int = POLLS) -> dict[str, Any]:
     )
     print(
         f"  full local rescan, nothing changed: {result['rescan_s']} s ({result['rescan_cpu_s']} s CPU, "
-        f"{inproc['rescan_changed']} rows changed); find -printf: {result['find_s']} s"
+        f"{inproc['rescan_changed']} rows changed); find -printf: {result['find_s']} s ({result['find_cpu_s']} s CPU; "
+        f"CPU ratio {result['rescan_cpu_ratio']})"
     )
     print(
         f"  daemon RSS while idle: {result['rss_mb_100k']} MB (peak {result['daemon_peak_rss_mb']} MB, "
