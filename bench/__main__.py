@@ -120,8 +120,8 @@ def summary(results: dict[str, dict[str, Any] | None]) -> list[str]:
         f"cpu_ms_per_idle_poll {idle.get('cpu_ms_per_idle_poll')}; target <= 20: "
         f"{_check(_cmp(idle.get('cpu_ms_per_idle_poll'), '<=', 20))}",
         f"rescan_s {idle.get('rescan_s')} vs find_s {idle.get('find_s')} "
-        f"({_ratio(idle.get('rescan_s'), idle.get('find_s'))}); target <= 2 x find_s: "
-        f"{_check(_cmp(idle.get('rescan_s'), '<=', _lin(idle.get('find_s'), 2)))}",
+        f"({_ratio(idle.get('rescan_s'), idle.get('find_s'))}; CPU {idle.get('rescan_cpu_ratio')} x); target <= 2 x "
+        f"find_s: {_check(_cmp(idle.get('rescan_s'), '<=', _lin(idle.get('find_s'), 2)))}",
         f"rss_mb_100k {idle.get('rss_mb_100k')}; target <= 150: {_check(_cmp(idle.get('rss_mb_100k'), '<=', 150))}",
         f"rclone_bisync_s {idle.get('rclone_bisync_s')} (reference: a full-listing pass over the same tree)",
         f"local_to_remote_p95_s {lat.get('local_to_remote_p95_s')} (p50 {lat.get('local_to_remote_p50_s')}, "

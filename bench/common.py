@@ -361,6 +361,7 @@ class Daemon:
         )
         self.pid = self.proc.pid
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []  # what the last wait_for passed over
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -375,8 +376,10 @@ class Daemon:
                 continue
 
     def wait_for(self, event: str, timeout: float, **fields: Any) -> dict[str, Any]:
-        """The next log event named ``event`` (with these field values); earlier ones are dropped."""
+        """The next log event named ``event`` (with these field values); earlier ones are dropped (and
+        kept for :meth:`count_seen`)."""
         deadline = time.monotonic() + timeout
+        self.seen.clear()
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or self.proc.poll() is not None:
@@ -387,6 +390,11 @@ class Daemon:
                 continue
             if item.get("event") == event and all(item.get(k) == v for k, v in fields.items()):
                 return item
+            self.seen.append(item)
+
+    def count_seen(self, event: str, **fields: Any) -> int:
+        """How many ``event`` lines the last :meth:`wait_for` passed over on its way."""
+        return sum(1 for e in self.seen if e.get("event") == event and all(e.get(k) == v for k, v in fields.items()))
 
     def drain(self) -> None:
         while not self.events.empty():

@@ -2,15 +2,17 @@
 OS litter, plus the library's own gitignore-style patterns.
 
 Matching uses pathspec's gitignore flavour (anchoring with ``/``, ``**``, negation, last match wins).
-Because the scanner asks once per directory entry (hundreds of thousands per pass), a combined
-regular expression of every *including* pattern runs first: most names match nothing and are
-answered by one C-level regex call; only a hit goes through pathspec for the exact verdict.
+Because the scanner asks once per directory entry (hundreds of thousands per pass), it first screens
+names by the literal start or end every ignored name must have (``screen``: two C-level string tests,
+``~$``, ``.swp``...); a name that passes the screen meets a combined regular expression of every
+*including* pattern, and only a hit of that goes through pathspec for the exact verdict.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import pathspec
 
@@ -35,6 +37,44 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
 
 _ANY_DIR_PREFIX = "^(?:.+/)?"
 _NAMED_GROUP = re.compile(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>")
+_GLOB_CHARS = frozenset("*?[]")
+
+
+@dataclass(frozen=True, slots=True)
+class NameScreen:
+    """What every name a folder's ignore patterns can match starts or ends with: a name for which
+    ``name.startswith(prefixes) or name.endswith(suffixes)`` is False is not ignored (the converse does
+    not hold; ``""`` among the prefixes lets every name through)."""
+
+    prefixes: tuple[str, ...]
+    suffixes: tuple[str, ...]
+
+
+def _literal_ends(text: str) -> tuple[str, str]:
+    """The literal start and end of a glob (before its first and after its last wildcard); the whole
+    text twice when it has none."""
+    first = next((i for i, ch in enumerate(text) if ch in _GLOB_CHARS), len(text))
+    last = next((i for i in range(len(text) - 1, -1, -1) if text[i] in _GLOB_CHARS), -1)
+    return text[:first], text[last + 1 :]
+
+
+def _shortest(parts: set[str], covers: Callable[[str, str], bool]) -> tuple[str, ...]:
+    """``parts`` without those another part covers (``.#`` when ``.`` is there): fewer tests per name."""
+    kept: list[str] = []
+    for part in sorted(parts, key=len):
+        if not any(covers(part, shorter) for shorter in kept):
+            kept.append(part)
+    return tuple(kept)
+
+
+def _pattern_text(pattern: object) -> str | None:
+    """The glob text of an including pattern without its trailing slashes (a name holds none); None
+    when it holds an escape or starts or ends with blanks (its literal parts are then not simply its
+    characters as written: the screen lets every name through)."""
+    text = getattr(pattern, "pattern", None)
+    if not isinstance(text, str) or "\\" in text or text != text.strip():
+        return None
+    return text.rstrip("/")
 
 
 class IgnoreMatcher:
@@ -45,15 +85,34 @@ class IgnoreMatcher:
         self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns)
         name_alts: list[str] = []
         path_alts: list[str] = []
+        name_starts: set[str] = set()
+        name_ends: set[str] = set()
+        self._path_starts: list[str] = []  # literal starts of the anchored patterns, library-relative
         for pat in self._spec.patterns:
             regex = getattr(pat, "regex", None)
             if not pat.include or regex is None:
                 continue  # negations and comments cannot make a path ignored
             src = _NAMED_GROUP.sub("(?:", regex.pattern)
+            text = _pattern_text(pat)
             if src.startswith(_ANY_DIR_PREFIX):
                 name_alts.append(src[len(_ANY_DIR_PREFIX) :])
+                while text is not None and text.startswith("**/"):
+                    text = text[3:]
+                if text is None or "/" in text:
+                    name_starts.add("")
+                    continue
+                start, end = _literal_ends(text)
+                if start:
+                    name_starts.add(start)
+                elif end:
+                    name_ends.add(end)
+                else:
+                    name_starts.add("")
             else:
                 path_alts.append(src)
+                self._path_starts.append(_literal_ends(text.lstrip("/"))[0] if text is not None else "")
+        self._name_ends = _shortest(name_ends, str.endswith)
+        self._name_screen = NameScreen(_shortest(name_starts, str.startswith), self._name_ends)
         self._name_rx = re.compile("|".join(f"(?:{a})" for a in name_alts)) if name_alts else None
         self._path_rx = re.compile("|".join(f"(?:{a})" for a in path_alts)) if path_alts else None
 
@@ -71,6 +130,20 @@ class IgnoreMatcher:
         if not self._maybe(rel_path, name, is_dir):
             return False
         return bool(self._spec.match_file(rel_path + ("/" if is_dir else "")))
+
+    def screen(self, dir_rel: str) -> NameScreen:
+        """The cheap first test for the entries of folder ``dir_rel`` (see :class:`NameScreen`): an
+        anchored pattern adds its literal start only in the folders that start could reach."""
+        prefix = f"{dir_rel}/" if dir_rel else ""
+        starts: set[str] = set()
+        for literal in self._path_starts:
+            if literal.startswith(prefix):
+                starts.add(literal[len(prefix) :].partition("/")[0])
+            elif prefix.startswith(literal):
+                starts.add("")  # the literal part ends above this folder: any name may match
+        if not starts:
+            return self._name_screen
+        return NameScreen(_shortest(starts.union(self._name_screen.prefixes), str.startswith), self._name_ends)
 
     def dir_checker(self, dir_rel: str) -> Callable[[str, bool], bool]:
         """A fast ``(name, is_dir) -> ignored`` test for the entries of one folder (same verdict as

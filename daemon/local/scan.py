@@ -1,10 +1,12 @@
 """The local observer: walks the library folder and reports what changed since the store last looked.
 
 Speed comes from the stat fast path: a file whose size, mtime_ns and inode equal the stored row is
-neither hashed nor reported, and a whole directory is listed, stat'ed, filtered and compared in ONE
-worker-thread call, so an unchanged tree costs about one ``lstat`` per entry and one thread hop per
-folder. Only new or changed files are hashed (MD5, streamed, several files in parallel, bounded by a
-CapacityLimiter); a file that keeps changing while it is hashed is left for a later pass.
+neither hashed nor reported. Folders are listed, stat'ed, filtered and compared in a worker thread,
+many per call when the whole stored tree was read beforehand (``KnownTree``, a full rescan), so an
+unchanged tree costs about one ``lstat`` and a few C-level calls per entry (a name meets the ignore
+patterns only when it starts or ends like a name they can match). Only new or changed files are
+hashed (MD5, streamed, several files in parallel, bounded by a CapacityLimiter); a file that keeps
+changing while it is hashed is left for a later pass.
 
 Rules enforced here: symlinks are never followed (DESIGN rule 6), ignored paths are invisible, names
 on disk that are not NFC are renamed to NFC (library paths are NFC), and nothing unreadable or in
@@ -18,7 +20,7 @@ import hashlib
 import os
 import stat
 import threading
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -32,7 +34,7 @@ from daemon.local.checks import row_from_stat
 from daemon.local.ignore import IgnoreMatcher
 from daemon.local.names import is_nfc, join, name_of, parent_of, safe_local_path, to_nfc
 from daemon.local.once import Once
-from daemon.vocab import Known, LocalRow
+from daemon.vocab import Known, KnownLocal, LocalRow, StoredStat
 
 log = structlog.get_logger(__name__)
 
@@ -177,12 +179,20 @@ class _ToHash:
 
 @dataclass(slots=True)
 class _Listing:
+    dir_rel: str
+    known: Mapping[str, StoredStat]  # the stored rows of its children
     ok: bool = True
+    entries: int = 0  # directory entries looked at
     present: set[str] = field(default_factory=set)  # names that must not be reported vanished
     rows: list[LocalChange] = field(default_factory=list)  # folder rows, kind-change vanishes, unsyncable
     to_hash: list[_ToHash] = field(default_factory=list)
     subdirs: list[str] = field(default_factory=list)
     dir_to_file: list[str] = field(default_factory=list)  # known folders that are files now
+    missing: list[str] = field(default_factory=list)  # known names not seen (or no longer syncable)
+
+    @property
+    def news(self) -> int:
+        return len(self.rows) + len(self.to_hash) + len(self.missing)
 
 
 def _abs(root: str, rel: str) -> str:
@@ -222,25 +232,31 @@ def _normalize_name(dir_abs: str, dir_rel: str, name: str) -> str | None:
     return nfc
 
 
-def _classify(out: _Listing, rel: str, name: str, st: os.stat_result, known: Mapping[str, Known]) -> None:
+def _stored(row: Known) -> StoredStat:
+    """The fields of a stored row the scanner compares, as a tuple."""
+    if isinstance(row, tuple):
+        return row
+    return KnownLocal(row.path, row.is_dir, row.size, row.mtime_ns, row.inode)
+
+
+def _stored_children(children: Mapping[str, Known]) -> Mapping[str, StoredStat]:
+    return {name: _stored(row) for name, row in children.items()}
+
+
+def _classify(out: _Listing, rel: str, name: str, st: os.stat_result, known: Mapping[str, StoredStat]) -> None:
     mode = st.st_mode
     k = known.get(name)
+    _, k_dir, k_size, k_mtime_ns, k_inode = k if k is not None else ("", -1, -1, -1, -1)
     if stat.S_ISDIR(mode):
         out.present.add(name)
         out.subdirs.append(rel)
-        if k is None or not k.is_dir or k.inode != st.st_ino:
+        if k is None or not k_dir or k_inode != st.st_ino:
             out.rows.append(row_from_stat(rel, st, None))  # replaces a file row of the same path
     elif stat.S_ISREG(mode):
         out.present.add(name)
-        if (
-            k is not None
-            and not k.is_dir
-            and k.size == st.st_size
-            and k.mtime_ns == st.st_mtime_ns
-            and k.inode == st.st_ino
-        ):
+        if k is not None and not k_dir and (k_size, k_mtime_ns, k_inode) == (st.st_size, st.st_mtime_ns, st.st_ino):
             return
-        if k is not None and k.is_dir:
+        if k is not None and k_dir:
             out.dir_to_file.append(rel)
         out.to_hash.append(_ToHash(rel, st.st_size))
     # sockets, FIFOs, devices: not content we can sync; a known row there has vanished
@@ -251,9 +267,9 @@ def _warn_symlink(root: str, rel: str) -> None:
         log.warning("symlink_skipped", path=rel, next_step="symlinks are never followed or synced")
 
 
-def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str, Known]) -> _Listing:
+def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str, StoredStat]) -> _Listing:
     """List, stat, filter and compare one folder. Runs in a worker thread."""
-    out = _Listing()
+    out = _Listing(dir_rel, known)
     dir_abs = _abs(root, dir_rel)
     try:
         it = os.scandir(dir_abs)
@@ -267,21 +283,21 @@ def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str
         return out
     odd: list[str] = []
     prefix = f"{dir_rel}/" if dir_rel else ""
+    screen = ignore.screen(dir_rel)
+    starts, ends = screen.prefixes, screen.suffixes
     ignored = ignore.dir_checker(dir_rel)
     present_add = out.present.add
     known_get = known.get
     is_reg = stat.S_ISREG
+    entries = 0
     with it:
         for entry in it:  # the hot loop: one lstat and a few C calls per unchanged file
+            entries += 1
             name = entry.name
             if not name.isascii() and not (is_nfc(name) and _encodable(name)):
                 odd.append(name)
                 continue
-            is_dir = entry.is_dir(follow_symlinks=False)
-            if ignored(name, is_dir):
-                continue
-            if entry.is_symlink():
-                _warn_symlink(root, prefix + name)
+            if (name.startswith(starts) or name.endswith(ends)) and ignored(name, entry.is_dir(follow_symlinks=False)):
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
@@ -290,18 +306,22 @@ def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str
             except OSError:
                 present_add(name)  # there but not stat-able: never call that vanished
                 continue
-            k = known_get(name)
+            k = known_get(name)  # (path, is_dir, size, mtime_ns, inode)
             if (
                 k is not None
-                and k.mtime_ns == st.st_mtime_ns
-                and k.size == st.st_size
-                and k.inode == st.st_ino
-                and not k.is_dir
+                and k[3] == st.st_mtime_ns
+                and k[2] == st.st_size
+                and k[4] == st.st_ino
+                and not k[1]
                 and is_reg(st.st_mode)
             ):
                 present_add(name)
                 continue
+            if stat.S_ISLNK(st.st_mode):
+                _warn_symlink(root, prefix + name)
+                continue
             _classify(out, prefix + name, name, st, known)
+    out.entries = entries
     for name in odd:
         if not _encodable(name):
             bad = _unsyncable_entry(root, dir_abs, dir_rel, name, ignore)
@@ -323,6 +343,8 @@ def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str
             _warn_symlink(root, rel)
             continue
         _classify(out, rel, fixed, st, known)
+    if not known.keys() <= out.present:
+        out.missing = [name for name in known if name not in out.present]
     return out
 
 
@@ -422,19 +444,68 @@ async def _hash_files(root: str, items: list[_ToHash], limiter: anyio.CapacityLi
 # --- public --------------------------------------------------------------------------------------
 
 
-async def _scan_dir(
-    root: str,
-    dir_rel: str,
-    ignore: IgnoreMatcher,
-    known: Mapping[str, Known],
-    known_rows: KnownRows,
-    limiter: anyio.CapacityLimiter,
-) -> tuple[list[LocalChange], list[str]] | None:
-    listing = await anyio.to_thread.run_sync(_list_dir, root, dir_rel, ignore, known)
-    if not listing.ok:
-        return None
+class KnownTree:
+    """The whole stored local tree, grouped by folder, read in one query (a full rescan): the walk
+    takes each folder's rows in its worker thread, with no hop back to the event loop per folder.
+    Holds about 200 bytes per file in memory for the length of the scan."""
+
+    def __init__(self, tree: dict[str, dict[str, StoredStat]]) -> None:
+        self._tree = tree
+
+    def take(self, dir_path: str) -> Mapping[str, StoredStat]:
+        """The rows of the direct children of ``dir_path``, handed out once."""
+        return self._tree.pop(dir_path, {})
+
+    async def children(self, dir_path: str) -> Mapping[str, StoredStat]:
+        return self.take(dir_path)
+
+
+_STRETCH_ENTRIES = 20_000
+"""Directory entries one worker-thread call of the walk looks at, at most (about 0.1 s of stats)."""
+_STRETCH_NEWS = 2_000
+"""Changes one call collects before it hands them over (a first scan: files to hash)."""
+
+
+@dataclass(slots=True)
+class _Walk:
+    """A depth-first walk (names in order) that runs in a worker thread one stretch at a time."""
+
+    root: str
+    ignore: IgnoreMatcher
+    stack: list[str]
+
+    def stretch(self, take: Callable[[str], Mapping[str, StoredStat]], max_dirs: int) -> list[_Listing]:
+        """List folders off the stack until one of the budgets is spent; the listings with news."""
+        out: list[_Listing] = []
+        entries = news = dirs = 0
+        stack = self.stack
+        while stack and dirs < max_dirs and entries < _STRETCH_ENTRIES and news < _STRETCH_NEWS:
+            dir_rel = stack.pop()
+            listing = _list_dir(self.root, dir_rel, self.ignore, take(dir_rel))
+            dirs += 1
+            if not listing.ok:
+                continue
+            listing.subdirs.sort(reverse=True)
+            stack.extend(listing.subdirs)
+            entries += listing.entries
+            if listing.news:
+                out.append(listing)
+                news += listing.news
+        return out
+
+
+def _given(children: Mapping[str, Known]) -> Callable[[str], Mapping[str, StoredStat]]:
+    """``take`` for a walk of one folder whose rows were fetched beforehand."""
+    stored = _stored_children(children)
+    return lambda _dir: stored
+
+
+async def _settle(
+    root: str, listing: _Listing, known_rows: KnownRows, limiter: anyio.CapacityLimiter
+) -> list[LocalChange]:
+    """One folder's batch: its listing's rows, the files it found new or changed hashed, the vanished."""
     batch: list[LocalChange] = list(listing.rows)
-    gone: set[str] = set()
+    gone: list[str] = []
     if listing.to_hash:
         hashed = await _hash_files(root, listing.to_hash, limiter)
         for item in listing.to_hash:
@@ -444,11 +515,13 @@ async def _scan_dir(
                     batch.extend(await _children_vanished(known_rows, item.rel))
                 batch.append(outcome)
             elif outcome is _Skip.GONE:
-                gone.add(name_of(item.rel))
-    for name, row in known.items():
-        if name not in listing.present or name in gone:
-            batch.append(Vanished(join(dir_rel, name), row.is_dir))
-    return batch, listing.subdirs
+                gone.append(name_of(item.rel))
+    known, dir_rel = listing.known, listing.dir_rel
+    for name in [*listing.missing, *gone]:
+        row = known.get(name)
+        if row is not None:
+            batch.append(Vanished(join(dir_rel, name), bool(row[1])))
+    return batch
 
 
 async def scan_tree(
@@ -469,27 +542,29 @@ async def scan_tree(
     with nothing to report yield nothing. A folder that cannot be listed (missing, EACCES) is
     skipped without reporting its children as vanished: only a readable listing can prove a
     deletion. ``start`` itself is not reported, only what is below it.
+
+    With a :class:`KnownTree` the walk goes through many folders per worker-thread call (an unchanged
+    100,000-file tree in a handful of calls); other ``known`` rows are asked for one folder at a time.
     """
     limiter = hash_limiter or anyio.CapacityLimiter(DEFAULT_HASH_THREADS)
     safe_local_path(root, start)
     root_s = os.fspath(root)
-    stack = [start]
-    while stack:
-        dir_rel = stack.pop()
-        known_children = await known.children(dir_rel)
-        scanned = await _scan_dir(root_s, dir_rel, ignore, known_children, known, limiter)
-        if scanned is None:
-            continue
-        batch, subdirs = scanned
-        subdirs.sort(reverse=True)
-        stack.extend(subdirs)
-        if batch:
-            yield batch
+    walk = _Walk(root_s, ignore, [start])
+    while walk.stack:
+        if isinstance(known, KnownTree):
+            listings = await anyio.to_thread.run_sync(walk.stretch, known.take, _STRETCH_ENTRIES)
+        else:
+            children = _given(await known.children(walk.stack[-1]))
+            listings = await anyio.to_thread.run_sync(walk.stretch, children, 1)
+        for listing in listings:
+            batch = await _settle(root_s, listing, known, limiter)
+            if batch:
+                yield batch
 
 
 async def _children_vanished(known: KnownRows, rel: str) -> list[LocalChange]:
     """A folder at ``rel`` became a file: everything the store holds below it is gone."""
-    return [Vanished(join(rel, name), row.is_dir) for name, row in (await known.children(rel)).items()]
+    return [Vanished(join(rel, name), bool(_stored(row)[1])) for name, row in (await known.children(rel)).items()]
 
 
 class _KnownCache:
@@ -497,12 +572,12 @@ class _KnownCache:
 
     def __init__(self, known: KnownRows) -> None:
         self._known = known
-        self._cache: dict[str, Mapping[str, Known]] = {}
+        self._cache: dict[str, Mapping[str, StoredStat]] = {}
 
-    async def row(self, rel: str) -> Known | None:
+    async def row(self, rel: str) -> StoredStat | None:
         parent = parent_of(rel)
         if parent not in self._cache:
-            self._cache[parent] = await self._known.children(parent)
+            self._cache[parent] = _stored_children(await self._known.children(parent))
         return self._cache[parent].get(name_of(rel))
 
 
@@ -521,7 +596,7 @@ async def _ancestor_rows(root: str, rel: str, cache: _KnownCache) -> list[LocalC
     for i in range(1, len(parts) + 1):
         anc = "/".join(parts[:i])
         k = await cache.row(anc)
-        if k is not None and k.is_dir:
+        if k is not None and k[1]:  # a folder the store knows
             continue
         st = await anyio.to_thread.run_sync(_lstat, _abs(root, anc))
         if st is None or not stat.S_ISDIR(st.st_mode):
@@ -547,7 +622,8 @@ async def _observe_one(
         return [found] if found is not None else []
     if not (parent.isascii() or is_nfc(parent)):
         return []  # the folder's own event (or the next scan) renames it first
-    k = await cache.row(to_nfc(rel))
+    stored = await cache.row(to_nfc(rel))
+    k = None if stored is None else KnownLocal(stored[0], bool(stored[1]), *stored[2:])  # one path: named fields
     st = await anyio.to_thread.run_sync(_lstat, _abs(root_s, rel))
     if not (name.isascii() or is_nfc(name)):
         if st is not None:

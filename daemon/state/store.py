@@ -41,7 +41,7 @@ from daemon.state.mapping import (
 )
 from daemon.state.migrations import check_readable, migrate
 from daemon.state.writes import PendingReplace, Txn, under_folder
-from daemon.vocab import KnownLocal, LocalRow, PathState, RemoteItem, RemoteRow, SyncedRow
+from daemon.vocab import LocalRow, PathState, RemoteItem, RemoteRow, StoredStat, SyncedRow
 
 __all__ = [
     "STATE_FILE",
@@ -61,7 +61,6 @@ _LOCAL_TREE = select(
     schema.local.c.size,
     schema.local.c.mtime_ns,
     schema.local.c.inode,
-    schema.local.c.digest,
 ).where(schema.local.c.lib == bindparam("lib"))
 # the same statement as SQLite text with one positional parameter, for the driver's own fetchall (see
 # ``local_tree``): compiled from the Core expression, not written by hand
@@ -254,10 +253,10 @@ class StateStore:
             rows = await conn.execute(select(t.c.path).where(t.c.lib == lib, t.c.parent == parent))
             return [r.path.rpartition("/")[2] for r in rows]
 
-    async def local_tree(self, lib: int) -> dict[str, dict[str, KnownLocal]]:
-        """The whole local tree as {parent folder: {name: row}}, in one query (for full rescans)."""
-        out: dict[str, dict[str, KnownLocal]] = {}
-        make = tuple.__new__
+    async def local_tree(self, lib: int) -> dict[str, dict[str, StoredStat]]:
+        """The whole local tree as {parent folder: {name: (path, is_dir, size, mtime_ns, inode)}}, in one
+        query (for full rescans)."""
+        out: dict[str, dict[str, StoredStat]] = {}
         async with self.engine.connect() as conn:
             if self.engine.dialect.driver == "aiosqlite":
                 # one hop to the database thread for the whole tree, plain tuples from the driver: a
@@ -267,9 +266,19 @@ class StateStore:
                 rows = await raw.execute_fetchall(_LOCAL_TREE_SQL, (lib,))
             else:
                 rows = [tuple(r) for r in await conn.execute(_LOCAL_TREE, {"lib": lib})]
+        # rows come grouped by folder when SQLite reads them through ix_local_parent: the last folder's
+        # dict is reused without hashing its path again (any order gives the same result)
+        last: str | None = None
+        folder: dict[str, StoredStat] = {}
         for row in rows:
             parent, _, name = row[0].rpartition("/")
-            out.setdefault(parent, {})[name] = make(KnownLocal, row)  # is_dir stays SQLite's 0/1
+            if parent != last:
+                last = parent
+                got = out.get(parent)
+                if got is None:
+                    got = out[parent] = {}
+                folder = got
+            folder[name] = row  # the driver's tuple as it is (is_dir stays SQLite's 0/1)
         return out
 
     async def local_at(self, lib: int, path: str) -> LocalRow | None:

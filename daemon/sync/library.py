@@ -19,7 +19,15 @@ from daemon.control import ControlDir, Release
 from daemon.local import atomic, marker, trash
 from daemon.local.ignore import IgnoreMatcher
 from daemon.local.once import Once
-from daemon.local.scan import LocalChange, Unsyncable, Vanished, observe_paths, observed_scope, scan_tree
+from daemon.local.scan import (
+    KnownTree,
+    LocalChange,
+    Unsyncable,
+    Vanished,
+    observe_paths,
+    observed_scope,
+    scan_tree,
+)
 from daemon.providers.base import Provider
 from daemon.state.store import StateStore
 from daemon.sync.execute import ExecutionReport, Executor, ProgressCallback
@@ -43,7 +51,6 @@ from daemon.vocab import (
     Download,
     Forget,
     Known,
-    KnownLocal,
     LocalRow,
     MkdirLocal,
     MkdirRemote,
@@ -155,17 +162,6 @@ class StoreKnownRows:
         return await self.store.local_children(self.lib, dir_path)
 
 
-class PrefetchedKnownRows:
-    """For a full rescan: the whole local tree read in one query instead of one query per folder.
-    Holds about 200 bytes per file in memory for the length of the scan."""
-
-    def __init__(self, tree: dict[str, dict[str, KnownLocal]]) -> None:
-        self.tree = tree
-
-    async def children(self, dir_path: str) -> Mapping[str, Known]:
-        return self.tree.pop(dir_path, {})
-
-
 class LibrarySync:
     """Everything one library needs for a pass; shared by ``sync --once``, the demo and the daemon."""
 
@@ -211,7 +207,7 @@ class LibrarySync:
         changed = 0
         if paths is None:
             self.unsyncable.clear()  # a full scan finds them all again
-            known = PrefetchedKnownRows(await self.store.local_tree(self.lib))
+            known = KnownTree(await self.store.local_tree(self.lib))
             async for batch in scan_tree(self.root, self.ignore, known):
                 changed += await self._apply_local(batch)
         else:

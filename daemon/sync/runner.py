@@ -139,6 +139,9 @@ class LibraryRunner:
         self._paused = False
         self.passes = 0
         self._progress: PassProgress | None = None  # the running pass's, while it runs
+        self._full_scans_begun = 0  # passes that scan the whole folder, in the order they run
+        self._full_scans_done = 0
+        self._pass_done = anyio.Event()  # set (and replaced) when a pass ends
 
     # -- control -----------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -270,11 +273,17 @@ class LibraryRunner:
                 self._pending = Work()  # dropped: the resume starts with a full pass
                 continue
             work, self._pending = self._pending, Work()
+            if work.full_local:
+                self._full_scans_begun += 1
             try:
                 await self._pass(engine, work)
             except BaseException:
                 self._pending.merge(work)
                 raise
+            if work.full_local:
+                self._full_scans_done += 1
+            self._pass_done.set()
+            self._pass_done = anyio.Event()
         scope.cancel()
 
     async def _is_paused(self) -> bool:
@@ -350,12 +359,22 @@ class LibraryRunner:
         a busy machine) would otherwise wait for the next periodic rescan (found by the daemon tests on
         a loaded machine: a burst of new files sat unsynced for minutes)."""
         waited = 0.0
+        started = time.monotonic()
         for at in WATCH_CATCH_UP_S:
             await anyio.sleep(at - waited)
             waited = at
             await self._root_ready.wait()
             log.debug("watcher_catch_up_rescan", after_s=at)
             self.trigger(Work(full_local=True))
+        await self._full_scan_after_trigger()
+        log.info("watcher_catch_up_done", rescans=len(WATCH_CATCH_UP_S), after_s=round(time.monotonic() - started, 1))
+
+    async def _full_scan_after_trigger(self) -> None:
+        """Wait for the end of the full local scan a trigger just asked for (the next one to begin: one
+        running now started before the trigger)."""
+        wanted = self._full_scans_begun + 1
+        while self._full_scans_done < wanted:
+            await self._pass_done.wait()
 
     async def _every(self, interval: float, work: Work, jitter: bool) -> None:
         while True:

@@ -36,7 +36,7 @@ from daemon.vocab.errors import (
 )
 from daemon.vocab.options import Direction, PlanOptions
 from daemon.vocab.remote import Capabilities, RemoteItem
-from daemon.vocab.rows import Known, KnownLocal, LocalRow, PathState, RemoteRow, SyncedRow
+from daemon.vocab.rows import Known, KnownLocal, LocalRow, PathState, RemoteRow, StoredStat, SyncedRow
 
 __all__ = [
     "DESTRUCTIVE_LOCAL",
@@ -71,6 +71,7 @@ __all__ = [
     "RmdirLocal",
     "RmdirRemote",
     "Skip",
+    "StoredStat",
     "SyncedRow",
     "TransientError",
     "TrashLocal",

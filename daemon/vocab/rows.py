@@ -43,18 +43,22 @@ class LocalRow:
 
 class KnownLocal(NamedTuple):
     """What the scanner compares a directory entry with: the stored row of that path, as a plain tuple
-    (a full rescan reads 100,000 of them; a tuple costs a fraction of a frozen dataclass to build)."""
+    (a full rescan reads 100,000 of them). No digest: the scanner never reads one."""
 
     path: str
     is_dir: bool
     size: int
     mtime_ns: int
     inode: int
-    digest: str | None
 
 
-Known = LocalRow | KnownLocal
-"""A stored local row as the scanner sees it: either form has the same fields."""
+StoredStat = tuple[str, int, int, int, int]
+"""A ``KnownLocal``'s fields as the plain tuple SQLite hands over: (path, is_dir, size, mtime_ns, inode).
+A full rescan keeps the driver's tuples as they are: wrapping 100,000 of them in a named tuple would cost
+as much as the store's whole read."""
+
+Known = LocalRow | StoredStat
+"""A stored local row as the scanner gets it: a row, or its compared fields as a tuple (a KnownLocal is one)."""
 
 
 @dataclass(frozen=True, slots=True)

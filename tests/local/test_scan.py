@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -12,16 +13,46 @@ from structlog.testing import capture_logs
 from daemon.local import scan as scan_mod
 from daemon.local.ignore import IgnoreMatcher
 from daemon.local.marker import ensure_marker
-from daemon.local.scan import LocalChange, Unsyncable, Vanished, md5_file, observe_paths, scan_tree
-from daemon.vocab import LocalRow
+from daemon.local.names import name_of, parent_of
+from daemon.local.scan import (
+    KnownRows,
+    KnownTree,
+    LocalChange,
+    Unsyncable,
+    Vanished,
+    md5_file,
+    observe_paths,
+    scan_tree,
+)
+from daemon.vocab import KnownLocal, LocalRow, StoredStat
 from tests.local.memory_known import MemoryKnown
 
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture(autouse=True, params=["per_folder", "whole_tree"])
+def known_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every scan of this module runs twice: asking the known rows one folder at a time (what a watcher
+    pass does), and from the whole tree read beforehand (``KnownTree``, a full rescan)."""
+    monkeypatch.setattr(sys.modules[__name__], "_MODE", request.param)
+    return str(request.param)
+
+
+_MODE = "per_folder"
+
+
+def _whole_tree(known: MemoryKnown) -> KnownTree:
+    tree: dict[str, dict[str, StoredStat]] = {}
+    for path, row in known.rows.items():
+        stored = KnownLocal(path, row.is_dir, row.size, row.mtime_ns, row.inode)
+        tree.setdefault(parent_of(path), {})[name_of(path)] = stored
+    return KnownTree(tree)
+
+
 async def _scan(root: Path, known: MemoryKnown, ignore: IgnoreMatcher | None = None) -> list[LocalChange]:
     out: list[LocalChange] = []
-    async for batch in scan_tree(root, ignore or IgnoreMatcher(), known):
+    rows: KnownRows = _whole_tree(known) if _MODE == "whole_tree" else known
+    async for batch in scan_tree(root, ignore or IgnoreMatcher(), rows):
         assert batch
         out.extend(batch)
         known.apply(batch)

@@ -129,3 +129,29 @@ async def test_one_failing_file_backs_off_and_never_blocks_the_rest(tmp_path: Pa
     finally:
         await store.close()
     assert sum(w.bad_attempts for w in wrappers) == 1  # not retried on every poll while backing off
+
+
+async def test_the_catch_up_rescans_say_when_they_are_done(
+    tmp_path: Path, coredata: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``watcher_catch_up_done`` comes after the pass that ran the last catch-up rescan (what `bench.idle`
+    waits for before it measures idle polls)."""
+    from daemon.sync import runner as runner_mod
+
+    monkeypatch.setattr(runner_mod, "WATCH_CATCH_UP_S", (0.2, 0.4, 0.6))
+    lib = library(tmp_path, coredata, poll_interval=600, settle=0.1)
+    store = await StateStore.open(lib.local_path.parent / "state")
+    runner = LibraryRunner(lib, store)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(runner.run)
+                await wait_for(lambda: any(e["event"] == "watcher_catch_up_done" for e in logs), 60)
+                runner.request_stop()
+    finally:
+        await store.close()
+    events = [e["event"] for e in logs]
+    done = events.index("watcher_catch_up_done")
+    last_trigger = max(i for i, e in enumerate(events) if e == "watcher_catch_up_rescan")
+    assert "pass" in events[last_trigger:done]
+    assert logs[done]["rescans"] == 3

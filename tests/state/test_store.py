@@ -191,10 +191,14 @@ async def test_concurrent_batched_writes_land_whole_and_in_order(tmp_path: Path)
         for i in range(40):
             tg.start_soon(finish, i)
         tg.start_soon(rewrite_then_delete)
-    tree = {row.path: row for rows in (await store.local_tree(lib)).values() for row in rows.values()}
+    tree = {row[0]: row for rows in (await store.local_tree(lib)).values() for row in rows.values()}
     assert {f"f{i}" for i in range(40)} <= set(tree)
-    assert all(tree[f"f{i}"].size == i and tree[f"f{i}"].digest == f"d{i}" for i in range(40))
-    assert tree["same"].digest == "second"
+    assert all(tree[f"f{i}"][2] == i for i in range(40))  # (path, is_dir, size, mtime_ns, inode)
+    for i in range(40):
+        row = await store.local_at(lib, f"f{i}")
+        assert row is not None and row.digest == f"d{i}"
+    assert tree["same"][2] == 2
+    assert (same := await store.local_at(lib, "same")) is not None and same.digest == "second"
     assert "gone" not in tree
     for i in range(40):
         assert await store.synced_at(lib, f"f{i}") is not None
