@@ -208,7 +208,8 @@ def main(libraries: int = LIBRARIES, window_s: float = WINDOW_S) -> dict[str, An
         started = time.perf_counter()
         roots = build_tree(work / "sandbox", mirrors, libraries)
         print(
-            f"set-up: {libraries} libraries of {FILES} files each on both sides in {time.perf_counter() - started:.1f} s"
+            f"set-up: {libraries} libraries of {FILES} files each on both sides "
+            f"in {time.perf_counter() - started:.1f} s"
         )
         with CtlSandbox(work / "sandbox") as sandbox:
             config = write_many_config(work, sandbox.remote, mirrors, roots)
