@@ -83,15 +83,19 @@ class _Shard:
     """One watcher over some roots, in a thread of its own, until its last subscriber leaves."""
 
     hub: WatchHub
-    subscribers: dict[str, list[_Subscriber]]
+    subscribers: dict[str, list[_Subscriber]]  # changed under the hub's lock only
     stop: threading.Event = field(default_factory=threading.Event)
+    roots: tuple[str, ...] = ()  # what the watcher watches: the roots it started with, for its lifetime
+
+    def __post_init__(self) -> None:
+        self.roots = tuple(sorted(self.subscribers))
 
     def start(self) -> None:
-        roots = ", ".join(sorted(self.subscribers))[:80]
-        threading.Thread(target=self._run, name=f"libmirror watch {roots}", daemon=True).start()
+        name = f"libmirror watch {', '.join(self.roots)}"[:120]
+        threading.Thread(target=self._run, name=name, daemon=True).start()
 
     def _run(self) -> None:
-        roots = sorted(self.subscribers)
+        roots = self.roots
         while not self.stop.is_set():
             try:
                 for changes in watchfiles.watch(
