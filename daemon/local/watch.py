@@ -13,6 +13,10 @@ finds nothing changed and nothing bounces back as an upload.
 
 When the watcher cannot start (typically the inotify watch limit), :class:`WatcherUnavailable` is
 raised after an error naming ``fs.inotify.max_user_watches``; the caller falls back to rescans.
+
+The watching itself is shared: every root subscribes to ``daemon.local.watch_hub.HUB``, which serves
+the libraries of a daemon with one watcher thread (a watcher per library cost most of an idle
+daemon's CPU at 200 libraries). Tests may hand in an ``awatch`` of their own instead.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import errno
 import math
 import os
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,7 @@ import watchfiles
 
 from daemon.local.marker import MARKER
 from daemon.local.once import Once
+from daemon.local.watch_hub import HUB, Restarted, undecodable_name
 
 log = structlog.get_logger(__name__)
 
@@ -59,12 +65,7 @@ def relative_path(root: Path, path: str) -> str | None:
     return "/".join(parts)
 
 
-def _undecodable_name(exc: BaseException) -> bool:
-    """watchfiles' error for a changed path that is not valid UTF-8 (its Rust side cannot decode it),
-    alone or as the only failure of an exception group."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return isinstance(exc, RuntimeError) and "decode path" in str(exc).lower()
+_undecodable_name = undecodable_name
 
 
 _restart_once = Once()
@@ -85,13 +86,14 @@ async def watch_changes(
     settle: float,
     on_batch: Callable[[set[str]], None],
     *,
-    awatch: AwatchFn = watchfiles.awatch,
+    awatch: AwatchFn | None = None,
 ) -> None:
     """Call ``on_batch`` with each set of changed library-relative paths, once the root was quiet for
     ``settle`` s (or every ``max(MIN_DEBOUNCE_S, 10 × settle)`` s while it never is).
 
     Runs until cancelled. Raises :class:`WatcherUnavailable` (after logging why and what to do) when
-    the watcher cannot start or stops working.
+    the watcher cannot start or stops working. ``awatch`` (tests): a watchfiles-like ``awatch`` of this
+    root alone instead of the shared hub.
     """
     root = Path(os.path.realpath(root))
     marker_dir = str(root / MARKER)
@@ -110,27 +112,38 @@ async def watch_changes(
     }
     send, receive = anyio.create_memory_object_stream[set[str]](max_buffer_size=math.inf)
 
+    def restarted(reason: BaseException) -> None:
+        if _undecodable_name(reason):
+            # watchfiles cannot hand over a name that is not UTF-8 and drops the whole batch: watch
+            # again, and have the whole root looked at (the scanner skips such names)
+            if _restart_once.first(str(root)):
+                log.warning(
+                    "watch_name_not_utf8",
+                    root=str(root),
+                    detail="a name that is not UTF-8 changed; the watcher restarted, the folder is rescanned",
+                )
+        else:  # a watcher shared with a root that failed started again: events of that moment may be lost
+            log.info("watcher_restarted", root=str(root), reason=str(reason)[:200], next_step="the folder is rescanned")
+        send.send_nowait({""})
+
     async def pump() -> None:
         with send:
             while True:
                 try:
-                    async for changes in awatch(root, **kwargs):
-                        batch = {rel for _, p in changes if (rel := relative_path(root, p)) is not None}
-                        if batch:
-                            send.send_nowait(batch)
+                    changes = HUB.changes(str(root)) if awatch is None else awatch(root, **kwargs)
+                    async with aclosing(changes):  # type: ignore[type-var]  # an async generator either way
+                        async for item in changes:
+                            if isinstance(item, Restarted):
+                                restarted(item.reason)
+                                continue
+                            batch = {rel for c, p in item if keep(c, p) and (rel := relative_path(root, p)) is not None}
+                            if batch:
+                                send.send_nowait(batch)
                     return
                 except BaseException as exc:  # awatch raises it inside an exception group
                     if not _undecodable_name(exc):
                         raise
-                    # watchfiles cannot hand over a name that is not UTF-8 and drops the whole batch:
-                    # watch again, and have the whole root looked at (the scanner skips such names)
-                    if _restart_once.first(str(root)):
-                        log.warning(
-                            "watch_name_not_utf8",
-                            root=str(root),
-                            detail="a name that is not UTF-8 changed; the watcher restarted, the folder is rescanned",
-                        )
-                    send.send_nowait({""})
+                    restarted(exc)
 
     async def settle_and_hand_over() -> None:
         with receive:

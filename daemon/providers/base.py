@@ -94,3 +94,20 @@ class FolderResolver(Protocol):
     """
 
     async def resolve_local_folder(self, parent_id: str, name: str) -> RemoteItem | None: ...
+
+
+@runtime_checkable
+class ListingHorizon(Protocol):
+    """Providers whose full listing walks more than the library: CoreData lists files tenant-wide and
+    keeps those under the root.
+
+    ``listing_newest`` is the newest server stamp the last complete ``list_files`` walk saw, files
+    outside the library included (None before one completed). The engine's changed-since cursor
+    starts there after a full listing, as it does after an incremental poll (which also sees the
+    tenant's other changes): from the library's own newest stamp instead, the first poll after each
+    full listing fetched every change the tenant had made since (all of the other libraries' files,
+    when this one has been still for a while) and resolved each foreign folder with a request.
+    """
+
+    @property
+    def listing_newest(self) -> str | None: ...

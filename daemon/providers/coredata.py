@@ -164,6 +164,12 @@ class CoreDataProvider:
         )
         self._folders: dict[str, RemoteItem] | None = None  # folders under root, from list_folders
         self._changed_since_ok = True
+        self._listing_newest: str | None = None
+
+    @property
+    def listing_newest(self) -> str | None:
+        """The newest ``modified`` of the last complete file listing, tenant-wide (``ListingHorizon``)."""
+        return self._listing_newest
 
     @property
     def root_id(self) -> str:
@@ -256,10 +262,16 @@ class CoreDataProvider:
 
     async def list_files(self) -> AsyncIterator[list[RemoteItem]]:
         inside = await self._library_folder_ids()
+        newest: tuple[datetime, str] | None = None
         async for objects in self._walk(f"/api/v2/files/?limit={self.page_size}"):
-            page = [item for item in map(file_item, objects) if item.parent_id in inside]
+            items = [file_item(obj) for obj in objects]
+            for item in items:
+                if item.modified and (newest is None or _server_time(item.modified) > newest[0]):
+                    newest = (_server_time(item.modified), item.modified)
+            page = [item for item in items if item.parent_id in inside]
             if page:
                 yield page
+        self._listing_newest = newest[1] if newest is not None else None
 
     async def list_changed(self, since: str) -> AsyncIterator[list[RemoteItem]]:
         if not self._changed_since_ok:

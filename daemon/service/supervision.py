@@ -19,6 +19,10 @@ from daemon.sync.runner import LibraryRunner, ProviderFactory
 
 log = structlog.get_logger("daemon.service")
 
+FULL_LISTINGS_AT_ONCE = 4
+"""Full remote listings the daemon's libraries run at the same time (the others wait their turn): each
+holds pages of its listing in memory, and libraries that start together list together."""
+
 
 @dataclass
 class RunnerHandle:
@@ -44,6 +48,7 @@ class Supervisor:
         self.on_change = on_change
         self.bandwidth = bandwidth or Bandwidth()
         self.handles: dict[str, RunnerHandle] = {}
+        self.listing_slots = anyio.CapacityLimiter(FULL_LISTINGS_AT_ONCE)
 
     def start(self, tg: TaskGroup, store: StateStore, library: LibraryConfig, state_dir: Path) -> None:
         runner = LibraryRunner(
@@ -53,6 +58,7 @@ class Supervisor:
             on_change=self.on_change,
             control=ControlDir(state_dir),
             metrics=self.metrics,
+            listing_slots=self.listing_slots,
         )
         handle = RunnerHandle(runner)
         self.handles[library.name] = handle

@@ -7,11 +7,13 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import assert_never
 
+import anyio
 import structlog
 
 from daemon.config import LibraryConfig
@@ -174,9 +176,12 @@ class LibrarySync:
         *,
         clock: Callable[[], datetime] = datetime.now,
         control: ControlDir | None = None,
+        listing_slots: anyio.CapacityLimiter | None = None,
     ) -> None:
         self.config = config
         self.control = control
+        # shared by the libraries of a daemon: how many full remote listings run at once (see observe_remote)
+        self.listing_slots = listing_slots
         self.unsyncable: set[str] = set()  # local names that cannot be synced (shown escaped), for status
         self.store = store
         self.lib = lib
@@ -239,7 +244,14 @@ class LibrarySync:
         return len(batch)
 
     async def observe_remote(self, *, full: bool) -> RemoteObservation:
-        obs = await (self.remote.full() if full else self.remote.incremental())
+        # A full listing holds pages of the provider's listing in memory (CoreData's is tenant-wide): a
+        # daemon's libraries, which start together and so list together every full_scan_interval, take
+        # turns, so its memory stays that of a few listings
+        if full:
+            async with self.listing_slots if self.listing_slots is not None else nullcontext():
+                obs = await self.remote.full()
+        else:
+            obs = await self.remote.incremental()
         async with self.store.transaction(self.lib) as tx:
             await tx.set_status("last_poll", datetime.now().astimezone().isoformat(timespec="seconds"))
         for name in obs.skipped:  # the sanitiser already warned once per entry (remote id, raw name)

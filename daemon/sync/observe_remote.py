@@ -18,7 +18,7 @@ import structlog
 
 from daemon.local.ignore import IgnoreMatcher
 from daemon.local.names import NameRequest, assign_local_names, join
-from daemon.providers.base import Provider
+from daemon.providers.base import ListingHorizon, Provider
 from daemon.state.store import StateStore
 from daemon.vocab import InvalidResponse, RemoteItem, RemoteRow
 
@@ -111,6 +111,8 @@ class RemoteObserver:
                 await tx.add_listing(_checked(page))
             for item in page:
                 newest = _later(newest, item.modified)
+        if isinstance(self.provider, ListingHorizon):
+            newest = _later(newest, self.provider.listing_newest)  # what the walk saw outside the library too
         generation = await self._generation() + 1
         root = self.provider.root_id
         queue: deque[tuple[str, str]] = deque([(root, "")])

@@ -122,8 +122,10 @@ class LibraryRunner:
         rng: random.Random | None = None,
         control: ControlDir | None = None,
         metrics: Metrics | None = None,
+        listing_slots: anyio.CapacityLimiter | None = None,
     ) -> None:
         self.config = config
+        self.listing_slots = listing_slots  # full remote listings at once, shared by the daemon's libraries
         self.recorder = PassRecorder(metrics, config.name) if metrics is not None else None
         self.control = control
         self.store = store
@@ -243,7 +245,9 @@ class LibraryRunner:
         provider = self.provider_factory(self.config)
         try:
             lib_id = await self.store.library_id(self.config.name)
-            engine = LibrarySync(self.config, self.store, lib_id, provider, control=self.control)
+            engine = LibrarySync(
+                self.config, self.store, lib_id, provider, control=self.control, listing_slots=self.listing_slots
+            )
             if self.recorder is not None:
                 await self.recorder.start(self.store, lib_id)
             # a new session starts from a full view of both sides: whatever happened while we were away

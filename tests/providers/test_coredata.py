@@ -18,6 +18,7 @@ from aiohttp import web
 from yarl import URL
 
 from daemon.local.source import UploadSource
+from daemon.providers.base import ListingHorizon
 from daemon.providers.coredata import CoreDataProvider, shift_timestamp
 from daemon.providers.http import HttpClient
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
@@ -124,6 +125,21 @@ async def test_list_files_keeps_the_library_subtree(
     assert items[0].digest == hashlib.md5(b"0").hexdigest() and items[1].digest is None
     assert (items[2].version, items[2].size, items[2].name) == ("snap2", 2, "n2.txt")
     assert all(r.headers["Authorization"] == "apikey user:key" for r in s.requests)
+
+
+async def test_listing_newest_is_tenant_wide(stub: tuple[Stub, Callable[..., CoreDataProvider]]) -> None:
+    """The newest stamp of a complete listing counts the files outside the library too: the engine's
+    changed-since cursor starts there, so the first poll after it does not fetch the tenant's older
+    changes again (``ListingHorizon``)."""
+    s, build = stub
+    objects = [file_obj(i, p) for i, p in enumerate([ROOT, "f1", "elsewhere", "nowhere", ROOT, "trash"])]
+    objects[3]["modified"] = "2024-03-01T00:00:00.000000"  # outside the library, and the newest
+    s.files = s.paged_files(objects)
+    provider = build(page_size=2)
+    assert isinstance(provider, ListingHorizon) and provider.listing_newest is None
+    items = await collect(provider.list_files())
+    assert "file3" not in {i.remote_id for i in items}
+    assert provider.listing_newest == "2024-03-01T00:00:00.000000"
 
 
 async def test_total_count_never_settles(stub: tuple[Stub, Callable[..., CoreDataProvider]]) -> None:
