@@ -183,6 +183,9 @@ def idle_phase(config: Path, polls: int) -> Phase:
 
 
 def _check(phase: Phase, **expected: int) -> None:
+    """The phase's pass did what it should (else the figures mean nothing); prints its figures."""
+    p = phase
+    print(f"  {p.name:>6}: {p.seconds:7.1f} s wall, {p.cpu_s:7.1f} s CPU, peak RSS {p.peak_rss_mb:6.1f} MB", flush=True)
     for key, want in expected.items():
         got = phase.passed.get(key)
         if got != want:
@@ -221,10 +224,6 @@ def one_size(files: int) -> dict[str, Any]:
         result[f"{p.name}_s_{label}"] = rnd(p.seconds)
         result[f"{p.name}_cpu_s_{label}"] = rnd(p.cpu_s)
         result[f"{p.name}_rss_mb_{label}"] = rnd(p.peak_rss_mb)
-        print(
-            f"  {p.name:>6}: {p.seconds:7.1f} s wall, {p.cpu_s:7.1f} s CPU, peak RSS {p.peak_rss_mb:6.1f} MB",
-            flush=True,
-        )
     result[f"peak_rss_mb_{label}"] = rnd(max(p.peak_rss_mb for p in phases))
     return result
 
