@@ -493,12 +493,6 @@ class StateStore:
             ]
         return out, str(last)
 
-    async def holds_more_than(self, lib: int, paths: int) -> bool:
-        """Whether the three trees hold more than ``paths`` distinct paths (reads at most ``paths`` + 1)."""
-        async with self.engine.connect() as conn:
-            _, seen = (await conn.execute(_WINDOW_END, {"lib": lib, "after": "", "size": paths + 1})).one()
-        return int(seen) > paths
-
     async def pageable(self, lib: int) -> bool:
         """Whether every changed path can be planned from its own rows, window by window: no delete,
         no move, no file/folder clash, no conflict (see ``_unpageable_query``). One scan of the trees."""

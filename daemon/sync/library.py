@@ -52,6 +52,7 @@ from daemon.vocab import (
     MkdirRemote,
     MoveLocal,
     MoveRemote,
+    PathState,
     PlanOptions,
     Record,
     RmdirLocal,
@@ -358,11 +359,15 @@ class LibrarySync:
         run.release = self.control.release(self.config.name) if self.control is not None and not dry_run else None
         for round_no in range(1, MAX_ROUNDS + 1):
             now_label = self.clock().strftime("%Y-%m-%d %H%M%S")
-            if not dry_run and await self._in_windows():
-                if not await self._paged_round(run, round_no, now_label, on_progress, progress, on_plan):
-                    break
-                continue
-            actions = await self._plan(run, now_label)
+            states = await self.store.changed_states(self.lib, limit=WINDOW_PATHS + 1)
+            if len(states) > WINDOW_PATHS:
+                del states  # a large round: in windows if it can be, else read whole
+                if not dry_run and await self.store.pageable(self.lib):
+                    if not await self._paged_round(run, round_no, now_label, on_progress, progress, on_plan):
+                        break
+                    continue
+                states = await self.store.changed_states(self.lib)
+            actions = self._plan(run, states, now_label)
             gate = await self._guard(run, actions)
             work = _work(run, gate)
             if round_no == 1:
@@ -411,9 +416,8 @@ class LibrarySync:
             now = time.time()
             run.left_out.update(path for path, _, next_at, _ in await self.store.failures(self.lib) if next_at > now)
 
-    async def _plan(self, run: _Pass, now_label: str) -> list[Action]:
+    def _plan(self, run: _Pass, states: list[PathState], now_label: str) -> list[Action]:
         """One round's plan, without what lies at or under a path this pass no longer acts on."""
-        states = await self.store.changed_states(self.lib)
         return [
             a
             for a in plan(states, self.options, now_label=now_label)
@@ -421,11 +425,9 @@ class LibrarySync:
         ]
 
     # -- a round in windows (a large library: DESIGN rule 8) -------------------------------------
-    async def _in_windows(self) -> bool:
-        """Whether this round is planned and carried out window by window: the trees hold more paths
-        than one window, and no changed path's plan depends on another path's rows (no delete, move,
-        file/folder clash or conflict: ``StateStore.pageable``). Otherwise the whole plan is made at once."""
-        return await self.store.holds_more_than(self.lib, WINDOW_PATHS) and await self.store.pageable(self.lib)
+    # A round whose changed paths fill more than one window (``WINDOW_PATHS``) is planned and carried out
+    # window by window when no changed path's plan depends on another path's rows (no delete, move,
+    # file/folder clash or conflict: ``StateStore.pageable``); otherwise the whole plan is made at once.
 
     async def _windows(self, run: _Pass, now_label: str) -> AsyncIterator[list[Action]]:
         """The round's plan, window of paths by window of paths (each window read after the previous one
@@ -434,7 +436,7 @@ class LibrarySync:
         while after is not None:
             states, after = await self.store.changed_window(self.lib, after, WINDOW_PATHS)
             if states:
-                yield [a for a in plan(states, self.options, now_label=now_label) if not _within(a.path, run.left_out)]
+                yield self._plan(run, states, now_label)
 
     async def _paged_round(
         self,
