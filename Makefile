@@ -55,7 +55,7 @@ bench: $(STAMP)
 
 # issue 15's memory benchmark: a library of 100,000 then 1,000,000 files (about 15 minutes, 4 GB of disk)
 bench-scale: $(STAMP)
-	$(VENV)/bin/python -m bench.scale
+	$(VENV)/bin/python -m bench scale
 
 clean:
 	rm -rf $(VENV) $(TOOLS)

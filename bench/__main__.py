@@ -5,7 +5,7 @@ Each benchmark runs as `python -m bench.NAME` so that one failing (or a daemon l
 disturb the next, and so its last output line (one JSON object) is the contract we read back. The
 summary prints every figure next to its reference and target; the very last line is one JSON object
 holding all results.
-Usage: python -m bench [NAME ...]   (default: initial_pull initial_push idle latency bwlimit)
+Usage: python -m bench [NAME ...]   (default: the BENCHMARKS below; `make bench-scale` runs `scale`)
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ def summary(results: dict[str, dict[str, Any] | None]) -> list[str]:
     push_floor = push.get("push_floor_mb_per_s")
     settle = lat.get("settle")
     plan = results.get("plan_scale") or {}
+    scale = results.get("scale") or {}
     wan = results.get("wan") or {}
     pinned, rclone_pinned = pull.get("files_per_s_pinned"), pull.get("rclone_files_per_s_pinned")
     lines = [
@@ -123,6 +124,11 @@ def summary(results: dict[str, dict[str, Any] | None]) -> list[str]:
         f"plan_s_1m {plan.get('plan_s_1m')} vs plan_s_100k {plan.get('plan_s_100k')} "
         f"({_ratio(plan.get('plan_s_1m'), plan.get('plan_s_100k'))}); target <= 12x: "
         f"{_check(_cmp(plan.get('plan_s_1m'), '<=', _lin(plan.get('plan_s_100k'), 12)))}",
+        f"peak_rss_mb_1m {scale.get('peak_rss_mb_1m')} vs peak_rss_mb_100k {scale.get('peak_rss_mb_100k')} "
+        f"({_ratio(scale.get('peak_rss_mb_1m'), scale.get('peak_rss_mb_100k'))}); target <= 200: "
+        f"{_check(_cmp(scale.get('peak_rss_mb_1m'), '<=', 200))}, <= 1.25x: "
+        f"{_check(_cmp(scale.get('peak_rss_mb_1m'), '<=', _lin(scale.get('peak_rss_mb_100k'), 1.25)))} "
+        "(`make bench-scale`)",
         f"bwlimit rate/limit up {bw.get('library_up_ratio')} down {bw.get('library_down_ratio')} (library), "
         f"up {bw.get('daemon_up_ratio')} down {bw.get('daemon_down_ratio')} (daemon-wide); target within 10 %: "
         f"{_check(_cmp(bw.get('worst_ratio_error'), '<=', 0.1))}",
