@@ -6,7 +6,7 @@ disturb the next, and so its last output line (one JSON object) is the contract 
 summary prints every figure next to its reference and target; the very last line is one JSON object
 holding all results.
 Usage: python -m bench [NAME ...]   (default: the BENCHMARKS below; `make bench-many` runs many_libraries,
-which idles 10 minutes and so is not among them)
+which idles 10 minutes, and `make bench-scale` runs scale: neither is among them)
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def summary(results: dict[str, dict[str, Any] | None]) -> list[str]:
     push_floor = push.get("push_floor_mb_per_s")
     settle = lat.get("settle")
     plan = results.get("plan_scale") or {}
+    scale = results.get("scale") or {}
     wan = results.get("wan") or {}
     many = results.get("many_libraries") or {}
     pinned, rclone_pinned = pull.get("files_per_s_pinned"), pull.get("rclone_files_per_s_pinned")
@@ -147,6 +148,11 @@ def summary(results: dict[str, dict[str, Any] | None]) -> list[str]:
         f"cpu_s_per_idle_hour_per_library {many.get('cpu_s_per_idle_hour_per_library')} (requests per library per "
         f"poll {many.get('requests_per_library_per_poll')}); target <= 2: "
         f"{_check(_cmp(many.get('cpu_s_per_idle_hour_per_library'), '<=', 2))}",
+        f"peak_rss_mb_1m {scale.get('peak_rss_mb_1m')} vs peak_rss_mb_100k {scale.get('peak_rss_mb_100k')} "
+        f"({_ratio(scale.get('peak_rss_mb_1m'), scale.get('peak_rss_mb_100k'))}); target <= 200: "
+        f"{_check(_cmp(scale.get('peak_rss_mb_1m'), '<=', 200))}, <= 1.25x: "
+        f"{_check(_cmp(scale.get('peak_rss_mb_1m'), '<=', _lin(scale.get('peak_rss_mb_100k'), 1.25)))} "
+        "(`make bench-scale`)",
         f"bwlimit rate/limit up {bw.get('library_up_ratio')} down {bw.get('library_down_ratio')} (library), "
         f"up {bw.get('daemon_up_ratio')} down {bw.get('daemon_down_ratio')} (daemon-wide); target within 10 %: "
         f"{_check(_cmp(bw.get('worst_ratio_error'), '<=', 0.1))}",

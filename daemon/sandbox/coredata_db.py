@@ -8,7 +8,7 @@ changes into one transaction (seeding).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
@@ -79,6 +79,14 @@ class CoreDataDb:
         with self.batch():
             self._conn.execute(
                 f"INSERT OR REPLACE INTO nodes ({', '.join(_NODE_COLUMNS)}) VALUES ({marks})", astuple(node)
+            )
+
+    def save_nodes(self, nodes: Iterable[Node]) -> None:
+        """Many new rows in one statement (benchmark seeding of a million files)."""
+        marks = ", ".join("?" for _ in _NODE_COLUMNS)
+        with self.batch():
+            self._conn.executemany(
+                f"INSERT OR REPLACE INTO nodes ({', '.join(_NODE_COLUMNS)}) VALUES ({marks})", map(astuple, nodes)
             )
 
     def delete_node(self, node_id: str) -> None:

@@ -65,19 +65,33 @@ _LOCAL_TREE = select(
 # the same statement as SQLite text with one positional parameter, for the driver's own fetchall (see
 # ``local_tree``): compiled from the Core expression, not written by hand
 _LOCAL_TREE_SQL = str(_LOCAL_TREE.compile(dialect=sqlite.dialect()))
+_LOCAL_WINDOW = (
+    select(schema.local.c.parent, *_LOCAL_TREE.selected_columns)
+    .where(schema.local.c.lib == bindparam("lib"), schema.local.c.parent >= bindparam("parent"))
+    .order_by(schema.local.c.parent)
+    .limit(bindparam("size"))
+)
+_LOCAL_WINDOW_SQL = str(_LOCAL_WINDOW.compile(dialect=sqlite.dialect()))
 
 
-def _changed_states_query() -> Any:
+_TREES = (schema.local, schema.remote, schema.synced)
+
+
+def _changed_states_query(*, window: bool = False) -> Any:
     """The three rows of every path whose trees disagree (see ``StateStore.changed_states``), as one
     Core statement: the union of the trees' paths, each tree outer-joined, its columns labelled
-    ``l_``/``r_``/``s_`` + field name (``mapping`` reads them back)."""
+    ``l_``/``r_``/``s_`` + field name (``mapping`` reads them back). ``window``: only the paths after
+    ``:after`` up to ``:last`` (both bound parameters; see ``StateStore.changed_window``)."""
     lib = bindparam("lib", type_=Integer)
     loc, rem, syn = schema.local.alias("l"), schema.remote.alias("r"), schema.synced.alias("s")
-    paths = union(
-        select(schema.local.c.path).where(schema.local.c.lib == lib),
-        select(schema.remote.c.path).where(schema.remote.c.lib == lib),
-        select(schema.synced.c.path).where(schema.synced.c.lib == lib),
-    ).cte("paths")
+
+    def tree_paths(t: Any) -> Any:
+        chosen = select(t.c.path).where(t.c.lib == lib)
+        if window:
+            chosen = chosen.where(t.c.path > bindparam("after"), t.c.path <= bindparam("last"))
+        return chosen
+
+    paths = union(*(tree_paths(t) for t in _TREES)).cte("paths")
     columns = [paths.c.path.label("path")]
     for alias, prefix, rows in ((loc, "l_", LOCAL), (rem, "r_", REMOTE), (syn, "s_", SYNCED)):
         columns += [alias.c[name].label(prefix + name) for name in rows.fields]
@@ -107,6 +121,60 @@ def _changed_states_query() -> Any:
 
 
 _CHANGED_STATES = _changed_states_query()
+_CHANGED_WINDOW = _changed_states_query(window=True)
+
+
+def _window_end_query() -> Any:
+    """The ``:size``-th path after ``:after`` in the union of the three trees (or the last one there is):
+    each tree gives at most ``:size`` paths from its index, so a window costs its size, not the tree's."""
+    lib, size = bindparam("lib", type_=Integer), bindparam("size", type_=Integer)
+    after: Any = bindparam("after")
+    heads = [
+        select(t.c.path).where(t.c.lib == lib, t.c.path > after).order_by(t.c.path).limit(size).subquery()
+        for t in _TREES
+    ]
+    paths = union(*(select(h.c.path) for h in heads)).subquery()
+    first = select(paths.c.path).order_by(paths.c.path).limit(size).subquery()
+    return select(func.max(first.c.path), func.count())
+
+
+_WINDOW_END = _window_end_query()
+
+
+def _unpageable_query() -> Any:
+    """One path (if any) whose plan may depend on other paths' rows: a synced path missing on a side
+    (a delete, or the source of a move), a file on one side and a folder on the other or in the base,
+    or a file changed on both sides (a conflict copy takes a name). See ``StateStore.pageable``."""
+    lib = bindparam("lib", type_=Integer)
+    loc, rem, syn = schema.local.alias("l"), schema.remote.alias("r"), schema.synced.alias("s")
+    paths = union(*(select(t.c.path).where(t.c.lib == lib) for t in _TREES)).cte("paths")
+    both = loc.c.path.is_not(None) & rem.c.path.is_not(None)
+    based = syn.c.path.is_not(None)
+    unsafe = or_(
+        based & (loc.c.path.is_(None) | rem.c.path.is_(None)),
+        both & (loc.c.is_dir != rem.c.is_dir),
+        based & loc.c.path.is_not(None) & (loc.c.is_dir != syn.c.is_dir),
+        based & rem.c.path.is_not(None) & (rem.c.is_dir != syn.c.is_dir),
+        both & ~based & ~loc.c.is_dir & loc.c.digest.is_distinct_from(rem.c.digest),
+        both
+        & based
+        & ~loc.c.is_dir
+        & loc.c.digest.is_distinct_from(syn.c.digest)
+        & (rem.c.remote_id.is_distinct_from(syn.c.remote_id) | rem.c.version.is_distinct_from(syn.c.remote_version)),
+    )
+    return (
+        select(paths.c.path)
+        .select_from(
+            paths.outerjoin(loc, (loc.c.lib == lib) & (loc.c.path == paths.c.path))
+            .outerjoin(rem, (rem.c.lib == lib) & (rem.c.path == paths.c.path))
+            .outerjoin(syn, (syn.c.lib == lib) & (syn.c.path == paths.c.path))
+        )
+        .where(unsafe)
+        .limit(1)
+    )
+
+
+_UNPAGEABLE = _unpageable_query()
 _read_local, _read_remote, _read_synced = LOCAL.reader("l_"), REMOTE.reader("r_"), SYNCED.reader("s_")
 
 
@@ -416,6 +484,49 @@ class StateStore:
                     )
                 )
         return out
+
+    async def changed_window(self, lib: int, after: str, size: int) -> tuple[list[PathState], str | None]:
+        """The changed paths (as ``changed_states``) among the next ``size`` paths of the three trees
+        after ``after`` (``""``: from the start), and the last path of that window: the ``after`` of the
+        next call, None when the trees hold nothing after ``after``. A walk over the windows reads each
+        path once and holds at most ``size`` states (a window may hold no changed path at all)."""
+        async with self.engine.connect() as conn:
+            last, seen = (await conn.execute(_WINDOW_END, {"lib": lib, "after": after, "size": size})).one()
+            if not seen:
+                return [], None
+            rows = await conn.execute(_CHANGED_WINDOW, {"lib": lib, "after": after, "last": last})
+            out = [
+                PathState(
+                    m["path"],
+                    _read_local(m) if m["l_path"] is not None else None,
+                    _read_remote(m) if m["r_path"] is not None else None,
+                    _read_synced(m) if m["s_path"] is not None else None,
+                )
+                for m in (row._mapping for row in rows)
+            ]
+        return out, str(last)
+
+    async def pageable(self, lib: int) -> bool:
+        """Whether every changed path can be planned from its own rows, window by window: no delete,
+        no move, no file/folder clash, no conflict (see ``_unpageable_query``). One scan of the trees."""
+        async with self.engine.connect() as conn:
+            return (await conn.execute(_UNPAGEABLE, {"lib": lib})).first() is None
+
+    async def local_count(self, lib: int) -> int:
+        """How many local rows (files and folders) library ``lib`` holds."""
+        t = schema.local
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(t).where(t.c.lib == lib))).scalar_one())
+
+    async def local_window(self, lib: int, parent: str, size: int) -> list[tuple[Any, ...]]:
+        """Up to ``size`` local rows of the folders from ``parent`` on, in folder order, as
+        ``(parent, path, is_dir, size, mtime_ns, inode)`` tuples (a full rescan's known rows)."""
+        async with self.engine.connect() as conn:
+            if self.engine.dialect.driver == "aiosqlite":
+                raw = (await conn.get_raw_connection()).driver_connection
+                assert raw is not None
+                return list(await raw.execute_fetchall(_LOCAL_WINDOW_SQL, (lib, parent, size, 0)))  # 0: OFFSET
+            return [tuple(r) for r in await conn.execute(_LOCAL_WINDOW, {"lib": lib, "parent": parent, "size": size})]
 
     async def iter_remote_paths(self, lib: int, paths: Iterable[str]) -> dict[str, RemoteRow]:
         t = schema.remote

@@ -128,29 +128,30 @@ def _over_limit(n: int, what: str, percent: float, limit: int, facts: GateFacts)
     return None
 
 
-def apply_gates(actions: list[Action], facts: GateFacts) -> GateResult:
-    result = GateResult(counts=count(actions))
-    c = result.counts
+def verdict(c: GateCounts, facts: GateFacts) -> tuple[list[str], set[str]]:
+    """The gates a pass that would delete and overwrite ``c`` trips: their reasons, and what they hold
+    (of "local_delete", "remote_delete", "local_overwrite", "remote_overwrite")."""
+    reasons: list[str] = []
     release = (
         f"release them with `libmirror release-gate {facts.library}` (service running) "
         "or `libmirror sync --once --confirm-deletes`"
     )
-    hold: set[str] = set()  # of "local_delete", "remote_delete", "local_overwrite", "remote_overwrite"
+    hold: set[str] = set()
 
     if not facts.marker_present and facts.synced_files > 0:
-        result.reasons.append(
+        reasons.append(
             "the root marker .libmirror/ is missing (is the disk mounted?): no deletes or overwrites on either "
             "side; restore the folder or run `sync --once --confirm-deletes`"
         )
         hold |= {"local_delete", "remote_delete", "local_overwrite", "remote_overwrite"}
     if facts.remote_files == 0 and facts.synced_files > 0:
-        result.reasons.append(
+        reasons.append(
             "the remote listing came back empty while files were synced: local files are not trashed; "
             "check the remote root, or run `sync --once --confirm-deletes` if the library really is empty"
         )
         hold.add("local_delete")
     if facts.local_files == 0 and facts.synced_files > 0:
-        result.reasons.append(
+        reasons.append(
             "the local folder is empty while files were synced: remote files are not deleted; "
             "check the disk, or run `sync --once --confirm-deletes` if you really emptied it"
         )
@@ -165,15 +166,20 @@ def apply_gates(actions: list[Action], facts: GateFacts) -> GateResult:
         percent = facts.max_delete_percent if what == "delete" else facts.max_overwrite_percent
         limit = facts.max_delete_count if what == "delete" else facts.max_overwrite_count
         if (why := _over_limit(n, what, percent, limit, facts)) is not None:
-            result.reasons.append(f"{side} side: {why}; {release}")
+            reasons.append(f"{side} side: {why}; {release}")
             hold.add(f"{side}_{what}")
 
     if facts.confirmed:
-        result.reasons.clear()
+        reasons.clear()
         hold.clear()
+    return reasons, hold
 
+
+def apply_gates(actions: list[Action], facts: GateFacts) -> GateResult:
+    result = GateResult(counts=count(actions))
+    result.reasons, hold = verdict(result.counts, facts)
     for action in actions:
-        if _held(action, hold):
+        if held(action, hold):
             result.held.append(action)
         else:
             result.allowed.append(action)
@@ -183,7 +189,7 @@ def apply_gates(actions: list[Action], facts: GateFacts) -> GateResult:
     return result
 
 
-def _held(action: Action, hold: set[str]) -> bool:
+def held(action: Action, hold: set[str]) -> bool:
     """Whether a tripped gate holds ``action`` back. Every kind is placed here: a new one that
     deletes or replaces content cannot slip past the gates unnoticed (mypy: ``assert_never``)."""
     if not hold:

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +22,7 @@ from daemon.local import atomic, marker, trash
 from daemon.local.ignore import IgnoreMatcher
 from daemon.local.once import Once
 from daemon.local.scan import (
+    KnownRows,
     KnownTree,
     LocalChange,
     Unsyncable,
@@ -38,9 +39,12 @@ from daemon.sync.guard import (
     GateFacts,
     GateResult,
     apply_gates,
+    held,
     overwrites_local,
     overwrites_remote,
+    verdict,
 )
+from daemon.sync.guard import count as count_destruction
 from daemon.sync.observe_remote import RemoteObservation, RemoteObserver
 from daemon.sync.plan import plan
 from daemon.sync.progress import PassProgress
@@ -58,6 +62,7 @@ from daemon.vocab import (
     MkdirRemote,
     MoveLocal,
     MoveRemote,
+    PathState,
     PlanOptions,
     Record,
     RmdirLocal,
@@ -71,6 +76,7 @@ from daemon.vocab import (
 log = structlog.get_logger(__name__)
 
 MAX_ROUNDS = 8
+WINDOW_PATHS = 5000  # a large library's round is planned and carried out this many paths at a time
 
 _skip_reported = Once()  # a path the planner cannot act on is reported once per process, not every pass
 
@@ -164,6 +170,48 @@ class StoreKnownRows:
         return await self.store.local_children(self.lib, dir_path)
 
 
+class WindowedKnownRows:
+    """For a full rescan: the local tree read a window of folders at a time (in folder order, ``size``
+    rows per query) instead of one query per folder, and never the whole tree at once (DESIGN rule 8:
+    memory independent of library size). The walk goes depth first in name order, close to folder order,
+    so most folders are served from the window already read; any other is read again."""
+
+    def __init__(self, store: StateStore, lib: int, size: int = 20_000) -> None:
+        self.store = store
+        self.lib = lib
+        self.size = size
+        self.window: dict[str, Mapping[str, Known]] = {}
+        self.low: str | None = None  # the folders from low up to (not including) high are all in window
+        self.high: str | None = None  # None: up to the end of the tree
+
+    def _covers(self, dir_path: str) -> bool:
+        return self.low is not None and self.low <= dir_path and (self.high is None or dir_path < self.high)
+
+    async def children(self, dir_path: str) -> Mapping[str, Known]:
+        if not self._covers(dir_path):
+            await self._read(dir_path)
+        return self.window.pop(dir_path, {})
+
+    async def _read(self, dir_path: str) -> None:
+        rows = await self.store.local_window(self.lib, dir_path, self.size)
+        window: dict[str, dict[str, Known]] = {}
+        for row in rows:
+            window.setdefault(row[0], {})[row[1].rpartition("/")[2]] = row[1:]  # a StoredStat, as KnownTree
+        self.window, self.low, self.high = dict(window), dir_path, None
+        if len(rows) >= self.size:  # the last folder may go on past the window: read it whole, alone
+            self.high = rows[-1][0]
+            del self.window[self.high]
+            if not self.window:
+                self.window = {dir_path: await self.store.local_children(self.lib, dir_path)}
+                self.high = dir_path + "\0"
+
+
+WHOLE_TREE_ROWS = 200_000
+"""Up to this many stored local rows, a full rescan reads the whole tree in one query (``KnownTree``: the
+walk takes many folders per worker-thread call, about 200 bytes per row held for the scan); a larger
+tree is read a window of folders at a time (``WindowedKnownRows``: memory bounded whatever its size)."""
+
+
 class LibrarySync:
     """Everything one library needs for a pass; shared by ``sync --once``, the demo and the daemon."""
 
@@ -207,12 +255,17 @@ class LibrarySync:
         """Whether the remote side can be listed (a push-only API such as coreplus cannot be)."""
         return self.options.direction is not Direction.PUSH or self.provider.capabilities.can_download
 
+    async def _known_for_rescan(self) -> KnownRows:
+        if await self.store.local_count(self.lib) <= WHOLE_TREE_ROWS:
+            return KnownTree(await self.store.local_tree(self.lib))
+        return WindowedKnownRows(self.store, self.lib)
+
     async def observe_local(self, paths: list[str] | None = None) -> int:
         """Scan the whole root (or only ``paths``) into the local tree; returns the rows changed."""
         changed = 0
         if paths is None:
             self.unsyncable.clear()  # a full scan finds them all again
-            known = KnownTree(await self.store.local_tree(self.lib))
+            known = await self._known_for_rescan()
             async for batch in scan_tree(self.root, self.ignore, known):
                 changed += await self._apply_local(batch)
         else:
@@ -303,12 +356,6 @@ class LibrarySync:
             return False
         return not (await self.store.get_status(self.lib)).get("gate")
 
-    async def _gate_counts(self, actions: list[Action]) -> dict[str, int]:
-        """Tree sizes for the safety gates; counting is skipped when no action deletes or overwrites."""
-        if any(a.is_destructive or overwrites_local(a) or overwrites_remote(a) for a in actions):
-            return await self.store.counts(self.lib)
-        return {"synced_files": 1, "remote_files": 1, "local_files": 1}
-
     async def run_pass(
         self,
         *,
@@ -342,7 +389,15 @@ class LibrarySync:
         run.release = self.control.release(self.config.name) if self.control is not None and not dry_run else None
         for round_no in range(1, MAX_ROUNDS + 1):
             now_label = self.clock().strftime("%Y-%m-%d %H%M%S")
-            actions = await self._plan(run, now_label)
+            states = await self.store.changed_states(self.lib, limit=WINDOW_PATHS + 1)
+            if len(states) > WINDOW_PATHS:
+                del states  # a large round: in windows if it can be, else read whole
+                if not dry_run and await self.store.pageable(self.lib):
+                    if not await self._paged_round(run, round_no, now_label, on_progress, progress, on_plan):
+                        break
+                    continue
+                states = await self.store.changed_states(self.lib)
+            actions = self._plan(run, states, now_label)
             gate = await self._guard(run, actions)
             work = _work(run, gate)
             if round_no == 1:
@@ -391,22 +446,106 @@ class LibrarySync:
             now = time.time()
             run.left_out.update(path for path, _, next_at, _ in await self.store.failures(self.lib) if next_at > now)
 
-    async def _plan(self, run: _Pass, now_label: str) -> list[Action]:
+    def _plan(self, run: _Pass, states: list[PathState], now_label: str) -> list[Action]:
         """One round's plan, without what lies at or under a path this pass no longer acts on."""
-        states = await self.store.changed_states(self.lib)
         return [
             a
             for a in plan(states, self.options, now_label=now_label)
             if not _within(a.path, run.left_out) and ((src := moved_from(a)) is None or not _within(src, run.left_out))
         ]
 
-    async def _guard(self, run: _Pass, actions: list[Action]) -> GateResult:
-        """The safety gates over one round's plan. An operator's release (``libmirror release-gate``)
-        lets the held changes through only when they are exactly those it released. The first gate that
-        trips is reported; what it holds is left out for the rest of the pass."""
+    # -- a round in windows (a large library: DESIGN rule 8) -------------------------------------
+    # A round whose changed paths fill more than one window (``WINDOW_PATHS``) is planned and carried out
+    # window by window when no changed path's plan depends on another path's rows (no delete, move,
+    # file/folder clash or conflict: ``StateStore.pageable``); otherwise the whole plan is made at once.
+
+    async def _windows(self, run: _Pass, now_label: str) -> AsyncIterator[list[Action]]:
+        """The round's plan, window of paths by window of paths (each window read after the previous one
+        was carried out), without what lies at or under a path this pass no longer acts on."""
+        after: str | None = ""
+        while after is not None:
+            states, after = await self.store.changed_window(self.lib, after, WINDOW_PATHS)
+            if states:
+                yield self._plan(run, states, now_label)
+
+    async def _paged_round(
+        self,
+        run: _Pass,
+        round_no: int,
+        now_label: str,
+        on_progress: ProgressCallback | None,
+        progress: PassProgress | None,
+        on_plan: Callable[[list[Action]], None] | None,
+    ) -> bool:
+        """One round in windows: count first (the gates judge the whole round), then plan, hold and carry
+        out each window in turn (the first round hands each window's work to ``on_plan``; ``planned`` of
+        the summary stays empty: a round in windows is never a dry run). Returns whether the round did or
+        re-planned anything."""
+        counts = GateCounts()
+        async for actions in self._windows(run, now_label):
+            for name, n in vars(count_destruction(actions)).items():
+                setattr(counts, name, getattr(counts, name) + n)
+        hold = await self._judge(run, counts)
+        replanned = ExecutionReport()
+        acted = False
+        async for actions in self._windows(run, now_label):
+            allowed: list[Action] = []
+            for a in actions:
+                if held(a, hold):
+                    run.left_out.update(p for p in (a.path, moved_from(a)) if p is not None)
+                else:
+                    allowed.append(a)
+            if round_no == 1:
+                self._report_skips(run, allowed)
+            work: list[Action] = [a for a in allowed if not isinstance(a, Skip) and not _within(a.path, run.left_out)]
+            if not work:
+                continue
+            if round_no == 1 and on_plan is not None:
+                on_plan(work)
+            if progress is not None:
+                progress.planned(work)
+            run.summary.rounds = round_no
+            report = await self._execute(run, work, now_label, on_progress, progress, observe_replanned=False)
+            acted = acted or bool(report.done or report.replanned)
+            replanned.replanned += report.replanned
+            replanned.remote_changes += report.remote_changes
+        if replanned.replanned:
+            await self._observe_replanned(replanned)
+        return acted
+
+    async def _judge(self, run: _Pass, counts: GateCounts) -> set[str]:
+        """The safety gates over a whole round counted window by window (``_guard`` for a round planned
+        at once): what they hold. Only overwrites can be held here (a round in windows deletes nothing)."""
         summary = run.summary
-        counts = await self._gate_counts(actions)
-        facts = GateFacts(
+        facts = await self._facts(run, needed=any(vars(counts).values()))
+        reasons, hold = verdict(counts, facts)
+        held_n = sum(getattr(counts, f"{what}s") for what in hold)
+        release = run.release
+        if reasons and held_n and release is not None and release.gate == "; ".join(reasons):
+            log.warning(
+                "gate_released", reasons=reasons, released=held_n, requested_at=release.requested_at, **vars(counts)
+            )
+            summary.released = True
+            reasons, hold = verdict(counts, dataclasses.replace(facts, confirmed=True))
+            held_n = sum(getattr(counts, f"{what}s") for what in hold)
+        if not held_n:
+            return set()
+        if not summary.gate_reasons:
+            summary.gate_reasons = reasons
+            summary.gate_counts = counts
+            summary.held = held_n
+            for reason in reasons:
+                log.error("safety_gate", reason=reason, held=held_n, **vars(counts))
+        return hold
+
+    async def _facts(self, run: _Pass, *, needed: bool) -> GateFacts:
+        """What the gates weigh a round against; the trees are counted only when something deletes or
+        overwrites (``needed``)."""
+        if needed:
+            counts = await self.store.counts(self.lib)
+        else:
+            counts = {"synced_files": 1, "remote_files": 1, "local_files": 1}
+        return GateFacts(
             marker_present=run.marker_present,
             synced_files=counts["synced_files"],
             remote_files=counts["remote_files"],
@@ -415,9 +554,17 @@ class LibrarySync:
             max_delete_count=self.config.max_delete_count,
             max_overwrite_percent=self.config.max_overwrite_percent,
             max_overwrite_count=self.config.max_overwrite_count,
-            confirmed=run.confirm_deletes or summary.released,
+            confirmed=run.confirm_deletes or run.summary.released,
             library=self.config.name,
         )
+
+    async def _guard(self, run: _Pass, actions: list[Action]) -> GateResult:
+        """The safety gates over one round's plan. An operator's release (``libmirror release-gate``)
+        lets the held changes through only when they are exactly those it released. The first gate that
+        trips is reported; what it holds is left out for the rest of the pass."""
+        summary = run.summary
+        needed = any(a.is_destructive or overwrites_local(a) or overwrites_remote(a) for a in actions)
+        facts = await self._facts(run, needed=needed)
         gate = apply_gates(actions, facts)
         release = run.release
         if gate.tripped and release is not None and release.gate == "; ".join(gate.reasons):
@@ -446,15 +593,18 @@ class LibrarySync:
         self, run: _Pass, gate: GateResult, work: list[Action], on_plan: Callable[[list[Action]], None] | None
     ) -> None:
         """The first round's plan: kept for dry runs, its skips counted and reported (once per process)."""
-        summary = run.summary
-        summary.planned = list(gate.allowed) + list(gate.held)
-        skips = [a for a in gate.allowed if isinstance(a, Skip)]
-        summary.skipped += len(skips)
+        run.summary.planned = list(gate.allowed) + list(gate.held)
+        self._report_skips(run, gate.allowed)
+        if on_plan is not None:
+            on_plan(work)
+
+    def _report_skips(self, run: _Pass, allowed: list[Action]) -> None:
+        """Count the first round's skips and report each (once per process)."""
+        skips = [a for a in allowed if isinstance(a, Skip)]
+        run.summary.skipped += len(skips)
         for a in skips:
             if _skip_reported.first((self.lib, a.path, a.reason)):
                 log.info("skipped", path=a.path, reason=a.reason, **self._skip_detail(a))
-        if on_plan is not None:
-            on_plan(work)
 
     async def _execute(
         self,
@@ -463,6 +613,8 @@ class LibrarySync:
         now_label: str,
         on_progress: ProgressCallback | None,
         progress: PassProgress | None,
+        *,
+        observe_replanned: bool = True,
     ) -> ExecutionReport:
         """Carry out one round's work, count what it did, and observe again what it had to re-plan."""
         if not run.marker_present:
@@ -480,7 +632,7 @@ class LibrarySync:
         )
         report = await executor.run(work)
         _tally(run, report)
-        if report.replanned:
+        if report.replanned and observe_replanned:
             await self._observe_replanned(report)
         return report
 

@@ -76,6 +76,9 @@ class PassProgress:
         self.files_done = 0
         self.bytes_done = 0
         self.errors = 0
+        # the planned transfers not yet done or failed: a later round that re-plans one does not count it
+        # again; done ones are forgotten, so a pass of 100,000 transfers holds only those still to come
+        # (DESIGN rule 8; a large round plans in windows of paths)
         self._seen: set[str] = set()
 
     def planned(self, work: Sequence[Action]) -> None:
@@ -87,6 +90,7 @@ class PassProgress:
 
     def advanced(self, action: Action, moved: int) -> None:
         if isinstance(action, TRANSFERS):
+            self._seen.discard(action.path)
             self.files_done += 1
             self.bytes_done += moved
             # a file that grew since it was observed must not end the pass above 100 %
@@ -94,6 +98,7 @@ class PassProgress:
             self.files_total = max(self.files_total, self.files_done)
 
     def failed(self, action: Action) -> None:
+        self._seen.discard(action.path)  # a failed path is left out for the rest of the pass
         self.errors += 1
 
     @property
