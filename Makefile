@@ -58,7 +58,8 @@ bench: $(STAMP)
 bench-many: $(STAMP)
 	$(VENV)/bin/python -m bench many_libraries
 
-# issue 15's memory benchmark: a library of 100,000 then 1,000,000 files (about 15 minutes, 4 GB of disk)
+# issue 15's memory benchmark: a library of 100,000 then 1,000,000 files (3 GB of disk; the 1M size takes
+# about 25 minutes of CPU, 45 minutes on a busy 2-core machine)
 bench-scale: $(STAMP)
 	$(VENV)/bin/python -m bench scale
 
