@@ -35,7 +35,7 @@ from bench.common import (
     tree_stats,
     write_config,
 )
-from bench.initial_pull import FOLDERS, HUGE_MIB, LARGE, LARGE_SIZE, MB, SMALL, _per
+from bench.initial_pull import FOLDERS, HUGE_MIB, LARGE, LARGE_SIZE, MB, SMALL, _per, in_child
 
 RCLONE_FOLDERS = 20  # the rclone small-file reference pushes the first 20 of the 100 folders
 
@@ -100,7 +100,7 @@ def huge_push(work: Path, huge_mib: int) -> dict[str, Any]:
     """The 1 GiB library pushed by libmirror and by rclone, and the floor; removed before returning."""
     if huge_mib <= 0:
         return {}
-    build_local_tree(work / "src" / "huge", small=0, folders=0, large=1, large_size=huge_mib * MB, seed=3)
+    in_child(build_local_tree, work / "src" / "huge", small=0, folders=0, large=1, large_size=huge_mib * MB, seed=3)
     tree = tree_stats(work / "src" / "huge")
     try:
         lm = push(work, "huge", tree)
