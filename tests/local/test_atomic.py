@@ -9,20 +9,12 @@ import pytest
 
 from daemon.local.atomic import LocalChanged, cleanup_tmp, open_download, stat_matches
 from daemon.local.checks import row_from_stat
-from daemon.local.marker import MarkerMissing, ensure_marker
+from daemon.local.marker import MarkerMissing
 from daemon.vocab import DigestMismatch, LocalRow
 
 pytestmark = pytest.mark.anyio
 
 DATA = b"new content " * 10_000
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    r = tmp_path / "lib"
-    r.mkdir()
-    ensure_marker(r)
-    return r
 
 
 def _tmp_files(root: Path) -> list[str]:

@@ -14,18 +14,9 @@ import pytest
 from daemon.local import commit_batch
 from daemon.local.atomic import DownloadTarget, LocalChanged, open_download
 from daemon.local.commit_batch import CommitBatcher
-from daemon.local.marker import ensure_marker
 from daemon.vocab import DigestMismatch, LocalRow
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    r = tmp_path / "lib"
-    r.mkdir()
-    ensure_marker(r)
-    return r
 
 
 def _tmp_files(root: Path) -> list[str]:

@@ -16,7 +16,6 @@ import pytest
 from daemon.local import atomic, ops
 from daemon.local.checks import row_from_stat
 from daemon.local.ignore import IgnoreMatcher
-from daemon.local.marker import ensure_marker
 from daemon.local.scan import observe_paths
 from daemon.vocab import LocalRow
 
@@ -53,14 +52,6 @@ async def rescanned(root: Path, row: LocalRow) -> LocalRow:
     [seen] = await observe_paths(root, [row.path], IgnoreMatcher([]), Known({row.path: row}))
     assert isinstance(seen, LocalRow)
     return seen
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    r = tmp_path / "lib"
-    r.mkdir()
-    ensure_marker(r)
-    return r
 
 
 async def test_an_edit_during_a_local_move_is_seen_by_the_next_scan(

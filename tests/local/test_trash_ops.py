@@ -24,14 +24,6 @@ from daemon.local.trash import move_to_trash, purge_trash
 from daemon.vocab import LocalRow
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    r = tmp_path / "lib"
-    r.mkdir()
-    ensure_marker(r)
-    return r
-
-
 def _row(root: Path, rel: str) -> LocalRow:
     return row_from_stat(rel, os.lstat(root / rel), "d" * 32)
 
