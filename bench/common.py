@@ -23,6 +23,12 @@ from typing import Any
 LIBMIRROR = str(Path(sys.executable).with_name("libmirror"))
 
 
+def random_bytes(rng: random.Random, size: int) -> bytes:
+    """``size`` random bytes; built in 64 MiB pieces (``randbytes`` overflows from 256 MiB)."""
+    piece = 64 * 1024 * 1024
+    return b"".join(rng.randbytes(min(piece, size - at)) for at in range(0, size, piece))
+
+
 def build_coredata_tree(
     data_dir: Path, small: int, folders: int, large: int, large_size: int, seed: int = 1, age_s: float = 0.0
 ) -> None:
@@ -42,7 +48,7 @@ def build_coredata_tree(
                 size = rng.randint(1024, 8192)
                 backend.add_file(parents[i % folders], f"file {i:05d}.txt", rng.randbytes(size))
             for i in range(large):
-                backend.add_file(None, f"large {i:02d}.bin", rng.randbytes(large_size))
+                backend.add_file(None, f"large {i:02d}.bin", random_bytes(rng, large_size))
     finally:
         backend.close()
 
@@ -335,7 +341,7 @@ def build_local_tree(dest: Path, small: int, folders: int, large: int, large_siz
         size = rng.randint(1024, 8192)
         (dirs[i % folders] / f"file {i:05d}.txt").write_bytes(rng.randbytes(size))
     for i in range(large):
-        (dest / f"large {i:02d}.bin").write_bytes(rng.randbytes(large_size))
+        (dest / f"large {i:02d}.bin").write_bytes(random_bytes(rng, large_size))
 
 
 def sync_once(config: Path, cores: str | None = None) -> Timed:

@@ -14,15 +14,17 @@ import hashlib
 import os
 import stat
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 import anyio.to_thread
 import structlog
 
 from daemon.local.checks import LocalChanged, require, row_from_stat, stat_matches
-from daemon.local.fsops import fsync_dir, make_parents, rename_noreplace
+from daemon.local.fsops import fsync_dir, make_parents, rename_noreplace, start_writeback
 from daemon.local.marker import MARKER, TMP_DIR, MarkerMissing, marker_present, private_subdir
 from daemon.local.names import safe_local_path
 from daemon.local.trash import keep_in_trash, trash_checked
@@ -54,15 +56,86 @@ _DEFAULT_FILE_MODE = 0o666 & ~_umask()
 
 
 _BUFFER = 1024 * 1024  # bytes kept in memory before a write to the temp file (per download)
+# A full buffer is written by a writer thread while the next one fills; its MD5 is computed by a
+# hasher thread meanwhile (the slower of the two: done in turn, they set the pace of a large download).
+_WRITERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="libmirror-write")
+_HASHERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="libmirror-md5")
+
+
+def _hash_all(md5: Any, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        md5.update(chunk)
+
+
+class _TempFile:
+    """The temp file and digest of one download attempt. Only one thread works on it at a time: the
+    writer thread while a buffer is being written, else whoever holds the target."""
+
+    __slots__ = ("fh", "md5", "path", "root")
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path: Path | None = None
+        self.fh: IO[bytes] | None = None
+        self.md5 = hashlib.md5(usedforsecurity=False)
+
+    def open(self) -> IO[bytes]:
+        if self.fh is None:
+            tmp_dir = private_subdir(self.root, TMP_DIR)
+            fd, name = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=tmp_dir)
+            self.path = Path(name)
+            self.fh = os.fdopen(fd, "wb")
+        return self.fh
+
+    def append(self, chunks: list[bytes]) -> None:
+        """Write and hash ``chunks`` (hashlib and file writes release the GIL: the event loop goes on
+        receiving meanwhile). A full buffer is hashed by a second thread while this one writes it."""
+        fh = self.open()
+        if sum(map(len, chunks)) < _BUFFER:
+            for chunk in chunks:
+                fh.write(chunk)
+                self.md5.update(chunk)
+            return
+        hashed = _HASHERS.submit(_hash_all, self.md5, chunks)
+        try:
+            start = fh.tell()
+            for chunk in chunks:
+                fh.write(chunk)
+            fh.flush()
+            start_writeback(fh.fileno(), start, fh.tell() - start)
+        finally:
+            hashed.result()  # the digest is whole before anyone reads it or hashes on
+
+    def flush(self) -> None:
+        """Create (if nothing was written yet), fsync and close the file."""
+        fh = self.open()
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
+        self.fh = None
+
+    def remove(self) -> None:
+        """Close and remove the file (idempotent)."""
+        if self.fh is not None:
+            try:
+                self.fh.close()
+            finally:
+                self.fh = None
+        if self.path is not None:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+            self.path = None
 
 
 class DownloadTarget:
     """One download in progress. Use as ``async with open_download(root, rel) as target:``.
 
-    Chunks are hashed as they arrive and buffered up to 1 MiB; the temp file is created and written
-    in a worker thread only when the buffer fills or at ``commit``. A small file therefore costs one
-    thread hop in all (create, write, fsync, verify, rename), and a large one streams with memory
-    bounded by the buffer, whatever its size.
+    Chunks are buffered up to 1 MiB; the temp file is created, written and hashed in a worker thread
+    only when the buffer fills or at ``commit``. A small file therefore costs one thread hop in all
+    (create, write, fsync, verify, rename). A large one streams with memory bounded by two buffers,
+    whatever its size: one being written while the next one fills.
     """
 
     def __init__(self, root: Path, rel: str) -> None:
@@ -71,9 +144,8 @@ class DownloadTarget:
             raise MarkerMissing(f"{root / MARKER} is missing; is the library disk mounted?")
         self.root = root
         self.rel = rel
-        self.tmp_path: Path | None = None
-        self._fh: IO[bytes] | None = None
-        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._file = _TempFile(root)
+        self._writing: Future[None] | None = None  # the buffer a writer thread has in hand
         self._pending: list[bytes] = []
         self._pending_size = 0
         self.size = 0
@@ -86,36 +158,46 @@ class DownloadTarget:
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if not self._done:
+            await self.close()
+
+    async def close(self) -> None:
+        """Discard the download, once the buffer a writer thread may hold is written (its error, if
+        any, no longer matters): the temp file is gone when this returns."""
+        try:
+            await self._written()
+        except OSError:
+            pass
+        finally:
             self.discard()
 
-    def _open(self) -> IO[bytes]:
-        if self._fh is None:
-            if self._done:
-                raise RuntimeError("download target already committed or discarded")
-            tmp_dir = private_subdir(self.root, TMP_DIR)
-            fd, name = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=tmp_dir)
-            self.tmp_path = Path(name)
-            self._fh = os.fdopen(fd, "wb")
-        return self._fh
+    @property
+    def tmp_path(self) -> Path | None:
+        """The temp file, once created (None before the first write and after commit or discard)."""
+        return self._file.path
 
-    def _write_pending(self) -> None:
-        """Write and hash what is buffered (in a worker thread: hashlib and file writes release the
-        GIL, so large downloads hash in parallel with the event loop receiving the next bytes)."""
-        fh = self._open()
-        pending, self._pending, self._pending_size = self._pending, [], 0
-        for chunk in pending:
-            fh.write(chunk)
-            self._md5.update(chunk)
+    async def _written(self) -> None:
+        """Wait until the buffer in a writer thread's hands is written; raises what the write raised."""
+        writing = self._writing
+        if writing is None:
+            return
+        if not writing.done():
+            await anyio.to_thread.run_sync(wait_futures, [writing])
+        self._writing = None
+        writing.result()
 
     async def write(self, chunk: bytes) -> None:
         """Append ``chunk``; file writes run in a worker thread (a slow disk never stalls the loop)."""
         if not chunk:
             return
+        if self._done:
+            raise RuntimeError("download target already committed or discarded")
         self.size += len(chunk)
         self._pending.append(chunk)
         self._pending_size += len(chunk)
         if self._pending_size >= _BUFFER:
-            await anyio.to_thread.run_sync(self._write_pending)
+            await self._written()
+            pending, self._pending, self._pending_size = self._pending, [], 0
+            self._writing = _WRITERS.submit(self._file.append, pending)
 
     async def __call__(self, chunk: bytes) -> None:
         """A target is itself a download sink."""
@@ -123,38 +205,33 @@ class DownloadTarget:
 
     async def reset(self) -> None:
         """Start over (the provider restarts a broken transfer from the first byte)."""
-        self.discard()
+        await self.close()
         self._done = False
-        self._md5 = hashlib.md5(usedforsecurity=False)
         self.size = 0
 
     @property
     def md5(self) -> str:
-        return self._md5.hexdigest()
+        return self._file.md5.hexdigest()
 
     def discard(self) -> None:
-        """Close and remove the temp file (idempotent)."""
+        """Close and remove the temp file (idempotent). A buffer still being written is left to its
+        writer thread, which removes the file when done: the event loop never waits for a disk."""
         self._done = True
         self._pending, self._pending_size = [], 0
-        if self._fh is not None:
-            try:
-                self._fh.close()
-            finally:
-                self._fh = None
-        if self.tmp_path is not None:
-            try:
-                self.tmp_path.unlink()
-            except FileNotFoundError:
-                pass
-            self.tmp_path = None
+        file, writing = self._file, self._writing
+        self._file, self._writing = _TempFile(self.root), None
+        if writing is None:
+            file.remove()
+        else:
+            writing.add_done_callback(lambda _: file.remove())
 
     def _flush(self) -> None:
-        self._write_pending()  # creates the (possibly empty) temp file too
-        assert self._fh is not None
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        self._fh = None
+        if self._writing is not None:  # in a worker thread: waiting here blocks no event loop
+            writing, self._writing = self._writing, None
+            writing.result()
+        pending, self._pending, self._pending_size = self._pending, [], 0
+        self._file.append(pending)
+        self._file.flush()
 
     def place(self, replace: LocalRow | None) -> tuple[LocalRow, Path]:
         """Move the verified temp file into place; returns its row and the folder that received it,
@@ -178,7 +255,7 @@ class DownloadTarget:
             rename_noreplace(self.tmp_path, dest)
         except FileExistsError:
             raise LocalChanged(f"{self.rel!r} appeared on disk while it was being downloaded") from None
-        self.tmp_path = None  # it is the library's file now: a discard must not remove it
+        self._file.path = None  # it is the library's file now: a discard must not remove it
         return row_from_stat(self.rel, ours, self.md5), dest.parent
 
     def verify(self, expected_size: int | None, expected_md5: str | None) -> None:
@@ -198,7 +275,7 @@ class DownloadTarget:
         self.verify(expected_size, expected_md5)
         assert self.tmp_path is not None
         kept = keep_in_trash(self.root, self.tmp_path, self.rel)
-        self.tmp_path = None
+        self._file.path = None
         return kept
 
     async def commit_to_trash(self, expected_size: int | None, expected_md5: str | None) -> Path:

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
-from daemon.sandbox.blobs import CHUNK, BlobWritten, new_blob_name
+from daemon.sandbox.blobs import CHUNK, RECEIVE_CHUNK, BlobWritten, new_blob_name
 from daemon.sandbox.coredata_backend import CoreDataBackend
 from daemon.sandbox.coredata_listing import page_meta, parse_list_query
 from daemon.sandbox.coredata_model import file_json, folder_json, space_json
@@ -166,7 +166,7 @@ async def update_content(request: web.Request) -> web.StreamResponse:
     else:
         if "digest" in query:
             raise ApiError(400, "'digest' is only used together with 'blob_name'.")
-        blob = await backend.blobs.write_stream(new_blob_name(), request.content.iter_chunked(CHUNK))
+        blob = await backend.blobs.write_stream(new_blob_name(), request.content.iter_chunked(RECEIVE_CHUNK))
         try:
             node = backend.replace_content(node.id, blob, filename=filename, snapshot_id=snapshot_id)
         except BaseException:

@@ -12,7 +12,7 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from daemon.sandbox.blobs import CHUNK, is_blob_name
+from daemon.sandbox.blobs import RECEIVE_CHUNK, is_blob_name
 from daemon.sandbox.coredata_backend import CoreDataBackend
 from daemon.sandbox.middleware import ApiError
 from daemon.sandbox.signing import SignatureError
@@ -110,7 +110,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, f"Content-Length {declared} differs from the reserved {reserved.content_length}.")
     try:
         written = await backend.blobs.write_stream(
-            blob, request.content.iter_chunked(CHUNK), expect_size=reserved.content_length
+            blob, request.content.iter_chunked(RECEIVE_CHUNK), expect_size=reserved.content_length
         )
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None

@@ -132,7 +132,7 @@ class _RestartableSink:
         await self.target.write(chunk)
 
     async def reset(self) -> None:
-        self.target.discard()
+        await self.target.close()
         self.target = atomic.open_download(self.root, self.rel)
 
 
@@ -538,7 +538,7 @@ class Executor:
             await self.provider.download(remote_item(remote), sink)
             new_local = await self._commits.commit(sink.target, remote.size, remote.digest, action.local)
         finally:
-            sink.target.discard()
+            await sink.target.close()
         async with self.store.batched(self.lib) as tx:
             await tx.put_local(new_local)
             await tx.put_synced(synced_row(action.path, new_local, remote))

@@ -95,7 +95,7 @@ async def keep_copy(provider: Provider, root: Path, planned: RemoteRow, digest: 
             planned, fresh, f"remote {planned.path!r} does not hold the planned version: {exc}"
         ) from exc
     finally:
-        target.discard()
+        await target.close()
     log.info("remote_version_kept", path=planned.path, remote_id=planned.remote_id, trash=str(kept.relative_to(root)))
     return kept
 

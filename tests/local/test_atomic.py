@@ -93,7 +93,8 @@ async def test_local_changed_when_new_file_appeared(root: Path) -> None:
 
 async def test_exit_without_commit_and_unsafe_paths(root: Path) -> None:
     async with open_download(root, "a.txt") as target:
-        await target.write(b"partial" * 200_000)  # past the in-memory buffer: the temp file exists
+        await target.write(b"partial" * 200_000)  # past the in-memory buffer: written in the background
+        await target.write(b"partial" * 200_000)  # another buffer: waits until the first one is on disk
         assert target.tmp_path is not None and target.tmp_path.exists()
     assert _tmp_files(root) == []
     with pytest.raises(ValueError):
@@ -122,3 +123,42 @@ def test_cleanup_tmp(root: Path) -> None:
     (root / ".libmirror/tmp/dl-crash.part").write_bytes(b"half")
     assert cleanup_tmp(root) == 1
     assert _tmp_files(root) == []
+
+
+async def test_large_download_written_while_the_next_buffer_fills(root: Path) -> None:
+    """Several MiB in uneven chunks: each full buffer goes to a writer thread while the next one
+    fills, hashed by another thread meanwhile; what lands on disk and its digest are still the bytes
+    in the order they came."""
+    data = os.urandom(5 * 1024 * 1024 + 12_345)
+    async with open_download(root, "big.bin") as target:
+        at = 0
+        for size in [1, 300_000, 1_048_576, 7, 2_000_000] * 10:
+            if at >= len(data):
+                break
+            await target.write(data[at : at + size])
+            at += size
+        await target.write(data[at:])
+        row = await target.commit(len(data), hashlib.md5(data).hexdigest(), None)
+    assert (root / "big.bin").read_bytes() == data
+    assert row.digest == hashlib.md5(data).hexdigest() and row.size == len(data)
+    assert _tmp_files(root) == []
+
+
+async def test_a_failed_background_write_fails_the_download(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails in the writer thread (a full disk: nothing here can fill one) is raised by
+    the download's next write, and leaving the target removes its temp file."""
+    from daemon.local import atomic
+
+    real = atomic._TempFile.append
+
+    def full_disk(self: atomic._TempFile, chunks: list[bytes]) -> None:
+        real(self, chunks[:1])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic._TempFile, "append", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        async with open_download(root, "big.bin") as target:
+            for _ in range(3):
+                await target.write(b"x" * 1_100_000)
+    assert _tmp_files(root) == []
+    assert not (root / "big.bin").exists()
