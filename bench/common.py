@@ -113,6 +113,7 @@ class Timed:
     peak_rss_mb: float
     returncode: int
     cpu_s: float = 0.0  # user + system CPU of the child, all its threads (from wait4)
+    pass_s: float | None = None  # seconds of its sync passes by their own log lines (``sync_once``)
 
 
 def pinned(args: list[str], cores: str | None) -> list[str]:
@@ -120,11 +121,18 @@ def pinned(args: list[str], cores: str | None) -> list[str]:
     return args if cores is None else ["taskset", "-c", cores, *args]
 
 
-def run_timed(args: list[str], cores: str | None = None) -> Timed:
-    """Run a command; wall time, peak RSS and CPU time of the child (from wait4)."""
+def run_timed(args: list[str], cores: str | None = None, output: Path | None = None) -> Timed:
+    """Run a command; wall time, peak RSS and CPU time of the child (from wait4). ``output``: a file
+    that receives its stdout and stderr (else they are dropped)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(pinned(args, cores), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
+    sink = open(output, "wb") if output is not None else None  # noqa: SIM115 (closed below)
+    try:
+        target = sink if sink is not None else subprocess.DEVNULL
+        proc = subprocess.Popen(pinned(args, cores), stdout=target, stderr=target)
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        if sink is not None:
+            sink.close()
     elapsed = time.perf_counter() - start
     cpu = usage.ru_utime + usage.ru_stime
     return Timed(elapsed, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), cpu)
@@ -345,11 +353,32 @@ def build_local_tree(dest: Path, small: int, folders: int, large: int, large_siz
 
 
 def sync_once(config: Path, cores: str | None = None) -> Timed:
-    """`libmirror --config CONFIG sync --once` in a child process: wall time, peak RSS and CPU."""
-    run = run_timed([LIBMIRROR, "--config", str(config), "sync", "--once"], cores)
+    """`libmirror --config CONFIG sync --once` in a child process: wall time, peak RSS and CPU, and
+    ``pass_s``, the time its passes took by their own ``pass`` log lines (the run without the
+    interpreter's start-up, the store's opening and the shutdown)."""
+    log_path = config.with_name("sync-once.log")
+    args = [LIBMIRROR, "--config", str(config), "--log-format", "json", "sync", "--once"]
+    run = run_timed(args, cores, output=log_path)
     if run.returncode != 0:
-        raise RuntimeError(f"libmirror sync --once exited with {run.returncode}")
+        raise RuntimeError(f"libmirror sync --once exited with {run.returncode} (its log: {log_path})")
+    run.pass_s = sum(event["duration_ms"] for event in log_events(log_path, "pass")) / 1000
     return run
+
+
+def log_events(path: Path, name: str) -> list[dict[str, Any]]:
+    """The JSON log lines of ``path`` whose event is ``name`` (journald's ``<N>`` prefix skipped)."""
+    found = []
+    for line in path.read_text(errors="replace").splitlines():
+        start = line.find("{")
+        if start < 0:
+            continue
+        try:
+            event = json.loads(line[start:])
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") == name:
+            found.append(event)
+    return found
 
 
 # ---- the daemon ------------------------------------------------------------------------------------
