@@ -106,6 +106,13 @@ class _TempFile:
         finally:
             hashed.result()  # the digest is whole before anyone reads it or hashes on
 
+    def write_out(self) -> None:
+        """Create the file if nothing was written yet, hand what is buffered to the kernel and start
+        its writeback (see ``start_writeback``)."""
+        fh = self.open()
+        fh.flush()
+        start_writeback(fh.fileno(), 0, 0)  # 0 bytes: to the end of the file
+
     def flush(self) -> None:
         """Create (if nothing was written yet), fsync and close the file."""
         fh = self.open()
@@ -225,12 +232,21 @@ class DownloadTarget:
         else:
             writing.add_done_callback(lambda _: file.remove())
 
-    def _flush(self) -> None:
+    def write_out(self) -> None:
+        """In a worker thread: write every byte received to the temp file and start writing it to disk,
+        without waiting for the disk. A batch of downloads does this for all its files before the
+        first fsync: each fsync then waits for writes already under way (about a third of the time
+        of fsyncs one after another, here, for small files)."""
         if self._writing is not None:  # in a worker thread: waiting here blocks no event loop
             writing, self._writing = self._writing, None
             writing.result()
         pending, self._pending, self._pending_size = self._pending, [], 0
-        self._file.append(pending)
+        if pending:
+            self._file.append(pending)
+        self._file.write_out()
+
+    def _flush(self) -> None:
+        self.write_out()
         self._file.flush()
 
     def place(self, replace: LocalRow | None) -> tuple[LocalRow, Path]:

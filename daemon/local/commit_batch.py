@@ -39,10 +39,18 @@ class _Job:
 
 
 def _finish_all(jobs: list[_Job]) -> None:
-    """In a worker thread: write, fsync and verify every file, rename each into place, then fsync
-    each folder that received one. A job's exception is kept on the job, never raised here."""
+    """In a worker thread: write every file and start its writeback, then fsync and verify each, rename
+    each into place, and fsync each folder that received one. A job's exception is kept on the job,
+    never raised here."""
     folders: dict[Path, None] = {}
+    for job in jobs:  # every file's writeback under way before the first fsync
+        try:
+            job.target.write_out()
+        except Exception as exc:
+            job.error = exc
     for job in jobs:
+        if job.error is not None:
+            continue
         try:
             job.target.verify(job.expected_size, job.expected_md5)
             job.row, folder = job.target.place(job.replace)
