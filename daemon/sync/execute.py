@@ -70,6 +70,17 @@ class Replan(Exception):
     """The world moved on since the plan; observe again instead of acting."""
 
 
+class FolderRefused(Replan):
+    """The server refused to remove a remote folder that the remote tree shows empty (HTTP 409: not
+    empty). The tree may be stale (an item landed in the folder after the listing: a colleague's upload
+    after the plan) or the server may keep items that no listing shows (TimeTap: deleted ones). Not an
+    error: the pass lists the remote side in full and plans again."""
+
+    def __init__(self, remote_id: str, why: str) -> None:
+        super().__init__(why)
+        self.remote_id = remote_id
+
+
 @dataclass
 class ExecutionReport:
     done: list[Action] = field(default_factory=list)
@@ -77,6 +88,7 @@ class ExecutionReport:
     failed: list[tuple[Action, str]] = field(default_factory=list)
     unsupported: list[tuple[Action, str]] = field(default_factory=list)  # the API cannot do it: skipped
     remote_changes: list[RemoteChanged] = field(default_factory=list)  # what the server answered a check
+    refused_folders: list[str] = field(default_factory=list)  # remote ids of FolderRefused: listed again in full
     bytes_up: int = 0
     bytes_down: int = 0
 
@@ -208,6 +220,7 @@ class Executor:
         on_failed: Callable[[Action], None] | None = None,
         clock: Callable[[], float] = time.time,
         ignore: IgnoreMatcher | None = None,
+        kept_folders: set[str] | None = None,
     ) -> None:
         self.store = store
         self.ignore = ignore or IgnoreMatcher()
@@ -225,6 +238,9 @@ class Executor:
         # per file (cleared around every action that may move or remove a folder, see ``_dispatch``)
         self._folder_ids: dict[str, str] = {}
         self._in_backoff: set[str] = set()
+        # remote ids of folders the server refused to remove although a full listing made after the
+        # refusal shows them empty: it keeps items no listing shows (kept by the library, see ``LibrarySync``)
+        self.kept_folders = kept_folders if kept_folders is not None else set()
 
     async def run(self, actions: list[Action]) -> ExecutionReport:
         """Carry out one round's actions, at most ``concurrency`` at once, in three steps. First what
@@ -277,6 +293,8 @@ class Executor:
                 return
             except (Replan, atomic.LocalChanged, PreconditionFailed) as exc:
                 report.replanned.append(action)
+                if isinstance(exc, FolderRefused):
+                    report.refused_folders.append(exc.remote_id)
                 log.info("action_replanned", action=action.kind.value, path=action.path, why=str(exc))
                 return
             except Unsupported as exc:
@@ -705,13 +723,24 @@ class Executor:
             try:
                 await retire.retire(self.provider, self.root, remote, None)
             except PreconditionFailed as exc:
-                # the listing shows the folder empty, the server says it is not: it keeps items its
+                if remote.remote_id not in self.kept_folders:
+                    # the remote tree shows the folder empty, the server says it is not: the tree may be
+                    # stale (a colleague put a file into it after the plan). Listed again in full, the
+                    # new item is pulled: the change wins over the delete. Taken for a folder the server
+                    # keeps, that file was left out of the pass and the folder reported as one the API
+                    # cannot remove (found by the simulation)
+                    raise FolderRefused(
+                        remote.remote_id,
+                        f"the server refuses to remove the folder {action.path!r} ({exc}): listing it again",
+                    ) from exc
+                # a full listing made since an earlier refusal showed it empty as well: it keeps items its
                 # listing leaves out (TimeTap: deleted ones). Left on the server and reported, instead
                 # of being asked again in every round (found by the simulation)
                 raise Unsupported(
                     f"the server keeps the folder {action.path!r}: it still holds items its listing does not "
                     f"show ({exc}); it is left on the server"
                 ) from exc
+            self.kept_folders.discard(remote.remote_id)
         async with self.store.batched(self.lib) as tx:
             await tx.delete_remote(action.path)
             await tx.delete_synced(action.path)

@@ -231,6 +231,9 @@ class LibrarySync:
         # shared by the libraries of a daemon: how many full remote listings run at once (see observe_remote)
         self.listing_slots = listing_slots
         self.unsyncable: set[str] = set()  # local names that cannot be synced (shown escaped), for status
+        # remote ids of folders the server refused to remove although the full listing that followed
+        # showed them empty: their next refusal is reported as final, not listed again (see Executor)
+        self.kept_folders: set[str] = set()
         self.store = store
         self.lib = lib
         self.provider = provider
@@ -509,6 +512,7 @@ class LibrarySync:
             acted = acted or bool(report.done or report.replanned)
             replanned.replanned += report.replanned
             replanned.remote_changes += report.remote_changes
+            replanned.refused_folders += report.refused_folders
         if replanned.replanned:
             await self._observe_replanned(replanned)
         return acted
@@ -629,6 +633,7 @@ class LibrarySync:
             on_progress=_both(on_progress, progress.advanced if progress is not None else None),
             on_failed=progress.failed if progress is not None else None,
             ignore=self.ignore,
+            kept_folders=self.kept_folders,
         )
         report = await executor.run(work)
         _tally(run, report)
@@ -644,7 +649,19 @@ class LibrarySync:
         for change in report.remote_changes:
             await self.remote.record_fresh(change.planned, change.fresh)
         if self._remote_observable and any(isinstance(a, _REMOTE_CHECKED) for a in report.replanned):
-            await self.observe_remote(full=False)
+            # a folder the server would not remove is looked at in full: what landed in it may be a
+            # folder, which a changed-since poll does not show
+            await self.observe_remote(full=bool(report.refused_folders))
+            await self._note_kept_folders(report.refused_folders)
+
+    async def _note_kept_folders(self, refused: list[str]) -> None:
+        """After the full listing that follows refused folder removals: a folder it still shows, and
+        shows empty, keeps items no listing shows (TimeTap: deleted ones). One that now shows content
+        was refused because the remote tree was stale: the next round pulls what landed in it."""
+        for remote_id in refused:
+            row = await self.store.remote_by_id(self.lib, remote_id)
+            if row is not None and row.is_dir and not await self.store.remote_children(self.lib, remote_id):
+                self.kept_folders.add(remote_id)
 
     def _close_release(self, run: _Pass) -> None:
         """An operator's release is used up by this pass, applied or not (saying so when it was not)."""

@@ -21,7 +21,7 @@ from daemon.providers.fresh_reads import FreshReads
 from daemon.providers.http import HttpClient, RetryPolicy
 from daemon.sandbox.runner import RunningSandbox, start_sandbox
 from daemon.state.store import StateStore
-from daemon.sync.library import LibrarySync
+from daemon.sync.library import LibrarySync, PassSummary
 from daemon.vocab import Action, Direction
 from tests.simulation.remotes import ADAPTERS, ROOT, SimRemote
 
@@ -86,7 +86,8 @@ class World:
         on_plan: Callable[[list[Action]], None] | None = None,
         before_upload: Callable[[], object] | None = None,
         stop_on_delete: bool = False,
-    ) -> None:
+    ) -> PassSummary | None:
+        """One pass of a new engine on the same store and folder; its summary (None: it was stopped)."""
         store = await StateStore.open(self.state)
         http = HttpClient(retry=FAST)
         real = self.adapter.build(http)
@@ -100,14 +101,16 @@ class World:
         )
         provider: Any = Hooked(real, before_upload, stop_on_delete)
         engine = LibrarySync(config, store, await store.library_id("lib"), provider)
+        summary: PassSummary | None = None
         try:
-            await engine.run_pass(on_plan=on_plan)
+            summary = await engine.run_pass(on_plan=on_plan)
         except* Stop:
             pass
         finally:
             await real.aclose()
             await http.aclose()
             await store.close()
+        return summary
 
 
 @pytest.fixture(params=["coredata", "timetap"])
@@ -138,6 +141,49 @@ async def test_edit_after_the_plan_makes_a_conflict_copy_not_an_overwrite(world:
     assert sorted(world.live().values()) == [b"version two, by a colleague", b"version two, local"]
     assert world.live()["report.txt"] == b"version two, by a colleague"
     assert world.local() == world.live()
+
+
+async def test_a_file_added_to_a_folder_after_the_plan_is_pulled_not_called_unsupported(world: World) -> None:
+    """The folder is deleted locally; a colleague puts a file into it after the plan. The server refuses
+    to remove the folder (HTTP 409: not empty): the remote tree was stale. The pass lists again and pulls
+    the file (the change wins over the delete); the folder was never a thing the API cannot do."""
+    world.adapter.mkdir(ROOT, "docs")
+    await world.sync()
+    assert (world.root / "docs").is_dir()
+    (world.root / "docs").rmdir()
+    docs = world.adapter.paths()["docs"].id
+    summary = await world.sync(on_plan=lambda work: world.adapter.create(docs, "new.txt", b"added by a colleague"))
+    assert summary is not None and summary.unsupported == [] and summary.failures == []
+    assert world.live() == {"report.txt": b"version one", "docs/new.txt": b"added by a colleague"}
+    assert world.local() == world.live()
+
+
+async def test_a_folder_kept_for_items_no_listing_shows_is_reported_after_one_more_look(tmp_path: Path) -> None:
+    """TimeTap keeps soft-deleted items in their folder, out of every listing: the folder cannot be
+    removed. Refused once, the pass lists in full and tries once more, then reports the folder as kept
+    instead of asking again in every round."""
+    sandbox = await start_sandbox("timetap", tmp_path / "sandbox")
+    try:
+        w = World("timetap", sandbox, tmp_path)
+        for name, data in FILLERS.items():  # (the gates hold a pass that would delete every synced file)
+            w.adapter.create(ROOT, name, data)
+        w.adapter.mkdir(ROOT, "old")
+        old = w.adapter.paths()["old"].id
+        w.adapter.create(old, "gone.txt", b"deleted in TimeTap's own UI")
+        await w.sync()
+        w.adapter.soft_delete(w.adapter.paths()["old/gone.txt"])
+        await w.sync()  # the file is gone remotely: trashed locally, the folder stays on both sides
+        assert w.local() == {} and (w.root / "old").is_dir()
+        (w.root / "old").rmdir()
+        w.adapter.backend.requests.clear()
+        summary = await w.sync()
+        assert summary is not None
+        assert [path for path, _why in summary.unsupported] == ["old"]
+        assert "holds items its listing does not show" in summary.unsupported[0][1]
+        assert w.adapter.backend.requests.matching("DELETE") == 2  # before and after the full listing
+        assert "old" in {p for p, e in w.adapter.paths().items() if e.is_dir}
+    finally:
+        await sandbox.stop()
 
 
 async def test_edit_during_the_replacement_upload_is_not_deleted(tmp_path: Path) -> None:
