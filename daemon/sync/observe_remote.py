@@ -129,6 +129,7 @@ class RemoteObserver:
                 requests.append(NameRequest(c.remote_id, c.name, *held))
             names = assign_local_names(requests, await self._local_only(parent_path, current.values()))
             rows: list[RemoteRow] = []
+            unchanged: list[str] = []  # stored exactly so: only marked as seen by this generation
             for child in children:
                 name = names.get(child.remote_id)
                 if name is None:
@@ -137,7 +138,11 @@ class RemoteObserver:
                 path = join(parent_path, name)
                 if self.ignore.matches(path, child.is_dir):
                     continue
-                rows.append(_row(child, path))
+                row = _row(child, path)
+                if current.get(child.remote_id) == row:
+                    unchanged.append(path)
+                else:
+                    rows.append(row)
                 if child.is_dir:
                     obs.folders += 1
                     queue.append((child.remote_id, path))
@@ -145,6 +150,7 @@ class RemoteObserver:
                     obs.files += 1
             async with self.store.transaction(self.lib) as tx:
                 await tx.put_remotes(rows, generation)
+                await tx.touch_remotes(unchanged, generation)
         async with self.store.transaction(self.lib) as tx:
             obs.left = await tx.sweep_remote(generation)
             await tx.clear_listing()

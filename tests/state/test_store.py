@@ -285,3 +285,22 @@ async def test_subtree_match_is_a_range_on_the_primary_key(tmp_path: Path) -> No
         plan = " ".join(str(r[-1]) for r in await conn.execute(text(f"EXPLAIN QUERY PLAN {compiled}")))
     assert "SEARCH" in plan and "lib=? AND path>? AND path<?" in plan, plan
     await store.close()
+
+
+async def test_rows_a_full_listing_found_unchanged_survive_its_sweep(tmp_path: Path) -> None:
+    """A full listing writes only the generation of a row it found unchanged (``touch_remotes``): the
+    row keeps every value and survives the sweep; a row the listing did not see is swept."""
+    store = await StateStore.open(tmp_path)
+    lib = await store.library_id("board")
+    rows = [RemoteRow(f"f{i}.txt", f"id{i}", size=i, digest=f"d{i}", version="v1", name=f"f{i}.txt") for i in range(3)]
+    async with store.transaction(lib) as tx:
+        await tx.put_remotes(rows, generation=1)
+    changed = RemoteRow("f2.txt", "id2", size=9, digest="d9", version="v2", name="f2.txt")
+    async with store.transaction(lib) as tx:
+        await tx.touch_remotes(["f0.txt"], generation=2)
+        await tx.put_remotes([changed], generation=2)
+        assert await tx.sweep_remote(2) == 1  # f1.txt: not in this listing
+    assert await store.remote_at(lib, "f0.txt") == rows[0]
+    assert await store.remote_at(lib, "f1.txt") is None
+    assert await store.remote_at(lib, "f2.txt") == changed
+    await store.close()
