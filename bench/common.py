@@ -84,22 +84,34 @@ def write_config(
     top: dict[str, Any] | None = None,
 ) -> Path:
     """A one-library CoreData config; ``library``/``top`` add keys (e.g. poll_interval, allow_root)."""
+    keys = {"concurrency": concurrency, **(library or {})}
+    return write_config_file(workdir, library_block("bench", mirror, remote, keys), top)
 
-    def value(v: Any) -> str:
-        return str(v).lower() if isinstance(v, bool) else (f'"{v}"' if isinstance(v, str | Path) else str(v))
 
+def _toml(v: Any) -> str:
+    return str(v).lower() if isinstance(v, bool) else (f'"{v}"' if isinstance(v, str | Path) else str(v))
+
+
+def library_block(name: str, mirror: Path, remote: dict[str, str], keys: dict[str, Any] | None = None) -> list[str]:
+    """The config lines of one CoreData library named ``name``, mirrored at ``mirror``."""
+    return [
+        "[[library]]",
+        f'name = "{name}"',
+        'provider = "coredata"',
+        f'local_path = "{mirror}"',
+        *[f"{k} = {_toml(v)}" for k, v in (keys or {}).items()],
+        "[library.remote]",
+        *[f'{k} = "{v}"' for k, v in remote.items()],
+    ]
+
+
+def write_config_file(workdir: Path, libraries: list[str], top: dict[str, Any] | None = None) -> Path:
+    """``workdir/config.toml``: the state under ``workdir``, ``top`` keys, then the ``libraries`` lines."""
     lines = [
         f'state_dir = "{workdir / "state"}"',
         # the benchmarks may run as root, and every writing command refuses root without allow_root
-        *[f"{k} = {value(v)}" for k, v in ({"allow_root": True} | (top or {})).items()],
-        "[[library]]",
-        'name = "bench"',
-        'provider = "coredata"',
-        f'local_path = "{mirror}"',
-        f"concurrency = {concurrency}",
-        *[f"{k} = {value(v)}" for k, v in (library or {}).items()],
-        "[library.remote]",
-        *[f'{k} = "{v}"' for k, v in remote.items()],
+        *[f"{k} = {_toml(v)}" for k, v in ({"allow_root": True} | (top or {})).items()],
+        *libraries,
     ]
     path = workdir / "config.toml"
     path.write_text("\n".join(lines) + "\n")

@@ -35,7 +35,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any
 
-from bench.common import CtlSandbox, Daemon, last_json, proc_cpu_s, proc_rss_mb, rnd
+from bench.common import CtlSandbox, Daemon, last_json, library_block, proc_cpu_s, proc_rss_mb, rnd, write_config_file
 
 LIBRARIES, WINDOW_S = 200, 600.0
 FILES = 20  # per library, in two sub-folders
@@ -107,21 +107,11 @@ def touch_one(data_dir: Path, mirrors: Path) -> None:
 
 def write_many_config(work: Path, remote: dict[str, str], mirrors: Path, roots: list[str]) -> Path:
     """One config file naming every library, each rooted at its own folder, at the default intervals."""
-    lines = [f'state_dir = "{work / "state"}"', "allow_root = true"]
+    blocks: list[str] = []
     for i, root in enumerate(roots):
         name = library_name(i)
-        lines += [
-            "[[library]]",
-            f'name = "{name}"',
-            'provider = "coredata"',
-            f'local_path = "{mirrors / name}"',
-            "[library.remote]",
-            *[f'{k} = "{root if k == "root" else v}"' for k, v in remote.items()],
-        ]
-    path = work / "config.toml"
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
-    return path
+        blocks += library_block(name, mirrors / name, {**remote, "root": root})
+    return write_config_file(work, blocks)
 
 
 def wait_for_startup(daemon: Daemon, libraries: int, timeout: float) -> dict[str, Any]:

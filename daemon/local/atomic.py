@@ -164,12 +164,13 @@ class DownloadTarget:
     async def __aexit__(
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if not self._done:
-            await self.close()
+        await self.close()
 
     async def close(self) -> None:
         """Discard the download, once the buffer a writer thread may hold is written (its error, if
         any, no longer matters): the temp file is gone when this returns."""
+        if self._done:
+            return  # committed, or discarded already
         try:
             await self._written()
         except OSError:
@@ -237,16 +238,19 @@ class DownloadTarget:
         without waiting for the disk. A batch of downloads does this for all its files before the
         first fsync: each fsync then waits for writes already under way (about a third of the time
         of fsyncs one after another, here, for small files)."""
-        if self._writing is not None:  # in a worker thread: waiting here blocks no event loop
+        self._drain()
+        self._file.write_out()
+
+    def _drain(self) -> None:
+        """In a worker thread: every byte received into the temp file (created if need be)."""
+        if self._writing is not None:  # waiting here blocks no event loop
             writing, self._writing = self._writing, None
             writing.result()
         pending, self._pending, self._pending_size = self._pending, [], 0
-        if pending:
-            self._file.append(pending)
-        self._file.write_out()
+        self._file.append(pending)
 
     def _flush(self) -> None:
-        self.write_out()
+        self._drain()
         self._file.flush()
 
     def place(self, replace: LocalRow | None) -> tuple[LocalRow, Path]:

@@ -20,7 +20,7 @@ import hashlib
 import os
 import stat
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -278,6 +278,11 @@ def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str
         # listed through a descriptor: each entry is then stat'ed relative to it (fstatat), not by its
         # full path from / (which the kernel walks component by component: most of a rescan's time)
         dir_fd = os.open(dir_abs, _DIR_FLAGS)
+        try:
+            it = os.scandir(dir_fd)  # on a duplicate of dir_fd, closed with the iterator
+        except BaseException:
+            os.close(dir_fd)
+            raise
     except (FileNotFoundError, NotADirectoryError):
         out.ok = False
         return out
@@ -287,7 +292,8 @@ def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str
         out.ok = False
         return out
     try:
-        _list_entries(out, root, dir_rel, dir_abs, dir_fd, ignore, known)
+        with it:
+            _list_entries(out, root, dir_rel, dir_abs, it, ignore, known)
     finally:
         os.close(dir_fd)
     return out
@@ -298,18 +304,11 @@ def _list_entries(
     root: str,
     dir_rel: str,
     dir_abs: str,
-    dir_fd: int,
+    it: Iterator[os.DirEntry[str]],
     ignore: IgnoreMatcher,
     known: Mapping[str, StoredStat],
 ) -> None:
-    """The body of ``_list_dir`` once the folder is open as ``dir_fd``."""
-    try:
-        it = os.scandir(dir_fd)
-    except PermissionError:
-        if _unreadable_once.first((root, dir_rel)):
-            log.warning("dir_unreadable", path=dir_rel, next_step="skipped; fix its permissions")
-        out.ok = False
-        return
+    """The body of ``_list_dir`` once the folder is open (``it``: its entries)."""
     odd: list[str] = []
     prefix = f"{dir_rel}/" if dir_rel else ""
     screen = ignore.screen(dir_rel)
@@ -319,37 +318,36 @@ def _list_entries(
     known_get = known.get
     is_reg = stat.S_ISREG
     entries = 0
-    with it:
-        for entry in it:  # the hot loop: one lstat and a few C calls per unchanged file
-            entries += 1
-            name = entry.name
-            if not name.isascii() and not (is_nfc(name) and _encodable(name)):
-                odd.append(name)
-                continue
-            if (name.startswith(starts) or name.endswith(ends)) and ignored(name, entry.is_dir(follow_symlinks=False)):
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            except OSError:
-                present_add(name)  # there but not stat-able: never call that vanished
-                continue
-            k = known_get(name)  # (path, is_dir, size, mtime_ns, inode)
-            if (
-                k is not None
-                and k[3] == st.st_mtime_ns
-                and k[2] == st.st_size
-                and k[4] == st.st_ino
-                and not k[1]
-                and is_reg(st.st_mode)
-            ):
-                present_add(name)
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                _warn_symlink(root, prefix + name)
-                continue
-            _classify(out, prefix + name, name, st, known)
+    for entry in it:  # the hot loop: one lstat and a few C calls per unchanged file
+        entries += 1
+        name = entry.name
+        if not name.isascii() and not (is_nfc(name) and _encodable(name)):
+            odd.append(name)
+            continue
+        if (name.startswith(starts) or name.endswith(ends)) and ignored(name, entry.is_dir(follow_symlinks=False)):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            present_add(name)  # there but not stat-able: never call that vanished
+            continue
+        k = known_get(name)  # (path, is_dir, size, mtime_ns, inode)
+        if (
+            k is not None
+            and k[3] == st.st_mtime_ns
+            and k[2] == st.st_size
+            and k[4] == st.st_ino
+            and not k[1]
+            and is_reg(st.st_mode)
+        ):
+            present_add(name)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            _warn_symlink(root, prefix + name)
+            continue
+        _classify(out, prefix + name, name, st, known)
     out.entries = entries
     for name in odd:
         if not _encodable(name):

@@ -65,9 +65,6 @@ def relative_path(root: Path, path: str) -> str | None:
     return "/".join(parts)
 
 
-_undecodable_name = undecodable_name
-
-
 _restart_once = Once()
 
 
@@ -113,7 +110,7 @@ async def watch_changes(
     send, receive = anyio.create_memory_object_stream[set[str]](max_buffer_size=math.inf)
 
     def restarted(reason: BaseException) -> None:
-        if _undecodable_name(reason):
+        if undecodable_name(reason):
             # watchfiles cannot hand over a name that is not UTF-8 and drops the whole batch: watch
             # again, and have the whole root looked at (the scanner skips such names)
             if _restart_once.first(str(root)):
@@ -141,7 +138,7 @@ async def watch_changes(
                                 send.send_nowait(batch)
                     return
                 except BaseException as exc:  # awatch raises it inside an exception group
-                    if not _undecodable_name(exc):
+                    if not undecodable_name(exc):
                         raise
                     restarted(exc)
 

@@ -266,8 +266,10 @@ class CoreDataProvider:
         async for objects in self._walk(f"/api/v2/files/?limit={self.page_size}"):
             items = [file_item(obj) for obj in objects]
             for item in items:
-                if item.modified and (newest is None or _server_time(item.modified) > newest[0]):
-                    newest = (_server_time(item.modified), item.modified)
+                if item.modified:
+                    stamp = _server_time(item.modified)
+                    if newest is None or stamp > newest[0]:
+                        newest = (stamp, item.modified)
             page = [item for item in items if item.parent_id in inside]
             if page:
                 yield page

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,29 +50,39 @@ async def wait_for(pred: Any, limit_s: float) -> None:
             await anyio.sleep(0.05)
 
 
-async def test_an_idle_poll_costs_one_request(tmp_path: Path, coredata: RunningSandbox) -> None:
-    lib = library(tmp_path, coredata, poll_interval=1, settle=0.1)
+@asynccontextmanager
+async def running(lib: LibraryConfig) -> AsyncIterator[tuple[LibraryRunner, list[dict[str, Any]]]]:
+    """A ``LibraryRunner`` of ``lib`` running on a real state store, and the log lines it writes meanwhile.
+    Leaving the block asks it to stop (gracefully: a poll in flight finishes and logs first) and waits."""
     store = await StateStore.open(lib.local_path.parent / "state")
     runner = LibraryRunner(lib, store)
     try:
         with structlog.testing.capture_logs() as logs:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(runner.run)
-                await wait_for(lambda: runner.passes >= 1 and runner.state.state == "idle", 20)
-
-                def polls_seen() -> int:
-                    return sum(e["event"] == "poll" and e.get("kind") == "incremental" for e in logs)
-
-                seen = polls_seen()
-                await wait_for(lambda: polls_seen() > seen, 30)  # right after a poll: its request is done
-                coredata.backend.requests.clear()
-                polls_before = polls_seen()
-                await wait_for(lambda: polls_seen() >= polls_before + 3, 60)  # three idle polls
-                runner.request_stop()  # graceful: a poll in flight finishes (and logs) first
-        polls = polls_seen() - polls_before
-        requests = list(coredata.backend.requests)
+                try:
+                    yield runner, logs
+                finally:
+                    runner.request_stop()
     finally:
         await store.close()
+
+
+async def test_an_idle_poll_costs_one_request(tmp_path: Path, coredata: RunningSandbox) -> None:
+    lib = library(tmp_path, coredata, poll_interval=1, settle=0.1)
+    async with running(lib) as (runner, logs):
+        await wait_for(lambda: runner.passes >= 1 and runner.state.state == "idle", 20)
+
+        def polls_seen() -> int:
+            return sum(e["event"] == "poll" and e.get("kind") == "incremental" for e in logs)
+
+        seen = polls_seen()
+        await wait_for(lambda: polls_seen() > seen, 30)  # right after a poll: its request is done
+        coredata.backend.requests.clear()
+        polls_before = polls_seen()
+        await wait_for(lambda: polls_seen() >= polls_before + 3, 60)  # three idle polls
+    polls = polls_seen() - polls_before
+    requests = list(coredata.backend.requests)
     assert polls >= 2
     assert len(requests) == polls, [(r.method, r.path, r.query) for r in requests]
     assert {(r.method, r.path) for r in requests} == {("GET", "/api/v2/files/")}
@@ -140,16 +151,8 @@ async def test_the_catch_up_rescans_say_when_they_are_done(
 
     monkeypatch.setattr(runner_mod, "WATCH_CATCH_UP_S", (0.2, 0.4, 0.6))
     lib = library(tmp_path, coredata, poll_interval=600, settle=0.1)
-    store = await StateStore.open(lib.local_path.parent / "state")
-    runner = LibraryRunner(lib, store)
-    try:
-        with structlog.testing.capture_logs() as logs:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(runner.run)
-                await wait_for(lambda: any(e["event"] == "watcher_catch_up_done" for e in logs), 60)
-                runner.request_stop()
-    finally:
-        await store.close()
+    async with running(lib) as (_, logs):
+        await wait_for(lambda: any(e["event"] == "watcher_catch_up_done" for e in logs), 60)
     events = [e["event"] for e in logs]
     done = events.index("watcher_catch_up_done")
     last_trigger = max(i for i, e in enumerate(events) if e == "watcher_catch_up_rescan")
