@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -438,10 +439,10 @@ class StateStore:
     async def listing_children(self, lib: int, parent_id: str) -> list[RemoteItem]:
         t = schema.remote_listing
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(t).where(t.c.lib == lib, t.c.parent_id == parent_id).order_by(t.c.remote_id)
-            )
-            return [listing_from(r._mapping) for r in rows]
+            # sorted here, not by SQL: an ORDER BY remote_id made SQLite walk the primary key (every staged
+            # row of the library, for each folder: quadratic) instead of the parent index
+            rows = await conn.execute(select(t).where(t.c.lib == lib, t.c.parent_id == parent_id))
+            return sorted((listing_from(r._mapping) for r in rows), key=attrgetter("remote_id"))
 
     async def pending_replaces(self, lib: int) -> list[PendingReplace]:
         t = schema.pending_replace

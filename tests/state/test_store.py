@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from daemon.state.migrations import SchemaTooNew
 from daemon.state.schema import SCHEMA_VERSION
 from daemon.state.store import STATE_FILE, StateStore
-from daemon.vocab import LocalRow, RemoteRow, SyncedRow
+from daemon.vocab import LocalRow, RemoteItem, RemoteRow, SyncedRow
 
 pytestmark = pytest.mark.anyio
 
@@ -303,4 +305,38 @@ async def test_rows_a_full_listing_found_unchanged_survive_its_sweep(tmp_path: P
     assert await store.remote_at(lib, "f0.txt") == rows[0]
     assert await store.remote_at(lib, "f1.txt") is None
     assert await store.remote_at(lib, "f2.txt") == changed
+    await store.close()
+
+
+async def test_the_reads_a_full_listing_makes_per_folder_use_the_parent_indexes(tmp_path: Path) -> None:
+    """A full listing reads each folder's staged, stored and local children. Each of these reads must
+    search by (library, parent) in an index: a read that walks every row of the library for each folder
+    is quadratic (a 300,000-file library's unchanged pass took 32 s instead of 19 with the staged rows
+    read in primary-key order). Checked on SQLite's own query plan of each statement the store runs."""
+    store = await StateStore.open(tmp_path)
+    lib = await store.library_id("board")
+    async with store.transaction(lib) as tx:
+        await tx.add_listing([RemoteItem("id2", "root", "b.txt"), RemoteItem("id1", "root", "a.txt")])
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, parameters))
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        staged = await store.listing_children(lib, "root")
+        await store.remote_children(lib, "root")
+        await store.local_children(lib, "")
+        await store.local_names(lib, "")
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", capture)
+    assert [i.remote_id for i in staged] == ["id1", "id2"]  # in id order, as before
+    assert len(statements) == 4
+    async with store.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        for statement, parameters in statements:
+            plan = " ".join(row[3] for row in await raw.execute_fetchall(f"EXPLAIN QUERY PLAN {statement}", parameters))
+            assert re.search(r"USING (COVERING )?INDEX ix_\w+_parent \(lib=\? AND parent", plan), (statement, plan)
     await store.close()
