@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import unicodedata
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,8 @@ MAX_NAME_BYTES = 255
 _MARKER_NAME = ".libmirror"  # kept equal to daemon.local.marker.MARKER (no import: marker is the leaf)
 
 _UNSAFE_CHARS = frozenset('/\\<>:"|?*')
+# what a name may not hold: the unsafe characters and the C0/C1 control characters, each replaced by "_"
+_REPLACED = re.compile("[" + re.escape("".join(sorted(_UNSAFE_CHARS))) + "\x00-\x1f\x7f-\x9f]")
 _RESERVED_STEMS = frozenset(
     {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
     | {f"COM{d}" for d in "123456789¹²³"}
@@ -48,11 +51,6 @@ def is_nfc(s: str) -> bool:
 
 def to_nfc(s: str) -> str:
     return s if is_nfc(s) else unicodedata.normalize("NFC", s)
-
-
-def _is_control(ch: str) -> bool:
-    o = ord(ch)
-    return o < 0x20 or 0x7F <= o <= 0x9F
 
 
 def _split_ext(name: str) -> tuple[str, str]:
@@ -81,8 +79,7 @@ def _strip_edges(s: str) -> str:
 
 
 def _sanitize_once(name: str) -> str | None:
-    s = unicodedata.normalize("NFC", name)
-    s = "".join("_" if (ch in _UNSAFE_CHARS or _is_control(ch)) else ch for ch in s)
+    s = _REPLACED.sub("_", to_nfc(name))  # one C pass (a character-by-character join: 25 us per name)
     s = _strip_edges(s)
     if s in ("", ".", ".."):
         return None
@@ -135,6 +132,14 @@ def _disambiguate(name: str, remote_id: str, hash_chars: int = 6) -> str:
     """``name`` with a suffix derived only from ``remote_id``, so the same id always gets the same name."""
     tag = hashlib.sha1(remote_id.encode("utf-8")).hexdigest()[:hash_chars]
     return sanitize_name(with_suffix(name, f" (~{tag})")) or f"_ (~{tag})"
+
+
+def _candidates(clean: str, remote_id: str) -> Iterator[str]:
+    """The names a new entry may take, in order of preference; each made only when the one before is
+    taken (most entries take their plain name: three digests each cost more than the rest of a listing)."""
+    yield clean
+    for hash_chars in (6, 12, 40):
+        yield _disambiguate(clean, remote_id, hash_chars)
 
 
 def possible_local_names(name: str, remote_id: str) -> tuple[str, ...]:
@@ -219,7 +224,6 @@ def assign_local_names(siblings: Sequence[NameRequest], local_only: Collection[s
     for rid, clean in wanted.items():
         if rid in result:
             continue
-        candidates = [clean, _disambiguate(clean, rid), _disambiguate(clean, rid, 12), _disambiguate(clean, rid, 40)]
         raw = by_id[rid].raw_name
         chosen: str | None
         if raw != clean and raw in local_exact and raw not in result.values():
@@ -228,7 +232,7 @@ def assign_local_names(siblings: Sequence[NameRequest], local_only: Collection[s
             # when the folder already holds a case variant of it (the user made both)
             chosen = raw
         else:
-            chosen = next((c for c in candidates if free(c)), None)
+            chosen = next((c for c in _candidates(clean, rid) if free(c)), None)
         if chosen is None:  # a 40-hex collision among siblings: give up on this one, loudly
             log.error(
                 "local_name_collision", remote_id=rid, name=clean, next_step="entry skipped until the folder changes"

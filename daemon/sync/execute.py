@@ -63,6 +63,8 @@ log = structlog.get_logger(__name__)
 
 _reported = Once()
 
+RECORD_CHUNK = 1000
+"""RECORD actions written per group commit (see ``Executor._record_all``)."""
 FAILURE_BACKOFF = {"base": 25.0, "factor": 5.0, "cap": 24 * 3600.0}
 
 
@@ -264,7 +266,8 @@ class Executor:
             else:
                 rest.append(action)
         await self._run_all(first, report)
-        await self._run_all(rest, report)
+        await self._record_all([a for a in rest if isinstance(a, Record)], report)
+        await self._run_all([a for a in rest if not isinstance(a, Record)], report)
         for depth in sorted(folders, reverse=True):
             await self._run_all(folders[depth], report)
         return report
@@ -320,30 +323,51 @@ class Executor:
                     next_step="retried on the next pass (with backoff in daemon mode)",
                 )
                 return
-            report.done.append(action)
-            if isinstance(action, Upload):
-                report.bytes_up += moved
-            elif isinstance(action, Download):
-                report.bytes_down += moved
             if action.path in self._in_backoff:
                 async with self.store.batched(self.lib) as tx:
                     await tx.clear_failure(action.path)
-            if not isinstance(action, Skip):
-                # RECORD transfers nothing (both sides already agree): kept out of the info log, so
-                # adopting an existing copy of a large library does not print a line per file
-                emit = log.debug if isinstance(action, Record) else log.info
-                emit(
-                    "action",
-                    action=action.kind.value,
-                    path=action.path,
-                    src=moved_from(action),
-                    bytes=moved,
-                    duration_ms=round((time.monotonic() - started) * 1000, 1),
-                    reason=action.reason,
-                    **self._detail(action),
-                )
-            if self.on_progress is not None:
-                self.on_progress(action, moved)
+            self._finished(action, moved, started, report)
+
+    async def _record_all(self, records: list[Record], report: ExecutionReport) -> None:
+        """RECORD actions write a synced row and nothing else: written RECORD_CHUNK at a time, each
+        chunk in one group commit, with no task and no limiter slot per path (adopting an existing copy
+        of a 300,000-file library spent most of its time on that bookkeeping: 0.2 ms per path)."""
+        for i in range(0, len(records), RECORD_CHUNK):
+            chunk = records[i : i + RECORD_CHUNK]
+            started = time.monotonic()
+            async with self.store.batched(self.lib) as tx:
+                for action in chunk:
+                    local, remote = action.local, action.remote
+                    assert local is not None and remote is not None
+                    await tx.put_synced(synced_row(action.path, local, remote))
+                    if action.path in self._in_backoff:
+                        await tx.clear_failure(action.path)
+            for action in chunk:
+                self._finished(action, 0, started, report)
+
+    def _finished(self, action: Action, moved: int, started: float, report: ExecutionReport) -> None:
+        """An action done: counted, logged, reported to the progress display."""
+        report.done.append(action)
+        if isinstance(action, Upload):
+            report.bytes_up += moved
+        elif isinstance(action, Download):
+            report.bytes_down += moved
+        if not isinstance(action, Skip):
+            # RECORD transfers nothing (both sides already agree): kept out of the info log, so
+            # adopting an existing copy of a large library does not print a line per file
+            emit = log.debug if isinstance(action, Record) else log.info
+            emit(
+                "action",
+                action=action.kind.value,
+                path=action.path,
+                src=moved_from(action),
+                bytes=moved,
+                duration_ms=round((time.monotonic() - started) * 1000, 1),
+                reason=action.reason,
+                **self._detail(action),
+            )
+        if self.on_progress is not None:
+            self.on_progress(action, moved)
 
     def _detail(self, action: Action) -> dict[str, str]:
         """Extra words for the action line where the outcome is not what the reason suggests."""
