@@ -10,7 +10,7 @@ on a row (``daemon/vocab/rows.py``) needs only its column and migration (``schem
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -76,12 +76,23 @@ class RowTable(Generic[R]):
     def reader(self, prefix: str = "") -> Callable[[Mapping[Any, Any]], R]:
         """``read(mapping)``: the row from a result row's mapping, its columns named ``prefix + field``
         (SQLite's 0/1 read back as bool for boolean fields)."""
-        names = self.fields
-        booleans = self.booleans
+        return self._read_by(tuple(prefix + name for name in self.fields))
+
+    def reader_at(self, columns: Sequence[str], prefix: str = "") -> Callable[[Sequence[Any]], R]:
+        """``read(row)``: as ``reader``, from a plain result row whose columns are named ``columns``
+        (looked up once for the whole result, not once per row and field)."""
+        where = {column: i for i, column in enumerate(columns)}
+        return self._read_by(tuple(where[prefix + name] for name in self.fields))
+
+    def _read_by(self, keys: tuple[Any, ...]) -> Callable[[Any], R]:
+        flags = tuple(i for i, name in enumerate(self.fields) if name in self.booleans)
         make = self.row
 
-        def read(m: Mapping[Any, Any]) -> R:
-            return make(**{name: bool(m[prefix + name]) if name in booleans else m[prefix + name] for name in names})
+        def read(m: Any) -> R:  # once per row of every tree read
+            values = [m[key] for key in keys]
+            for i in flags:
+                values[i] = bool(values[i])
+            return make(*values)
 
         return read
 

@@ -176,7 +176,25 @@ def _unpageable_query() -> Any:
 
 
 _UNPAGEABLE = _unpageable_query()
-_read_local, _read_remote, _read_synced = LOCAL.reader("l_"), REMOTE.reader("r_"), SYNCED.reader("s_")
+
+
+def _path_states(result: Any) -> list[PathState]:
+    """The states of a changed-paths result (columns ``path``, then ``l_``, ``r_`` and ``s_`` for the
+    three trees' rows, NULL where a tree has none), read by position: up to a window of them per call."""
+    columns = list(result.keys())
+    at = columns.index
+    path, local, remote, synced = at("path"), at("l_path"), at("r_path"), at("s_path")
+    read_local, read_remote = LOCAL.reader_at(columns, "l_"), REMOTE.reader_at(columns, "r_")
+    read_synced = SYNCED.reader_at(columns, "s_")
+    return [
+        PathState(
+            row[path],
+            read_local(row) if row[local] is not None else None,
+            read_remote(row) if row[remote] is not None else None,
+            read_synced(row) if row[synced] is not None else None,
+        )
+        for row in result
+    ]
 
 
 class StoreUnreadable(RuntimeError):
@@ -472,19 +490,8 @@ class StateStore:
         local digest equals the synced digest and the remote id and version equal the synced ones.
         """
         statement = _CHANGED_STATES if limit is None else _CHANGED_STATES.limit(int(limit))
-        out: list[PathState] = []
         async with self.engine.connect() as conn:
-            for row in await conn.execute(statement, {"lib": lib}):
-                m = row._mapping
-                out.append(
-                    PathState(
-                        m["path"],
-                        _read_local(m) if m["l_path"] is not None else None,
-                        _read_remote(m) if m["r_path"] is not None else None,
-                        _read_synced(m) if m["s_path"] is not None else None,
-                    )
-                )
-        return out
+            return _path_states(await conn.execute(statement, {"lib": lib}))
 
     async def changed_window(self, lib: int, after: str, size: int) -> tuple[list[PathState], str | None]:
         """The changed paths (as ``changed_states``) among the next ``size`` paths of the three trees
@@ -495,16 +502,7 @@ class StateStore:
             last, seen = (await conn.execute(_WINDOW_END, {"lib": lib, "after": after, "size": size})).one()
             if not seen:
                 return [], None
-            rows = await conn.execute(_CHANGED_WINDOW, {"lib": lib, "after": after, "last": last})
-            out = [
-                PathState(
-                    m["path"],
-                    _read_local(m) if m["l_path"] is not None else None,
-                    _read_remote(m) if m["r_path"] is not None else None,
-                    _read_synced(m) if m["s_path"] is not None else None,
-                )
-                for m in (row._mapping for row in rows)
-            ]
+            out = _path_states(await conn.execute(_CHANGED_WINDOW, {"lib": lib, "after": after, "last": last}))
         return out, str(last)
 
     async def pageable(self, lib: int) -> bool:

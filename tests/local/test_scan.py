@@ -84,8 +84,8 @@ def md5_calls(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     calls: list[Path] = []
     real = scan_mod.md5_file
 
-    def counting(path: Path) -> tuple[int, str]:
-        calls.append(path)
+    def counting(path: str | Path) -> tuple[int, str]:
+        calls.append(Path(path))
         return real(path)
 
     monkeypatch.setattr(scan_mod, "md5_file", counting)
@@ -191,8 +191,8 @@ async def test_unreadable_file_skipped_not_vanished(root: Path, monkeypatch: pyt
     if os.geteuid() == 0:  # root reads anything: simulate EACCES at the one place it would surface
         real = scan_mod.md5_file
 
-        def refuse(path: Path) -> tuple[int, str]:
-            if path == target:
+        def refuse(path: str | Path) -> tuple[int, str]:
+            if Path(path) == target:
                 raise PermissionError(13, "Permission denied", str(path))
             return real(path)
 
@@ -222,9 +222,9 @@ async def test_unstable_file_skipped(root: Path, monkeypatch: pytest.MonkeyPatch
     real = scan_mod.md5_file
     target = root / "a.txt"
 
-    def growing(path: Path) -> tuple[int, str]:
+    def growing(path: str | Path) -> tuple[int, str]:
         result = real(path)
-        if path == target:
+        if Path(path) == target:
             with target.open("ab") as fh:
                 fh.write(b"more")  # someone keeps writing while we hash
         return result
