@@ -79,7 +79,7 @@ def _strip_edges(s: str) -> str:
 
 
 def _sanitize_once(name: str) -> str | None:
-    s = _REPLACED.sub("_", to_nfc(name))  # one C pass (a character-by-character join: 25 us per name)
+    s = _REPLACED.sub("_", to_nfc(name))  # one C pass: a join character by character took 4 times as long
     s = _strip_edges(s)
     if s in ("", ".", ".."):
         return None
