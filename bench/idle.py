@@ -97,7 +97,7 @@ async def adopt(config_path: Path) -> dict[str, float]:
         if others:
             raise RuntimeError(f"{len(others)} paths differ between the two sides, e.g. {others[0]}")
         for i in range(0, len(actions), 5000):
-            async with engine.store.transaction(engine.lib) as tx:
+            async with engine.store.batched(engine.lib) as tx:
                 for a in actions[i : i + 5000]:
                     assert a.local is not None and a.remote is not None
                     await tx.put_synced(synced_row(a.path, a.local, a.remote))
