@@ -2,9 +2,10 @@
 
 Speed comes from the stat fast path: a file whose size, mtime_ns and inode equal the stored row is
 neither hashed nor reported. Folders are listed, stat'ed, filtered and compared in a worker thread,
-many per call when the whole stored tree was read beforehand (``KnownTree``, a full rescan), so an
-unchanged tree costs about one ``lstat`` and a few C-level calls per entry (a name meets the ignore
-patterns only when it starts or ends like a name they can match). Only new or changed files are
+many per call in a full rescan, which knows each folder's fingerprint sum beforehand (``FolderPrints``)
+and reads the stored rows of a folder only when its entries do not add up to it: an unchanged tree
+costs about one ``lstat`` and a fingerprint per entry (a name meets the ignore patterns only when it
+starts or ends like a name they can match). Only new or changed files are
 hashed (MD5, streamed, several files in parallel, bounded by a CapacityLimiter); a file that keeps
 changing while it is hashed is left for a later pass.
 
@@ -20,13 +21,14 @@ import hashlib
 import os
 import stat
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 import structlog
 
@@ -35,6 +37,7 @@ from daemon.local.ignore import IgnoreMatcher
 from daemon.local.names import is_nfc, join, name_of, parent_of, safe_local_path, to_nfc
 from daemon.local.once import Once
 from daemon.vocab import Known, KnownLocal, LocalRow, StoredStat
+from daemon.vocab.fingerprint import entry_fingerprint, file_fingerprint, folder_fingerprint
 
 log = structlog.get_logger(__name__)
 
@@ -271,33 +274,100 @@ def _warn_symlink(root: str, rel: str) -> None:
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str, StoredStat]) -> _Listing:
-    """List, stat, filter and compare one folder. Runs in a worker thread."""
-    out = _Listing(dir_rel, known)
-    dir_abs = _abs(root, dir_rel)
+def _open_dir(root: str, dir_rel: str) -> tuple[int, Iterator[os.DirEntry[str]]] | None:
+    """A folder opened for listing: its descriptor and the entries' iterator (a context manager, on a
+    duplicate of the descriptor); None when it is gone or unreadable (logged once)."""
     try:
         # listed through a descriptor: each entry is then stat'ed relative to it (fstatat), not by its
         # full path from / (which the kernel walks component by component: most of a rescan's time)
-        dir_fd = os.open(dir_abs, _DIR_FLAGS)
+        dir_fd = os.open(_abs(root, dir_rel), _DIR_FLAGS)
         try:
-            it = os.scandir(dir_fd)  # on a duplicate of dir_fd, closed with the iterator
+            return dir_fd, os.scandir(dir_fd)
         except BaseException:
             os.close(dir_fd)
             raise
     except (FileNotFoundError, NotADirectoryError):
-        out.ok = False
-        return out
+        return None
     except PermissionError:
         if _unreadable_once.first((root, dir_rel)):
             log.warning("dir_unreadable", path=dir_rel, next_step="skipped; fix its permissions")
+        return None
+
+
+def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str, StoredStat]) -> _Listing:
+    """List, stat, filter and compare one folder. Runs in a worker thread."""
+    out = _Listing(dir_rel, known)
+    opened = _open_dir(root, dir_rel)
+    if opened is None:
         out.ok = False
         return out
+    dir_fd, it = opened
     try:
-        with it:
-            _list_entries(out, root, dir_rel, dir_abs, it, ignore, known)
+        with it:  # type: ignore[attr-defined]  # a ScandirIterator
+            _list_entries(out, root, dir_rel, _abs(root, dir_rel), it, ignore, known)
     finally:
         os.close(dir_fd)
     return out
+
+
+def _list_printed(root: str, dir_rel: str, ignore: IgnoreMatcher, prints: FolderPrints) -> _Listing:
+    """``_list_dir`` for a walk that knows each folder's fingerprint sum (a full rescan): a folder whose
+    entries add up to it yields only its subfolders; any other is listed again against its stored rows,
+    read now. Runs in a worker thread."""
+    expected = prints.expected(dir_rel)
+    if expected is not None:
+        opened = _open_dir(root, dir_rel)
+        if opened is None:
+            return _Listing(dir_rel, {}, ok=False)
+        dir_fd, it = opened
+        try:
+            with it:  # type: ignore[attr-defined]  # a ScandirIterator
+                unchanged = _unchanged(dir_rel, it, ignore, expected)
+        finally:
+            os.close(dir_fd)
+        if unchanged is not None:
+            return unchanged
+    return _list_dir(root, dir_rel, ignore, prints.rows_now(dir_rel, expected))
+
+
+def _unchanged(
+    dir_rel: str, it: Iterator[os.DirEntry[str]], ignore: IgnoreMatcher, expected: tuple[int, int]
+) -> _Listing | None:
+    """The listing of a folder whose entries add up to ``expected`` (count, fingerprint sum): its
+    subfolders and nothing to report; None as soon as it cannot be one (then its rows are compared).
+
+    Each entry is stat'ed while the iterator is open: a ``DirEntry`` of a descriptor-based scandir stats
+    relative to the iterator's descriptor, which the iterator closes once it is exhausted."""
+    prefix = f"{dir_rel}/" if dir_rel else ""
+    screen = ignore.screen(dir_rel)
+    starts, ends = screen.prefixes, screen.suffixes
+    ignored = ignore.dir_checker(dir_rel)
+    is_reg, is_dir = stat.S_ISREG, stat.S_ISDIR
+    subdirs: list[str] = []
+    entries = count = total = 0
+    for entry in it:  # the hot loop of a full rescan: one lstat and a fingerprint per entry
+        entries += 1
+        name = entry.name
+        if not name.isascii() and not (is_nfc(name) and _encodable(name)):
+            return None  # a name to normalise or report: the full comparison does that
+        if (name.startswith(starts) or name.endswith(ends)) and ignored(name, entry.is_dir(follow_symlinks=False)):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            return None
+        mode = st.st_mode
+        if is_reg(mode):
+            total += file_fingerprint(name, st.st_size, st.st_mtime_ns, st.st_ino)
+        elif is_dir(mode):
+            total += folder_fingerprint(name, st.st_ino)
+            subdirs.append(prefix + name)
+        else:
+            return None  # a symlink or a special file: the full comparison warns or reports it
+        count += 1
+    if (count, total) != expected:
+        return None
+    return _Listing(dir_rel, {}, entries=entries, subdirs=subdirs)
 
 
 def _list_entries(
@@ -475,20 +545,56 @@ async def _hash_files(root: str, items: list[_ToHash], limiter: anyio.CapacityLi
 # --- public --------------------------------------------------------------------------------------
 
 
-class KnownTree:
-    """The whole stored local tree, grouped by folder, read in one query (a full rescan): the walk
-    takes each folder's rows in its worker thread, with no hop back to the event loop per folder.
-    Holds about 200 bytes per file in memory for the length of the scan."""
+FolderRow = tuple[str, int, int, int, int, int | None]
+"""A stored local row as ``StateStore.local_folder`` reads it: (path, is_dir, size, mtime_ns, inode, fp)."""
 
-    def __init__(self, tree: dict[str, dict[str, StoredStat]]) -> None:
-        self._tree = tree
 
-    def take(self, dir_path: str) -> Mapping[str, StoredStat]:
-        """The rows of the direct children of ``dir_path``, handed out once."""
-        return self._tree.pop(dir_path, {})
+class FolderPrints:
+    """A full rescan's knowledge of the stored tree: per folder, its rows' count and fingerprint sum
+    (``StateStore.local_folder_prints``: one aggregate query, nothing per file held in memory). The walk
+    reads a folder's rows only when what it finds there does not add up to the same (a change, or a
+    fingerprint not known yet: see ``daemon/vocab/fingerprint.py``).
 
-    async def children(self, dir_path: str) -> Mapping[str, StoredStat]:
-        return self.take(dir_path)
+    Rows read whose fingerprint was missing or stale are kept in ``fills``, for ``flush`` to store."""
+
+    def __init__(
+        self,
+        prints: dict[str, tuple[int, int] | None],
+        read: Callable[[str], Coroutine[Any, Any, list[FolderRow]]],
+        fill: Callable[[list[tuple[str, int, int, int, int, int]]], Awaitable[None]],
+    ) -> None:
+        self._prints = prints
+        self._read = read
+        self._fill = fill
+        self.fills: list[tuple[str, int, int, int, int, int]] = []
+
+    def expected(self, dir_path: str) -> tuple[int, int] | None:
+        """The (count, sum) of ``dir_path``'s stored rows, handed out once (a folder without rows: 0, 0)."""
+        return self._prints.pop(dir_path, (0, 0))
+
+    def rows_now(self, dir_path: str, expected: tuple[int, int] | None) -> Mapping[str, StoredStat]:
+        """The stored rows of ``dir_path``'s children, read from the walk's worker thread (none to read
+        when ``expected`` counts none: a folder new to the store, every folder of a first scan)."""
+        if expected is not None and expected[0] == 0:
+            return {}
+        rows = anyio.from_thread.run(self._read, dir_path)
+        out: dict[str, StoredStat] = {}
+        for path, is_dir, size, mtime_ns, inode, fp in rows:
+            name = path.rpartition("/")[2]
+            out[name] = (path, is_dir, size, mtime_ns, inode)
+            want = entry_fingerprint(name, bool(is_dir), size, mtime_ns, inode)
+            if fp != want:
+                self.fills.append((path, is_dir, size, mtime_ns, inode, want))
+        return out
+
+    async def children(self, dir_path: str) -> Mapping[str, Known]:
+        return {row[0].rpartition("/")[2]: row[:5] for row in await self._read(dir_path)}
+
+    async def flush(self) -> None:
+        """Store the fingerprints gathered so far."""
+        if self.fills:
+            fills, self.fills = self.fills, []
+            await self._fill(fills)
 
 
 _STRETCH_ENTRIES = 20_000
@@ -505,14 +611,15 @@ class _Walk:
     ignore: IgnoreMatcher
     stack: list[str]
 
-    def stretch(self, take: Callable[[str], Mapping[str, StoredStat]], max_dirs: int) -> list[_Listing]:
-        """List folders off the stack until one of the budgets is spent; the listings with news."""
+    def stretch(self, lister: Callable[[str], _Listing], max_dirs: int) -> list[_Listing]:
+        """List folders off the stack with ``lister`` until one of the budgets is spent; the listings
+        with news."""
         out: list[_Listing] = []
         entries = news = dirs = 0
         stack = self.stack
         while stack and dirs < max_dirs and entries < _STRETCH_ENTRIES and news < _STRETCH_NEWS:
             dir_rel = stack.pop()
-            listing = _list_dir(self.root, dir_rel, self.ignore, take(dir_rel))
+            listing = lister(dir_rel)
             dirs += 1
             if not listing.ok:
                 continue
@@ -524,11 +631,15 @@ class _Walk:
                 news += listing.news
         return out
 
+    def printed(self, prints: FolderPrints) -> Callable[[str], _Listing]:
+        """How this walk lists a folder in a full rescan (see ``_list_printed``)."""
+        root, ignore = self.root, self.ignore
+        return lambda dir_rel: _list_printed(root, dir_rel, ignore, prints)
 
-def _given(children: Mapping[str, Known]) -> Callable[[str], Mapping[str, StoredStat]]:
-    """``take`` for a walk of one folder whose rows were fetched beforehand."""
-    stored = _stored_children(children)
-    return lambda _dir: stored
+    def given(self, children: Mapping[str, Known]) -> Callable[[str], _Listing]:
+        """How this walk lists one folder whose rows were read beforehand."""
+        stored = _stored_children(children)
+        return lambda dir_rel: _list_dir(self.root, dir_rel, self.ignore, stored)
 
 
 async def _settle(
@@ -574,19 +685,21 @@ async def scan_tree(
     skipped without reporting its children as vanished: only a readable listing can prove a
     deletion. ``start`` itself is not reported, only what is below it.
 
-    With a :class:`KnownTree` the walk goes through many folders per worker-thread call (an unchanged
+    With :class:`FolderPrints` the walk goes through many folders per worker-thread call (an unchanged
     100,000-file tree in a handful of calls); other ``known`` rows are asked for one folder at a time.
     """
     limiter = hash_limiter or anyio.CapacityLimiter(DEFAULT_HASH_THREADS)
     safe_local_path(root, start)
     root_s = os.fspath(root)
     walk = _Walk(root_s, ignore, [start])
+    lister = walk.printed(known) if isinstance(known, FolderPrints) else None
     while walk.stack:
-        if isinstance(known, KnownTree):
-            listings = await anyio.to_thread.run_sync(walk.stretch, known.take, _STRETCH_ENTRIES)
+        if lister is not None:
+            listings = await anyio.to_thread.run_sync(walk.stretch, lister, _STRETCH_ENTRIES)
         else:
-            children = _given(await known.children(walk.stack[-1]))
-            listings = await anyio.to_thread.run_sync(walk.stretch, children, 1)
+            listings = await anyio.to_thread.run_sync(walk.stretch, walk.given(await known.children(walk.stack[-1])), 1)
+        if isinstance(known, FolderPrints):
+            await known.flush()
         for listing in listings:
             batch = await _settle(root_s, listing, known, limiter)
             if batch:

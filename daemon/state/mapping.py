@@ -19,6 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from daemon.state import schema
 from daemon.vocab import LocalRow, RemoteItem, RemoteRow, SyncedRow
+from daemon.vocab.fingerprint import entry_fingerprint
 
 R = TypeVar("R")
 
@@ -97,7 +98,14 @@ class RowTable(Generic[R]):
         return read
 
 
-LOCAL = RowTable(LocalRow, schema.local, ("lib", "path"), {"parent": lambda r: parent_path(r.path)})
+def local_fingerprint(row: LocalRow) -> int:
+    """The ``fp`` column of a local row (see ``daemon/vocab/fingerprint.py``)."""
+    return entry_fingerprint(row.path.rpartition("/")[2], row.is_dir, row.size, row.mtime_ns, row.inode)
+
+
+LOCAL = RowTable(
+    LocalRow, schema.local, ("lib", "path"), {"parent": lambda r: parent_path(r.path), "fp": local_fingerprint}
+)
 REMOTE = RowTable(RemoteRow, schema.remote, ("lib", "path"), {"generation": lambda _r: 0})
 SYNCED = RowTable(SyncedRow, schema.synced, ("lib", "path"))
 LISTING = RowTable(RemoteItem, schema.remote_listing, ("lib", "remote_id"))

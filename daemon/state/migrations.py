@@ -26,8 +26,15 @@ def _v2_to_v3(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE remote ADD COLUMN name TEXT"))
 
 
+def _v3_to_v4(conn: Connection) -> None:
+    """Version 4 keeps each local row's fingerprint, so a full rescan reads the rows of changed folders
+    only. Rows of v3 have none (NULL): the first rescan reads their folders and fills it in."""
+    if "fp" not in {c["name"] for c in inspect(conn).get_columns("local")}:
+        conn.execute(text("ALTER TABLE local ADD COLUMN fp BIGINT"))
+
+
 # version n -> function upgrading n to n + 1
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 class SchemaTooNew(RuntimeError):

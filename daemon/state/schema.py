@@ -20,7 +20,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -67,6 +67,9 @@ local = Table(
     Column("mtime_ns", BigInteger, nullable=False, default=0),
     Column("inode", BigInteger, nullable=False, default=0),
     Column("digest", String),
+    # the entry's fingerprint (daemon/vocab/fingerprint.py), summed per folder by a full rescan; NULL:
+    # not known yet (rows of v3, a folder just renamed), which makes the folder's rows be read. Version 4
+    Column("fp", BigInteger),
 )
 Index("ix_local_parent", local.c.lib, local.c.parent)
 

@@ -42,7 +42,8 @@ from daemon.state.mapping import (
 )
 from daemon.state.migrations import check_readable, migrate
 from daemon.state.writes import PendingReplace, Txn, under_folder
-from daemon.vocab import LocalRow, PathState, RemoteItem, RemoteRow, StoredStat, SyncedRow
+from daemon.vocab import LocalRow, PathState, RemoteItem, RemoteRow, SyncedRow
+from daemon.vocab.fingerprint import summed
 
 __all__ = [
     "STATE_FILE",
@@ -63,9 +64,6 @@ _LOCAL_TREE = select(
     schema.local.c.mtime_ns,
     schema.local.c.inode,
 ).where(schema.local.c.lib == bindparam("lib"))
-# the same statement as SQLite text with one positional parameter, for the driver's own fetchall (see
-# ``local_tree``): compiled from the Core expression, not written by hand
-_LOCAL_TREE_SQL = str(_LOCAL_TREE.compile(dialect=sqlite.dialect()))
 _LOCAL_WINDOW = (
     select(schema.local.c.parent, *_LOCAL_TREE.selected_columns)
     .where(schema.local.c.lib == bindparam("lib"), schema.local.c.parent >= bindparam("parent"))
@@ -74,6 +72,23 @@ _LOCAL_WINDOW = (
 )
 _LOCAL_WINDOW_SQL = str(_LOCAL_WINDOW.compile(dialect=sqlite.dialect()))
 
+
+_L = schema.local
+_LOW = 0xFFFFFFFF  # see daemon/vocab/fingerprint.py: LOW_BITS
+_FOLDER_PRINTS = (
+    select(
+        _L.c.parent,
+        func.count(),
+        func.count(_L.c.fp),
+        func.sum(_L.c.fp.op("&")(_LOW)),
+        func.sum(_L.c.fp.op(">>")(32)),
+    )
+    .where(_L.c.lib == bindparam("lib"))
+    .group_by(_L.c.parent)
+)
+_FOLDER_ROWS = select(_L.c.path, _L.c.is_dir, _L.c.size, _L.c.mtime_ns, _L.c.inode, _L.c.fp).where(
+    _L.c.lib == bindparam("lib"), _L.c.parent == bindparam("parent")
+)
 
 _TREES = (schema.local, schema.remote, schema.synced)
 
@@ -340,33 +355,20 @@ class StateStore:
             rows = await conn.execute(select(t.c.path).where(t.c.lib == lib, t.c.parent == parent))
             return [r.path.rpartition("/")[2] for r in rows]
 
-    async def local_tree(self, lib: int) -> dict[str, dict[str, StoredStat]]:
-        """The whole local tree as {parent folder: {name: (path, is_dir, size, mtime_ns, inode)}}, in one
-        query (for full rescans)."""
-        out: dict[str, dict[str, StoredStat]] = {}
+    async def local_folder_prints(self, lib: int) -> dict[str, tuple[int, int] | None]:
+        """Per folder of the local tree, its rows' count and fingerprint sum, summed up by SQLite (a full
+        rescan's knowledge of an unchanged folder: see ``daemon/vocab/fingerprint.py``); None for a
+        folder holding a row whose fingerprint is not known yet."""
         async with self.engine.connect() as conn:
-            if self.engine.dialect.driver == "aiosqlite":
-                # one hop to the database thread for the whole tree, plain tuples from the driver: a
-                # 100,000-file rescan spends its time on the disk, not on building result objects
-                raw = (await conn.get_raw_connection()).driver_connection
-                assert raw is not None
-                rows = await raw.execute_fetchall(_LOCAL_TREE_SQL, (lib,))
-            else:
-                rows = [tuple(r) for r in await conn.execute(_LOCAL_TREE, {"lib": lib})]
-        # rows come grouped by folder when SQLite reads them through ix_local_parent: the last folder's
-        # dict is reused without hashing its path again (any order gives the same result)
-        last: str | None = None
-        folder: dict[str, StoredStat] = {}
-        for row in rows:
-            parent, _, name = row[0].rpartition("/")
-            if parent != last:
-                last = parent
-                got = out.get(parent)
-                if got is None:
-                    got = out[parent] = {}
-                folder = got
-            folder[name] = row  # the driver's tuple as it is (is_dir stays SQLite's 0/1)
-        return out
+            rows = await conn.execute(_FOLDER_PRINTS, {"lib": lib})
+            return {
+                parent: summed(count, low, high) if known == count else None for parent, count, known, low, high in rows
+            }
+
+    async def local_folder(self, lib: int, parent: str) -> list[tuple[str, int, int, int, int, int | None]]:
+        """The rows of the direct children of ``parent`` as ``(path, is_dir, size, mtime_ns, inode, fp)``."""
+        async with self.engine.connect() as conn:
+            return [tuple(r) for r in await conn.execute(_FOLDER_ROWS, {"lib": lib, "parent": parent})]
 
     async def local_at(self, lib: int, path: str) -> LocalRow | None:
         t = schema.local

@@ -34,6 +34,31 @@ _REMOTE_TOUCH = (
     .values(generation=bindparam("b_generation"))
 )
 _NO_EXTRA: dict[str, Any] = {}
+_LOCAL_FP_FILL = (
+    schema.local.update()
+    .where(
+        schema.local.c.lib == bindparam("b_lib"),
+        schema.local.c.path == bindparam("b_path"),
+        schema.local.c.is_dir == bindparam("b_is_dir"),
+        schema.local.c.size == bindparam("b_size"),
+        schema.local.c.mtime_ns == bindparam("b_mtime_ns"),
+        schema.local.c.inode == bindparam("b_inode"),
+    )
+    .values(fp=bindparam("b_fp"))
+)
+
+
+def _fill_values(lib: int, row: tuple[str, int, int, int, int, int]) -> dict[str, Any]:
+    path, is_dir, size, mtime_ns, inode, fp = row
+    return {
+        "b_lib": lib,
+        "b_path": path,
+        "b_is_dir": bool(is_dir),
+        "b_size": size,
+        "b_mtime_ns": mtime_ns,
+        "b_inode": inode,
+        "b_fp": fp,
+    }
 
 
 def under_folder(column: ColumnElement[str], folder: str) -> ColumnElement[bool]:
@@ -88,6 +113,13 @@ class Txn:
         if not rows:
             return
         await self._exec(LOCAL_UPSERT, [local_values(self.lib, r, _NO_EXTRA) for r in rows])
+
+    async def set_local_fingerprints(self, rows: Sequence[tuple[str, int, int, int, int, int]]) -> None:
+        """Fill in the fingerprints a rescan computed for rows it found unchanged, each given as
+        ``(path, is_dir, size, mtime_ns, inode, fp)``: written only where the row still holds those
+        fields (a row rewritten meanwhile keeps the fingerprint its writer gave it)."""
+        if rows:
+            await self._exec(_LOCAL_FP_FILL, [_fill_values(self.lib, row) for row in rows])
 
     async def delete_local(self, path: str, *, recursive: bool = False) -> None:
         t = schema.local
@@ -172,6 +204,7 @@ class Txn:
             top: dict[str, Any] = {"path": dst}
             if table is schema.local:
                 top["parent"] = parent_path(dst)
+                top["fp"] = None  # its name changed: not known until a rescan reads its folder
             await self._exec(
                 table.update().prefix_with("OR REPLACE").where(table.c.lib == self.lib, table.c.path == src).values(top)
             )

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import assert_never
 
@@ -22,8 +23,8 @@ from daemon.local import atomic, marker, trash
 from daemon.local.ignore import IgnoreMatcher
 from daemon.local.once import Once
 from daemon.local.scan import (
+    FolderPrints,
     KnownRows,
-    KnownTree,
     LocalChange,
     Unsyncable,
     Vanished,
@@ -196,7 +197,7 @@ class WindowedKnownRows:
         rows = await self.store.local_window(self.lib, dir_path, self.size)
         window: dict[str, dict[str, Known]] = {}
         for row in rows:
-            window.setdefault(row[0], {})[row[1].rpartition("/")[2]] = row[1:]  # a StoredStat, as KnownTree
+            window.setdefault(row[0], {})[row[1].rpartition("/")[2]] = row[1:]  # a StoredStat
         self.window, self.low, self.high = dict(window), dir_path, None
         if len(rows) >= self.size:  # the last folder may go on past the window: read it whole, alone
             self.high = rows[-1][0]
@@ -207,9 +208,10 @@ class WindowedKnownRows:
 
 
 WHOLE_TREE_ROWS = 200_000
-"""Up to this many stored local rows, a full rescan reads the whole tree in one query (``KnownTree``: the
-walk takes many folders per worker-thread call, about 200 bytes per row held for the scan); a larger
-tree is read a window of folders at a time (``WindowedKnownRows``: memory bounded whatever its size)."""
+"""Up to this many stored local rows, a full rescan reads each folder's fingerprint sum in one query
+(``FolderPrints``: the walk takes many folders per worker-thread call and reads the rows of changed
+folders only; about 150 bytes per folder held for the scan); a larger tree is read a window of folders at
+a time (``WindowedKnownRows``: memory bounded whatever its size, even with a folder per file)."""
 
 
 class LibrarySync:
@@ -260,8 +262,16 @@ class LibrarySync:
 
     async def _known_for_rescan(self) -> KnownRows:
         if await self.store.local_count(self.lib) <= WHOLE_TREE_ROWS:
-            return KnownTree(await self.store.local_tree(self.lib))
+            return FolderPrints(
+                await self.store.local_folder_prints(self.lib),
+                partial(self.store.local_folder, self.lib),
+                self._fill_fingerprints,
+            )
         return WindowedKnownRows(self.store, self.lib)
+
+    async def _fill_fingerprints(self, rows: list[tuple[str, int, int, int, int, int]]) -> None:
+        async with self.store.batched(self.lib) as tx:
+            await tx.set_local_fingerprints(rows)
 
     async def observe_local(self, paths: list[str] | None = None) -> int:
         """Scan the whole root (or only ``paths``) into the local tree; returns the rows changed."""

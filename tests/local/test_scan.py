@@ -15,8 +15,9 @@ from daemon.local.ignore import IgnoreMatcher
 from daemon.local.marker import ensure_marker
 from daemon.local.names import name_of, parent_of
 from daemon.local.scan import (
+    FolderPrints,
+    FolderRow,
     KnownRows,
-    KnownTree,
     LocalChange,
     Unsyncable,
     Vanished,
@@ -24,16 +25,18 @@ from daemon.local.scan import (
     observe_paths,
     scan_tree,
 )
-from daemon.vocab import KnownLocal, LocalRow, StoredStat
+from daemon.vocab import LocalRow
+from daemon.vocab.fingerprint import entry_fingerprint
 from tests.local.memory_known import MemoryKnown
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(autouse=True, params=["per_folder", "whole_tree"])
+@pytest.fixture(autouse=True, params=["per_folder", "printed", "printed_unknown"])
 def known_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every scan of this module runs twice: asking the known rows one folder at a time (what a watcher
-    pass does), and from the whole tree read beforehand (``KnownTree``, a full rescan)."""
+    """Every scan of this module runs three times: asking the known rows one folder at a time (what a
+    watcher pass does), and as a full rescan does, from each folder's fingerprint sum (``FolderPrints``),
+    with the fingerprints known or not known yet (rows of a store of schema version 3)."""
     monkeypatch.setattr(sys.modules[__name__], "_MODE", request.param)
     return str(request.param)
 
@@ -41,17 +44,29 @@ def known_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 _MODE = "per_folder"
 
 
-def _whole_tree(known: MemoryKnown) -> KnownTree:
-    tree: dict[str, dict[str, StoredStat]] = {}
+def _printed(known: MemoryKnown, *, unknown: bool = False) -> FolderPrints:
+    """What ``StateStore.local_folder_prints`` and ``local_folder`` would give for ``known``'s rows."""
+    rows: dict[str, list[FolderRow]] = {}
     for path, row in known.rows.items():
-        stored = KnownLocal(path, row.is_dir, row.size, row.mtime_ns, row.inode)
-        tree.setdefault(parent_of(path), {})[name_of(path)] = stored
-    return KnownTree(tree)
+        fp = None if unknown else entry_fingerprint(name_of(path), row.is_dir, row.size, row.mtime_ns, row.inode)
+        rows.setdefault(parent_of(path), []).append((path, int(row.is_dir), row.size, row.mtime_ns, row.inode, fp))
+    prints: dict[str, tuple[int, int] | None] = {
+        parent: None if unknown else (len(found), sum(r[5] or 0 for r in found)) for parent, found in rows.items()
+    }
+
+    async def read(parent: str) -> list[FolderRow]:
+        return list(rows.get(parent, []))
+
+    async def fill(filled: list[tuple[str, int, int, int, int, int]]) -> None:
+        for path, *_stat, fp in filled:
+            assert fp == entry_fingerprint(name_of(path), bool(_stat[0]), *_stat[1:])
+
+    return FolderPrints(prints, read, fill)
 
 
 async def _scan(root: Path, known: MemoryKnown, ignore: IgnoreMatcher | None = None) -> list[LocalChange]:
     out: list[LocalChange] = []
-    rows: KnownRows = _whole_tree(known) if _MODE == "whole_tree" else known
+    rows: KnownRows = known if _MODE == "per_folder" else _printed(known, unknown=_MODE == "printed_unknown")
     async for batch in scan_tree(root, ignore or IgnoreMatcher(), rows):
         assert batch
         out.extend(batch)

@@ -40,7 +40,10 @@ def local_files(root: Path) -> dict[str, bytes]:
             p = Path(dirpath) / name
             if p.is_symlink():
                 continue
-            out[nfc(p.relative_to(root).as_posix())] = p.read_bytes()
+            try:
+                out[nfc(p.relative_to(root).as_posix())] = p.read_bytes()
+            except FileNotFoundError:  # taken away while listed (a daemon at work): not there
+                continue
     return out
 
 

@@ -14,6 +14,7 @@ from daemon.state.migrations import SchemaTooNew
 from daemon.state.schema import SCHEMA_VERSION
 from daemon.state.store import STATE_FILE, StateStore
 from daemon.vocab import LocalRow, RemoteItem, RemoteRow, SyncedRow
+from daemon.vocab.fingerprint import entry_fingerprint
 
 pytestmark = pytest.mark.anyio
 
@@ -193,7 +194,7 @@ async def test_concurrent_batched_writes_land_whole_and_in_order(tmp_path: Path)
         for i in range(40):
             tg.start_soon(finish, i)
         tg.start_soon(rewrite_then_delete)
-    tree = {row[0]: row for rows in (await store.local_tree(lib)).values() for row in rows.values()}
+    tree = {row[0]: row for row in await store.local_folder(lib, "")}
     assert {f"f{i}" for i in range(40)} <= set(tree)
     assert all(tree[f"f{i}"][2] == i for i in range(40))  # (path, is_dir, size, mtime_ns, inode)
     for i in range(40):
@@ -339,4 +340,40 @@ async def test_the_reads_a_full_listing_makes_per_folder_use_the_parent_indexes(
         for statement, parameters in statements:
             plan = " ".join(row[3] for row in await raw.execute_fetchall(f"EXPLAIN QUERY PLAN {statement}", parameters))
             assert re.search(r"USING (COVERING )?INDEX ix_\w+_parent \(lib=\? AND parent", plan), (statement, plan)
+    await store.close()
+
+
+async def test_version_3_file_gets_the_fingerprint_column_unknown(tmp_path: Path) -> None:
+    """Version 4 keeps each local row's fingerprint; rows of a version 3 file have none, so their
+    folder's sum is unknown (a rescan reads its rows) until a write or a rescan fills them in."""
+    store = await StateStore.open(tmp_path)
+    lib = await store.library_id("kept")
+    async with store.transaction(lib) as tx:
+        await tx.put_local(LocalRow("a.txt", size=1, mtime_ns=2, inode=3, digest="d"))
+    async with store.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE local DROP COLUMN fp"))
+        await conn.execute(text("UPDATE meta SET value='3' WHERE key='schema_version'"))
+    await store.close()
+    store = await StateStore.open(tmp_path)
+    assert await store.local_folder_prints(lib) == {"": None}
+    async with store.transaction(lib) as tx:
+        await tx.put_local(LocalRow("b.txt", size=5, mtime_ns=6, inode=7, digest="e"))
+    assert await store.local_folder_prints(lib) == {"": None}  # a.txt's is still unknown
+    async with store.batched(lib) as tx:
+        await tx.set_local_fingerprints([("a.txt", 0, 1, 2, 3, 11)])
+    [(count, total)] = [p for p in (await store.local_folder_prints(lib)).values() if p is not None]
+    assert count == 2 and total == 11 + entry_fingerprint("b.txt", False, 5, 6, 7)
+    await store.close()
+
+
+async def test_a_fingerprint_is_filled_in_only_where_the_row_still_holds_what_it_was_computed_from(
+    tmp_path: Path,
+) -> None:
+    store = await StateStore.open(tmp_path)
+    lib = await store.library_id("kept")
+    async with store.transaction(lib) as tx:
+        await tx.put_local(LocalRow("a.txt", size=9, mtime_ns=2, inode=3, digest="d"))
+    async with store.batched(lib) as tx:  # computed from a.txt as it was before it was rewritten
+        await tx.set_local_fingerprints([("a.txt", 0, 1, 2, 3, 11)])
+    assert [row[5] for row in await store.local_folder(lib, "")] == [entry_fingerprint("a.txt", False, 9, 2, 3)]
     await store.close()
