@@ -313,9 +313,9 @@ def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str
 def _list_printed(root: str, dir_rel: str, ignore: IgnoreMatcher, prints: FolderPrints) -> _Listing:
     """``_list_dir`` for a walk that knows each folder's fingerprint sum (a full rescan): a folder whose
     entries add up to it yields only its subfolders; any other is listed again against its stored rows,
-    read now. Runs in a worker thread."""
+    read now (none for a folder the store holds no rows of: all of a first scan). Runs in a worker thread."""
     expected = prints.expected(dir_rel)
-    if expected is not None:
+    if expected is not None and expected[0] > 0:
         opened = _open_dir(root, dir_rel)
         if opened is None:
             return _Listing(dir_rel, {}, ok=False)
@@ -574,7 +574,7 @@ class FolderPrints:
 
     def rows_now(self, dir_path: str, expected: tuple[int, int] | None) -> Mapping[str, StoredStat]:
         """The stored rows of ``dir_path``'s children, read from the walk's worker thread (none to read
-        when ``expected`` counts none: a folder new to the store, every folder of a first scan)."""
+        when ``expected`` counts none)."""
         if expected is not None and expected[0] == 0:
             return {}
         rows = anyio.from_thread.run(self._read, dir_path)
