@@ -43,7 +43,7 @@ from daemon.state.mapping import (
 from daemon.state.migrations import check_readable, migrate
 from daemon.state.writes import PendingReplace, Txn, under_folder
 from daemon.vocab import LocalRow, PathState, RemoteItem, RemoteRow, SyncedRow
-from daemon.vocab.fingerprint import summed
+from daemon.vocab.fingerprint import LOW_BITS, summed
 
 __all__ = [
     "STATE_FILE",
@@ -74,14 +74,14 @@ _LOCAL_WINDOW_SQL = str(_LOCAL_WINDOW.compile(dialect=sqlite.dialect()))
 
 
 _L = schema.local
-_LOW = 0xFFFFFFFF  # see daemon/vocab/fingerprint.py: LOW_BITS
+_LOW = (1 << LOW_BITS) - 1
 _FOLDER_PRINTS = (
     select(
         _L.c.parent,
         func.count(),
         func.count(_L.c.fp),
         func.sum(_L.c.fp.op("&")(_LOW)),
-        func.sum(_L.c.fp.op(">>")(32)),
+        func.sum(_L.c.fp.op(">>")(LOW_BITS)),
     )
     .where(_L.c.lib == bindparam("lib"))
     .group_by(_L.c.parent)

@@ -115,9 +115,9 @@ class Txn:
         await self._exec(LOCAL_UPSERT, [local_values(self.lib, r, _NO_EXTRA) for r in rows])
 
     async def set_local_fingerprints(self, rows: Sequence[tuple[str, int, int, int, int, int]]) -> None:
-        """Fill in the fingerprints a rescan computed for rows it found unchanged, each given as
-        ``(path, is_dir, size, mtime_ns, inode, fp)``: written only where the row still holds those
-        fields (a row rewritten meanwhile keeps the fingerprint its writer gave it)."""
+        """Fill in the fingerprints a rescan computed for rows it read whose own was missing or stale,
+        each given as ``(path, is_dir, size, mtime_ns, inode, fp)``: written only where the row still
+        holds those fields (a row rewritten meanwhile keeps the fingerprint its writer gave it)."""
         if rows:
             await self._exec(_LOCAL_FP_FILL, [_fill_values(self.lib, row) for row in rows])
 
