@@ -144,7 +144,7 @@ def _candidates(clean: str, remote_id: str) -> Iterator[str]:
 
 def possible_local_names(name: str, remote_id: str) -> tuple[str, ...]:
     """Every local name ``assign_local_names`` could give an entry called ``name`` with this id."""
-    return (name, *(_disambiguate(name, remote_id, n) for n in (6, 12, 40)))
+    return tuple(_candidates(name, remote_id))
 
 
 @dataclass(frozen=True, slots=True)

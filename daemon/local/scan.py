@@ -22,6 +22,7 @@ import os
 import stat
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -37,7 +38,7 @@ from daemon.local.ignore import IgnoreMatcher
 from daemon.local.names import is_nfc, join, name_of, parent_of, safe_local_path, to_nfc
 from daemon.local.once import Once
 from daemon.vocab import Known, KnownLocal, LocalRow, StoredStat
-from daemon.vocab.fingerprint import entry_fingerprint, file_fingerprint, folder_fingerprint
+from daemon.vocab.fingerprint import Fill, FolderRow, entry_fingerprint, file_fingerprint, folder_fingerprint
 
 log = structlog.get_logger(__name__)
 
@@ -274,39 +275,37 @@ def _warn_symlink(root: str, rel: str) -> None:
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-def _open_dir(root: str, dir_rel: str) -> tuple[int, Iterator[os.DirEntry[str]]] | None:
-    """A folder opened for listing: its descriptor and the entries' iterator (a context manager, on a
-    duplicate of the descriptor); None when it is gone or unreadable (logged once)."""
+@contextmanager
+def _entries(root: str, dir_rel: str) -> Iterator[Iterator[os.DirEntry[str]] | None]:
+    """The entries of a folder, open for the ``with`` block; None when it is gone or unreadable
+    (logged once)."""
     try:
         # listed through a descriptor: each entry is then stat'ed relative to it (fstatat), not by its
         # full path from / (which the kernel walks component by component: most of a rescan's time)
         dir_fd = os.open(_abs(root, dir_rel), _DIR_FLAGS)
-        try:
-            return dir_fd, os.scandir(dir_fd)
-        except BaseException:
-            os.close(dir_fd)
-            raise
     except (FileNotFoundError, NotADirectoryError):
-        return None
+        yield None
+        return
     except PermissionError:
         if _unreadable_once.first((root, dir_rel)):
             log.warning("dir_unreadable", path=dir_rel, next_step="skipped; fix its permissions")
-        return None
+        yield None
+        return
+    try:
+        with os.scandir(dir_fd) as it:  # on a duplicate of dir_fd, closed with the iterator
+            yield it
+    finally:
+        os.close(dir_fd)
 
 
 def _list_dir(root: str, dir_rel: str, ignore: IgnoreMatcher, known: Mapping[str, StoredStat]) -> _Listing:
     """List, stat, filter and compare one folder. Runs in a worker thread."""
     out = _Listing(dir_rel, known)
-    opened = _open_dir(root, dir_rel)
-    if opened is None:
-        out.ok = False
-        return out
-    dir_fd, it = opened
-    try:
-        with it:  # type: ignore[attr-defined]  # a ScandirIterator
+    with _entries(root, dir_rel) as it:
+        if it is None:
+            out.ok = False
+        else:
             _list_entries(out, root, dir_rel, _abs(root, dir_rel), it, ignore, known)
-    finally:
-        os.close(dir_fd)
     return out
 
 
@@ -315,19 +314,16 @@ def _list_printed(root: str, dir_rel: str, ignore: IgnoreMatcher, prints: Folder
     entries add up to it yields only its subfolders; any other is listed again against its stored rows,
     read now (none for a folder the store holds no rows of: all of a first scan). Runs in a worker thread."""
     expected = prints.expected(dir_rel)
-    if expected is not None and expected[0] > 0:
-        opened = _open_dir(root, dir_rel)
-        if opened is None:
-            return _Listing(dir_rel, {}, ok=False)
-        dir_fd, it = opened
-        try:
-            with it:  # type: ignore[attr-defined]  # a ScandirIterator
-                unchanged = _unchanged(dir_rel, it, ignore, expected)
-        finally:
-            os.close(dir_fd)
+    if expected is not None and expected[0] == 0:
+        return _list_dir(root, dir_rel, ignore, {})
+    if expected is not None:
+        with _entries(root, dir_rel) as it:
+            if it is None:
+                return _Listing(dir_rel, {}, ok=False)
+            unchanged = _unchanged(dir_rel, it, ignore, expected)
         if unchanged is not None:
             return unchanged
-    return _list_dir(root, dir_rel, ignore, prints.rows_now(dir_rel, expected))
+    return _list_dir(root, dir_rel, ignore, prints.rows_now(dir_rel))
 
 
 def _unchanged(
@@ -545,10 +541,6 @@ async def _hash_files(root: str, items: list[_ToHash], limiter: anyio.CapacityLi
 # --- public --------------------------------------------------------------------------------------
 
 
-FolderRow = tuple[str, int, int, int, int, int | None]
-"""A stored local row as ``StateStore.local_folder`` reads it: (path, is_dir, size, mtime_ns, inode, fp)."""
-
-
 class FolderPrints:
     """A full rescan's knowledge of the stored tree: per folder, its rows' count and fingerprint sum
     (``StateStore.local_folder_prints``: one aggregate query, nothing per file held in memory). The walk
@@ -561,22 +553,19 @@ class FolderPrints:
         self,
         prints: dict[str, tuple[int, int] | None],
         read: Callable[[str], Coroutine[Any, Any, list[FolderRow]]],
-        fill: Callable[[list[tuple[str, int, int, int, int, int]]], Awaitable[None]],
+        fill: Callable[[list[Fill]], Awaitable[None]],
     ) -> None:
         self._prints = prints
         self._read = read
         self._fill = fill
-        self.fills: list[tuple[str, int, int, int, int, int]] = []
+        self.fills: list[Fill] = []
 
     def expected(self, dir_path: str) -> tuple[int, int] | None:
         """The (count, sum) of ``dir_path``'s stored rows, handed out once (a folder without rows: 0, 0)."""
         return self._prints.pop(dir_path, (0, 0))
 
-    def rows_now(self, dir_path: str, expected: tuple[int, int] | None) -> Mapping[str, StoredStat]:
-        """The stored rows of ``dir_path``'s children, read from the walk's worker thread (none to read
-        when ``expected`` counts none)."""
-        if expected is not None and expected[0] == 0:
-            return {}
+    def rows_now(self, dir_path: str) -> Mapping[str, StoredStat]:
+        """The stored rows of ``dir_path``'s children, read from the walk's worker thread."""
         rows = anyio.from_thread.run(self._read, dir_path)
         out: dict[str, StoredStat] = {}
         for path, is_dir, size, mtime_ns, inode, fp in rows:

@@ -43,7 +43,7 @@ from daemon.state.mapping import (
 from daemon.state.migrations import check_readable, migrate
 from daemon.state.writes import PendingReplace, Txn, under_folder
 from daemon.vocab import LocalRow, PathState, RemoteItem, RemoteRow, SyncedRow
-from daemon.vocab.fingerprint import LOW_BITS, summed
+from daemon.vocab.fingerprint import LOW_BITS, FolderRow, summed
 
 __all__ = [
     "STATE_FILE",
@@ -57,23 +57,16 @@ __all__ = [
 
 STATE_FILE = "state.sqlite3"
 
-_LOCAL_TREE = select(
-    schema.local.c.path,
-    schema.local.c.is_dir,
-    schema.local.c.size,
-    schema.local.c.mtime_ns,
-    schema.local.c.inode,
-).where(schema.local.c.lib == bindparam("lib"))
+_L = schema.local
+_STAT_COLUMNS = (_L.c.path, _L.c.is_dir, _L.c.size, _L.c.mtime_ns, _L.c.inode)  # a StoredStat's fields
 _LOCAL_WINDOW = (
-    select(schema.local.c.parent, *_LOCAL_TREE.selected_columns)
-    .where(schema.local.c.lib == bindparam("lib"), schema.local.c.parent >= bindparam("parent"))
-    .order_by(schema.local.c.parent)
+    select(_L.c.parent, *_STAT_COLUMNS)
+    .where(_L.c.lib == bindparam("lib"), _L.c.parent >= bindparam("parent"))
+    .order_by(_L.c.parent)
     .limit(bindparam("size"))
 )
 _LOCAL_WINDOW_SQL = str(_LOCAL_WINDOW.compile(dialect=sqlite.dialect()))
 
-
-_L = schema.local
 _LOW = (1 << LOW_BITS) - 1
 _FOLDER_PRINTS = (
     select(
@@ -86,9 +79,7 @@ _FOLDER_PRINTS = (
     .where(_L.c.lib == bindparam("lib"))
     .group_by(_L.c.parent)
 )
-_FOLDER_ROWS = select(_L.c.path, _L.c.is_dir, _L.c.size, _L.c.mtime_ns, _L.c.inode, _L.c.fp).where(
-    _L.c.lib == bindparam("lib"), _L.c.parent == bindparam("parent")
-)
+_FOLDER_ROWS = select(*_STAT_COLUMNS, _L.c.fp).where(_L.c.lib == bindparam("lib"), _L.c.parent == bindparam("parent"))
 
 _TREES = (schema.local, schema.remote, schema.synced)
 
@@ -365,7 +356,7 @@ class StateStore:
                 parent: summed(count, low, high) if known == count else None for parent, count, known, low, high in rows
             }
 
-    async def local_folder(self, lib: int, parent: str) -> list[tuple[str, int, int, int, int, int | None]]:
+    async def local_folder(self, lib: int, parent: str) -> list[FolderRow]:
         """The rows of the direct children of ``parent`` as ``(path, is_dir, size, mtime_ns, inode, fp)``."""
         async with self.engine.connect() as conn:
             return [tuple(r) for r in await conn.execute(_FOLDER_ROWS, {"lib": lib, "parent": parent})]

@@ -25,6 +25,7 @@ from daemon.state.mapping import (
     upsert,
 )
 from daemon.vocab import LocalRow, RemoteItem, RemoteRow, SyncedRow
+from daemon.vocab.fingerprint import Fill
 
 _CURSOR_UPSERT = upsert(schema.cursors, ("lib", "name"), ("value",))
 _STATUS_UPSERT = upsert(schema.status, ("lib", "key"), ("value",))
@@ -48,7 +49,7 @@ _LOCAL_FP_FILL = (
 )
 
 
-def _fill_values(lib: int, row: tuple[str, int, int, int, int, int]) -> dict[str, Any]:
+def _fill_values(lib: int, row: Fill) -> dict[str, Any]:
     path, is_dir, size, mtime_ns, inode, fp = row
     return {
         "b_lib": lib,
@@ -114,7 +115,7 @@ class Txn:
             return
         await self._exec(LOCAL_UPSERT, [local_values(self.lib, r, _NO_EXTRA) for r in rows])
 
-    async def set_local_fingerprints(self, rows: Sequence[tuple[str, int, int, int, int, int]]) -> None:
+    async def set_local_fingerprints(self, rows: Sequence[Fill]) -> None:
         """Fill in the fingerprints a rescan computed for rows it read whose own was missing or stale,
         each given as ``(path, is_dir, size, mtime_ns, inode, fp)``: written only where the row still
         holds those fields (a row rewritten meanwhile keeps the fingerprint its writer gave it)."""

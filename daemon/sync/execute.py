@@ -27,7 +27,7 @@ from daemon.local.names import safe_local_path
 from daemon.local.once import Once
 from daemon.local.source import UploadSource
 from daemon.providers.base import FolderResolver, Provider
-from daemon.state.store import StateStore, parent_path
+from daemon.state.store import StateStore, Txn, parent_path
 from daemon.sync import retire
 from daemon.sync.plan import conflict_copy_name
 from daemon.sync.retire import RemoteChanged, remote_item
@@ -177,6 +177,13 @@ async def remote_md5(provider: Provider, item: RemoteItem) -> tuple[int, str] | 
     except (ProviderError, OSError):
         return None
     return hasher.size, hasher.md5.hexdigest()
+
+
+async def _put_record(tx: Txn, action: Record) -> None:
+    """The one write of a RECORD: the synced row of what both sides already hold."""
+    local, remote = action.local, action.remote
+    assert local is not None and remote is not None
+    await tx.put_synced(synced_row(action.path, local, remote))
 
 
 def _takes_a_folder_away(action: Action) -> bool:
@@ -337,9 +344,7 @@ class Executor:
             started = time.monotonic()
             async with self.store.batched(self.lib) as tx:
                 for action in chunk:
-                    local, remote = action.local, action.remote
-                    assert local is not None and remote is not None
-                    await tx.put_synced(synced_row(action.path, local, remote))
+                    await _put_record(tx, action)
                     if action.path in self._in_backoff:
                         await tx.clear_failure(action.path)
             for action in chunk:
@@ -587,10 +592,9 @@ class Executor:
         return new_local.size
 
     async def _do_record(self, action: Record) -> int:
-        local, remote = action.local, action.remote
-        assert local is not None and remote is not None
+        """A RECORD on its own (``run`` writes them together: ``_record_all``)."""
         async with self.store.batched(self.lib) as tx:
-            await tx.put_synced(synced_row(action.path, local, remote))
+            await _put_record(tx, action)
         return 0
 
     async def _do_delete_remote(self, action: DeleteRemote) -> int:

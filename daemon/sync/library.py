@@ -73,6 +73,7 @@ from daemon.vocab import (
     Upload,
     moved_from,
 )
+from daemon.vocab.fingerprint import Fill
 
 log = structlog.get_logger(__name__)
 
@@ -269,7 +270,7 @@ class LibrarySync:
             )
         return WindowedKnownRows(self.store, self.lib)
 
-    async def _fill_fingerprints(self, rows: list[tuple[str, int, int, int, int, int]]) -> None:
+    async def _fill_fingerprints(self, rows: list[Fill]) -> None:
         async with self.store.batched(self.lib) as tx:
             await tx.set_local_fingerprints(rows)
 

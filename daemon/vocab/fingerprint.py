@@ -22,6 +22,14 @@ LOW_BITS = 32
 over even a billion rows cannot overflow SQLite's integers."""
 
 
+FolderRow = tuple[str, int, int, int, int, int | None]
+"""A stored local row as a rescan reads it for a folder whose sum differs: (path, is_dir, size, mtime_ns,
+inode, fp); fp None where not known yet."""
+Fill = tuple[str, int, int, int, int, int]
+"""A fingerprint to store for a row, with the fields it was computed from: (path, is_dir, size, mtime_ns,
+inode, fp)."""
+
+
 def file_fingerprint(name: str, size: int, mtime_ns: int, inode: int) -> int:
     """The fingerprint of a file row (``name``: its last path component, valid UTF-8)."""
     return hash((crc32(name.encode()), size, mtime_ns, inode)) & FINGERPRINT_MASK

@@ -16,7 +16,6 @@ from daemon.local.marker import ensure_marker
 from daemon.local.names import name_of, parent_of
 from daemon.local.scan import (
     FolderPrints,
-    FolderRow,
     KnownRows,
     LocalChange,
     Unsyncable,
@@ -26,7 +25,7 @@ from daemon.local.scan import (
     scan_tree,
 )
 from daemon.vocab import LocalRow
-from daemon.vocab.fingerprint import entry_fingerprint
+from daemon.vocab.fingerprint import FolderRow, entry_fingerprint
 from tests.local.memory_known import MemoryKnown
 
 pytestmark = pytest.mark.anyio
