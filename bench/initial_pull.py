@@ -37,6 +37,7 @@ from bench.common import (
     run_timed,
     sync_once,
     tree_stats,
+    warm_up,
     write_config,
 )
 
@@ -118,6 +119,7 @@ def huge_pull(work: Path, huge_mib: int) -> dict[str, Any]:
     in_child(build_coredata_tree, work / "sandbox-huge", small=0, folders=0, large=1, large_size=huge_mib * MB, seed=3)
     tree = export_tree(work / "sandbox-huge", work / "src" / "huge")
     try:
+        warm_up(work / "src" / "huge", work / "floor")
         lm = pull(work, "huge", tree)
         rc = rclone_pull(work, "huge", tree)
         floor = floor_seconds(work / "src" / "huge", work / "floor")

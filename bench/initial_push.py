@@ -33,6 +33,7 @@ from bench.common import (
     run_timed,
     sync_once,
     tree_stats,
+    warm_up,
     write_config,
 )
 from bench.initial_pull import FOLDERS, HUGE_MIB, LARGE, LARGE_SIZE, MB, SMALL, _per, _rate, in_child
@@ -104,6 +105,7 @@ def huge_push(work: Path, huge_mib: int) -> dict[str, Any]:
     in_child(build_local_tree, work / "src" / "huge", small=0, folders=0, large=1, large_size=huge_mib * MB, seed=3)
     tree = tree_stats(work / "src" / "huge")
     try:
+        warm_up(work / "src" / "huge", work / "floor")
         lm = push(work, "huge", tree)
         rc = rclone_push(work, "huge")
         floor = floor_seconds(work / "src" / "huge", work / "floor")
