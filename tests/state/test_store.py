@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
+from daemon.state import writes
 from daemon.state.migrations import SchemaTooNew
 from daemon.state.schema import SCHEMA_VERSION
 from daemon.state.store import STATE_FILE, StateStore
@@ -376,4 +377,51 @@ async def test_a_fingerprint_is_filled_in_only_where_the_row_still_holds_what_it
     async with store.batched(lib) as tx:  # computed from a.txt as it was before it was rewritten
         await tx.set_local_fingerprints([("a.txt", 0, 1, 2, 3, 11)])
     assert [row[5] for row in await store.local_folder(lib, "")] == [entry_fingerprint("a.txt", False, 9, 2, 3)]
+    await store.close()
+
+
+async def test_bulk_deletes_go_in_bounded_key_ranges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clearing the staged listing and sweeping the rows a full listing did not see remove every row of
+    a large library. SQLite (foreign keys on) first lists every row one DELETE removes, and that list is
+    never given back: 23.5 MB for a million staged rows. Each DELETE must therefore remove at most
+    ``DELETE_RANGE`` rows, through the primary key, and the result must be the same as one DELETE."""
+    monkeypatch.setattr(writes, "DELETE_RANGE", 3, raising=False)
+    store = await StateStore.open(tmp_path)
+    lib, other = await store.library_id("big"), await store.library_id("other")
+    items = [RemoteItem(f"id{i:02d}", "root", f"f{i:02d}.txt") for i in range(10)]
+    rows = [
+        RemoteRow(f"f{i:02d}.txt", f"id{i:02d}", parent_id="root", version="v1", name=f"f{i:02d}.txt")
+        for i in range(10)
+    ]
+    for each in (lib, other):
+        async with store.transaction(each) as tx:
+            await tx.add_listing(items)
+            await tx.put_remotes(rows, generation=1)
+    seen = {f"f{i:02d}.txt" for i in (0, 2, 3, 5, 9)}  # f03: at a range's end; f09: the last row
+    async with store.transaction(lib) as tx:
+        await tx.touch_remotes(sorted(seen), generation=2)
+    deletes: list[tuple[str, int]] = []
+    plans: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if statement.lstrip().upper().startswith("DELETE"):
+            deletes.append((statement, cursor.rowcount))
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).fetchall()
+            plans.append(" ".join(str(row[3]) for row in plan))
+
+    event.listen(store.engine.sync_engine, "after_cursor_execute", count)
+    try:
+        async with store.transaction(lib) as tx:
+            assert await tx.sweep_remote(2) == 5
+            await tx.clear_listing()
+    finally:
+        event.remove(store.engine.sync_engine, "after_cursor_execute", count)
+    assert len(deletes) >= 6 and all(removed <= 3 for _, removed in deletes), deletes
+    assert all(
+        re.search(r"USING (COVERING )?INDEX sqlite_autoindex_\w+ \(lib=\? AND \w+[<>]", plan) for plan in plans
+    ), plans
+    assert {r.path for r in await store.remote_children(lib, "root")} == seen
+    assert await store.listing_children(lib, "root") == []
+    assert len(await store.remote_children(other, "root")) == 10  # another library's rows are not touched
+    assert len(await store.listing_children(other, "root")) == 10
     await store.close()
