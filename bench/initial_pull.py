@@ -151,6 +151,7 @@ def main(small: int = SMALL, huge_mib: int = HUGE_MIB) -> dict[str, Any]:
         print(f"set-up: {small_tree[0]} small + {large_tree[0]} large files in {time.perf_counter() - start:.1f} s")
 
         lm_small = pull(work, "small", small_tree)
+        warm_up(work / "src" / "large", work / "floor")  # see warm_up: the same for every compared run
         lm_large = pull(work, "large", large_tree)
         rc_small = rclone_pull(work, "small", small_tree)
         rc_large = rclone_pull(work, "large", large_tree)

@@ -135,6 +135,7 @@ def main(small: int = SMALL, huge_mib: int = HUGE_MIB) -> dict[str, Any]:
         print(f"set-up: {small_tree[0]} small + {large_tree[0]} large files in {time.perf_counter() - start:.1f} s")
 
         lm_small = push(work, "small", small_tree)
+        warm_up(work / "src" / "large", work / "floor")  # see warm_up: the same for every compared run
         lm_large = push(work, "large", large_tree)
         rc_small = rclone_push(work, "small", folders=RCLONE_FOLDERS)
         rc_large = rclone_push(work, "large")
