@@ -296,8 +296,8 @@ class StateStore:
     async def batched(self, lib: int) -> AsyncIterator[Txn]:
         """Like ``transaction`` for write-only blocks, committed together with other concurrent
         ``batched`` blocks (group commit). Returns once the writes are durable; a block that raises
-        writes nothing. Methods that read results (``record_failure``, ``sweep_remote``) need
-        ``transaction``."""
+        writes nothing. Methods that read results (``record_failure``, ``sweep_remote``,
+        ``clear_listing``) need ``transaction``."""
         recorder = RecordingConn()
         yield Txn(recorder, lib, shield=False)
         if recorder.calls:
