@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, String, Table, and_, bindparam, func, lite
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from daemon.state import schema
-from daemon.state.group_commit import Executes
+from daemon.state.group_commit import Executes, RecordingConn
 from daemon.state.mapping import (
     LISTING_UPSERT,
     LOCAL_UPSERT,
@@ -125,10 +125,7 @@ class Txn:
             await self._exec(_LOCAL_FP_FILL, [_fill_values(self.lib, row) for row in rows])
 
     async def delete_local(self, path: str, *, recursive: bool = False) -> None:
-        t = schema.local
-        await self._exec(t.delete().where(t.c.lib == self.lib, t.c.path == path))
-        if recursive:
-            await self._exec(t.delete().where(t.c.lib == self.lib, under_folder(t.c.path, path)))
+        await self._delete_path(schema.local, path, recursive=recursive)
 
     # -- remote tree -----------------------------------------------------------------------------
     async def put_remote(self, row: RemoteRow, generation: int = 0) -> None:
@@ -149,10 +146,7 @@ class Txn:
         await self._exec(_REMOTE_TOUCH, [{"b_lib": self.lib, "b_path": p, "b_generation": generation} for p in paths])
 
     async def delete_remote(self, path: str, *, recursive: bool = False) -> None:
-        t = schema.remote
-        await self._exec(t.delete().where(t.c.lib == self.lib, t.c.path == path))
-        if recursive:
-            await self._exec(t.delete().where(t.c.lib == self.lib, under_folder(t.c.path, path)))
+        await self._delete_path(schema.remote, path, recursive=recursive)
 
     async def delete_remote_id(self, remote_id: str) -> None:
         t = schema.remote
@@ -169,6 +163,19 @@ class Txn:
         t = schema.remote_listing
         await self._delete_in_ranges(t, t.c.remote_id)
 
+    async def _delete_path(self, table: Table, path: str, *, recursive: bool) -> None:
+        """The row at ``path`` and, ``recursive``, every row under it. A subtree goes in key ranges
+        (``_delete_in_ranges``: a folder of 500,000 files removed at once) where the results can be read;
+        a group commit's block (``StateStore.batched``) only records statements, and sends it as one."""
+        await self._exec(table.delete().where(table.c.lib == self.lib, table.c.path == path))
+        if not recursive:
+            return
+        inside = under_folder(table.c.path, path)
+        if isinstance(self.conn, RecordingConn):
+            await self._exec(table.delete().where(table.c.lib == self.lib, inside))
+        else:
+            await self._delete_in_ranges(table, table.c.path, inside)
+
     async def _delete_in_ranges(self, table: Table, key: ColumnElement[str], *where: ColumnElement[bool]) -> int:
         """``DELETE`` the library's rows of ``table`` that match ``where``, one range of
         ``DELETE_RANGE`` keys at a time, in this transaction; returns how many went.
@@ -176,8 +183,9 @@ class Txn:
         With foreign keys on, SQLite first collects the row ids of every row a ``DELETE`` removes, then
         removes them: clearing a full listing of 1,000,000 files held 23.5 MB for that list (measured on
         the state file of ``make bench-scale``), which the process never gave back. A range of the
-        (lib, key) primary key bounds the list whatever the library's size; each range is found and
-        deleted through that index, so the whole is still linear in the rows.
+        (lib, key) primary key bounds the list whatever the library's size: each range ends at the
+        ``DELETE_RANGE``-th matching key after the last one, found and deleted through that index, so the
+        whole is still linear in the rows (and a small subtree costs one range).
         """
         lib = table.c.lib == self.lib
         deleted = 0
@@ -185,7 +193,7 @@ class Txn:
         while True:
             above = [lib] if after is None else [lib, key > after]
             bound = (
-                await self._exec(select(key).where(*above).order_by(key).offset(DELETE_RANGE - 1).limit(1))
+                await self._exec(select(key).where(*above, *where).order_by(key).offset(DELETE_RANGE - 1).limit(1))
             ).scalar()
             upto = [] if bound is None else [key <= bound]
             result = await self._exec(table.delete().where(*above, *upto, *where))
@@ -204,10 +212,7 @@ class Txn:
         await self._exec(SYNCED_UPSERT, synced_values(self.lib, row, _NO_EXTRA))
 
     async def delete_synced(self, path: str, *, recursive: bool = False) -> None:
-        t = schema.synced
-        await self._exec(t.delete().where(t.c.lib == self.lib, t.c.path == path))
-        if recursive:
-            await self._exec(t.delete().where(t.c.lib == self.lib, under_folder(t.c.path, path)))
+        await self._delete_path(schema.synced, path, recursive=recursive)
 
     # -- all three trees ---------------------------------------------------------------------------
     async def move_subtree(self, src: str, dst: str, *, local_only: bool = False) -> None:

@@ -425,3 +425,42 @@ async def test_bulk_deletes_go_in_bounded_key_ranges(tmp_path: Path, monkeypatch
     assert len(await store.remote_children(other, "root")) == 10  # another library's rows are not touched
     assert len(await store.listing_children(other, "root")) == 10
     await store.close()
+
+
+async def test_a_large_subtree_is_deleted_in_bounded_key_ranges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder removed with everything under it (a local folder of 500,000 files deleted at once, a
+    remote one moved out of the library) goes in ranges of at most ``DELETE_RANGE`` rows, like the
+    listing's bulk deletes, and takes nothing beside it; inside a group commit it still goes whole."""
+    monkeypatch.setattr(writes, "DELETE_RANGE", 3, raising=False)
+    store = await StateStore.open(tmp_path)
+    lib = await store.library_id("big")
+    inside = ["Docs", *(f"Docs/f{i}.txt" for i in range(7)), "Docs/sub", "Docs/sub/g.txt"]
+    beside = ["Doc/x.txt", "Docs.txt", "Docs0", "Docs2/a.txt", "docs/y.txt"]
+    for path in inside + beside:
+        async with store.transaction(lib) as tx:
+            await tx.put_local(LocalRow(path, size=1, mtime_ns=1, inode=1, digest="d"))
+            await tx.put_synced(SyncedRow(path, digest="d", size=1))
+    deletes: list[int] = []
+
+    def count(_conn: Any, cursor: Any, statement: str, _parameters: Any, _context: Any, _many: bool) -> None:
+        if statement.lstrip().upper().startswith("DELETE"):
+            deletes.append(cursor.rowcount)
+
+    event.listen(store.engine.sync_engine, "after_cursor_execute", count)
+    try:
+        async with store.transaction(lib) as tx:
+            await tx.delete_local("Docs", recursive=True)
+        async with store.batched(lib) as tx:
+            await tx.delete_synced("Docs", recursive=True)
+    finally:
+        event.remove(store.engine.sync_engine, "after_cursor_execute", count)
+    local = [row[1] for row in await store.local_window(lib, "", 100)]
+    assert sorted(local) == sorted(beside)
+    async with store.engine.connect() as conn:
+        synced = (await conn.execute(text("SELECT path FROM synced WHERE lib = :lib"), {"lib": lib})).scalars().all()
+    assert sorted(synced) == sorted(beside)
+    assert deletes[0] == 1 and len(deletes) >= 5 and all(n <= 3 for n in deletes[1:-2]), deletes  # local: ranges
+    assert deletes[-1] == 9, deletes  # the group commit's: the subtree in one statement
+    await store.close()
