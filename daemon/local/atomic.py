@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import os
+import secrets
 import stat
-import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from pathlib import Path
@@ -36,6 +37,12 @@ log = structlog.get_logger(__name__)
 
 _TMP_PREFIX = "dl-"
 _TMP_SUFFIX = ".part"
+# temp names: a tag random per process and a counter (O_EXCL still refuses any name already taken)
+_TMP_TAG = secrets.token_hex(4)
+_TMP_COUNTER = itertools.count()
+# created with the mode a new library file gets (the kernel applies the umask), so placing a new file
+# needs no chmod; the folder they live in is private (0700) meanwhile
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _umask() -> int:
@@ -67,6 +74,25 @@ def _hash_all(md5: Any, chunks: list[bytes]) -> None:
         md5.update(chunk)
 
 
+def _create_temp(root: Path) -> tuple[int, Path]:
+    """A new file in ``ROOT/.libmirror/tmp/``, opened for writing. Straight into the folder, which is
+    there all but once: only a missing one costs the checks of ``private_subdir`` (MarkerMissing
+    without the marker; ``tmp/`` made again otherwise). The caller checked the marker just before."""
+    tmp_dir = root / MARKER / TMP_DIR
+    checked = False
+    while True:
+        path = tmp_dir / f"{_TMP_PREFIX}{_TMP_TAG}-{next(_TMP_COUNTER)}{_TMP_SUFFIX}"
+        try:
+            return os.open(path, _TMP_FLAGS, 0o666), path
+        except FileExistsError:
+            continue  # a leftover of an earlier process with the same tag: the next number
+        except FileNotFoundError:
+            if checked:
+                raise
+            private_subdir(root, TMP_DIR)
+            checked = True
+
+
 class _TempFile:
     """The temp file and digest of one download attempt. Only one thread works on it at a time: the
     writer thread while a buffer is being written, else whoever holds the target."""
@@ -81,9 +107,7 @@ class _TempFile:
 
     def open(self) -> IO[bytes]:
         if self.fh is None:
-            tmp_dir = private_subdir(self.root, TMP_DIR)
-            fd, name = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=tmp_dir)
-            self.path = Path(name)
+            fd, self.path = _create_temp(self.root)
             self.fh = os.fdopen(fd, "wb")
         return self.fh
 
@@ -265,14 +289,16 @@ class DownloadTarget:
             mode = stat.S_IMODE(os.lstat(dest).st_mode)
             trash_checked(self.root, self.rel, replace)
         assert self.tmp_path is not None
-        self.tmp_path.chmod(mode)
         # the stat of OUR bytes, taken while the file is still private: a rename keeps size, mtime and
         # inode, and an edit that lands right after the rename then shows as a change to re-hash (a
         # stat taken after the rename could pair someone's new content with our digest)
         ours = os.lstat(self.tmp_path)
+        if stat.S_IMODE(ours.st_mode) != mode:  # a replaced file's mode; or the umask changed meanwhile
+            self.tmp_path.chmod(mode)
+            ours = os.lstat(self.tmp_path)
         make_parents(self.root, dest)
         try:
-            rename_noreplace(self.tmp_path, dest)
+            rename_noreplace(self.tmp_path, dest, ours)
         except FileExistsError:
             raise LocalChanged(f"{self.rel!r} appeared on disk while it was being downloaded") from None
         self._file.path = None  # it is the library's file now: a discard must not remove it

@@ -54,14 +54,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def rename_noreplace(src: Path, dst: Path) -> None:
+def rename_noreplace(src: Path, dst: Path, src_stat: os.stat_result | None = None) -> None:
     """Rename ``src`` to ``dst`` but never replace an existing ``dst`` (raise FileExistsError).
 
     ``os.rename`` silently overwrites, so for files we hard-link (atomic, fails with EEXIST) and then
     unlink the old name. Folders, and filesystems without hard links, fall back to check + rename,
     which leaves only a tiny window in which a file appearing at ``dst`` would be overwritten.
+    ``src_stat``: the caller's ``lstat`` of ``src`` when it has one (saves a system call per file).
     """
-    st = os.lstat(src)
+    st = src_stat if src_stat is not None else os.lstat(src)
     if stat.S_ISREG(st.st_mode):
         try:
             os.link(src, dst, follow_symlinks=False)

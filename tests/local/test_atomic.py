@@ -107,6 +107,49 @@ async def test_refuses_without_marker(tmp_path: Path) -> None:
     assert not (tmp_path / ".libmirror").exists()
 
 
+async def test_a_removed_tmp_folder_is_made_again_private(root: Path) -> None:
+    (root / ".libmirror/tmp").rmdir()
+    await _download(root, "a.txt", None)
+    assert (root / "a.txt").read_bytes() == DATA
+    assert stat.S_IMODE((root / ".libmirror/tmp").stat().st_mode) == 0o700
+
+
+async def test_a_marker_gone_after_the_check_refuses_the_temp_file(root: Path) -> None:
+    target = open_download(root, "a.txt")  # the marker is checked here
+    (root / ".libmirror/tmp").rmdir()
+    (root / ".libmirror/trash").rmdir()
+    (root / ".libmirror/README.txt").unlink()
+    (root / ".libmirror").rmdir()  # the disk unmounted meanwhile
+    await target.write(b"x")
+    with pytest.raises(MarkerMissing):
+        await target.commit(1, None, None)
+    assert not (root / ".libmirror").exists() and not (root / "a.txt").exists()
+
+
+async def test_a_leftover_temp_name_is_never_reused(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import itertools
+
+    from daemon.local import atomic
+
+    monkeypatch.setattr(atomic, "_TMP_COUNTER", itertools.count())
+    taken = root / ".libmirror/tmp" / f"dl-{atomic._TMP_TAG}-0.part"
+    taken.write_bytes(b"left by a crash")
+    await _download(root, "a.txt", None)
+    assert taken.read_bytes() == b"left by a crash"  # O_EXCL: the next number was used
+    assert (root / "a.txt").read_bytes() == DATA
+
+
+async def test_a_new_file_gets_the_umask_mode_without_a_chmod(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    chmods: list[object] = []
+    real = Path.chmod
+    monkeypatch.setattr(Path, "chmod", lambda self, mode, **kw: (chmods.append(self), real(self, mode, **kw))[1])
+    await _download(root, "a.txt", None)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((root / "a.txt").stat().st_mode) == 0o666 & ~mask
+    assert chmods == []
+
+
 def test_stat_matches(root: Path) -> None:
     p = root / "f"
     assert stat_matches(p, None)

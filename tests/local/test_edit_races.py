@@ -40,8 +40,8 @@ def md5(data: bytes) -> str:
 def edit_right_after_rename(monkeypatch: pytest.MonkeyPatch, module: object, data: bytes) -> None:
     real = module.rename_noreplace  # type: ignore[attr-defined]
 
-    def rename_then_edit(src: Path, dst: Path) -> None:
-        real(src, dst)
+    def rename_then_edit(src: Path, dst: Path, src_stat: os.stat_result | None = None) -> None:
+        real(src, dst, src_stat)
         with open(dst, "r+b") as fh:  # same inode, same size: only the mtime can tell
             fh.write(data)
 
