@@ -107,9 +107,18 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 # A word every pattern above needs somewhere in its match: text without any of them is left as it is
 # after one scan instead of five (most log values: paths, reasons, names). Must stay a superset.
-_TEXT_TRIGGER = re.compile(
-    r"authoriz|token|secret|passw|api_?key|signature|credential|bearer|basic|jwtoken|eyJ|awsaccesskeyid", re.I
-)
+_TRIGGER_WORDS = r"authoriz|token|secret|passw|api_?key|signature|credential|bearer|basic|jwtoken|eyj|awsaccesskeyid"
+_TEXT_TRIGGER = re.compile(_TRIGGER_WORDS, re.I)
+# The same words searched in lower-cased ASCII text: eight times quicker than an IGNORECASE search, which
+# tries every case of every word at every position (every value of every log line passes here). Other
+# text keeps the IGNORECASE search: there "ſ" matches "s" and the Kelvin sign "k", as in the patterns.
+_ASCII_TRIGGER = re.compile(_TRIGGER_WORDS)
+
+
+def _may_hold_a_credential(text: str) -> bool:
+    if text.isascii():
+        return _ASCII_TRIGGER.search(text.lower()) is not None
+    return _TEXT_TRIGGER.search(text) is not None
 
 
 def redact_text(text: str) -> str:
@@ -117,7 +126,7 @@ def redact_text(text: str) -> str:
     pattern = _secrets_re
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
-    if _TEXT_TRIGGER.search(text) is None:
+    if not _may_hold_a_credential(text):
         return text
     for regex, replacement in _TEXT_PATTERNS:
         text = regex.sub(replacement, text)
@@ -156,9 +165,16 @@ def _has_content(value: object) -> bool:
 
 
 def redact_processor(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    """structlog processor: scrub every key and value of the event (see :func:`redact`)."""
-    cleaned = redact(event_dict)
-    assert isinstance(cleaned, dict)
+    """structlog processor: scrub every key and value of the event (see :func:`redact`). The same as
+    ``redact(event_dict)``, with the common case of a string value taken first (every log line)."""
+    cleaned: EventDict = {}
+    for key, value in event_dict.items():
+        if _is_sensitive_key(key) and _has_content(value):
+            cleaned[key] = REDACTED
+        elif type(value) is str:
+            cleaned[key] = redact_text(value)
+        else:
+            cleaned[key] = redact(value)
     return cleaned
 
 
@@ -213,6 +229,15 @@ class _StdlibToStructlog(logging.Handler):
             self.handleError(record)
 
 
+_debug = False  # the configured level lets debug events through
+
+
+def debug_enabled() -> bool:
+    """Whether debug events are written: a hot path checks this before it builds a debug event (a
+    filtered call still makes a logger and evaluates its arguments)."""
+    return _debug
+
+
 def configure_logging(
     fmt: Literal["json", "console"] | None = None,
     level: str = "info",
@@ -224,9 +249,11 @@ def configure_logging(
     systemd. Loggers made with ``structlog.get_logger()`` before this call pick up the new settings,
     because loggers are not cached on first use. Safe to call again (tests, reconfiguration).
     """
+    global _debug
     name = level.lower()
     if name not in LEVELS:
         raise ValueError(f"unknown log level {level!r}; use one of {', '.join(LEVELS)}")
+    _debug = LEVELS[name] <= logging.DEBUG
     out = stream if stream is not None else sys.stdout
     is_tty = _isatty(out)
     if fmt is None:
@@ -284,6 +311,7 @@ __all__ = [
     "bind_library",
     "clear_secrets",
     "configure_logging",
+    "debug_enabled",
     "redact",
     "redact_processor",
     "redact_text",

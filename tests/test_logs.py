@@ -15,6 +15,7 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from daemon import logs
 from daemon.logs import (
     _TEXT_PATTERNS,
     REDACTED,
@@ -31,7 +32,8 @@ early_log = structlog.get_logger("tests.early")  # made before configure_logging
 
 
 @pytest.fixture(autouse=True)
-def _reset() -> Iterator[None]:
+def _reset(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(logs, "_debug", logs.debug_enabled())  # structlog's defaults let debug through
     yield
     structlog.contextvars.clear_contextvars()
     structlog.reset_defaults()
@@ -78,6 +80,12 @@ def test_level_filtering() -> None:
     log.warning("yes")
     log.error("yes")
     assert [e["event"] for _, e in lines(stream)] == ["yes", "yes"]
+
+
+@pytest.mark.parametrize(("level", "debug"), [("debug", True), ("info", False), ("error", False)])
+def test_debug_enabled_follows_the_configured_level(level: str, debug: bool) -> None:
+    configure_logging("json", level, io.StringIO())
+    assert logs.debug_enabled() is debug
 
 
 def test_invalid_level_refused() -> None:
@@ -343,6 +351,10 @@ _WORDS = (
     "folder",
     "file 01.txt",
     "café",
+    "ſecret",  # long s: IGNORECASE takes it for "s"
+    "ſignature",
+    "api_\u212aey",  # Kelvin sign: IGNORECASE takes it for "k"
+    "SIGNATURE",
     "a.b",
     "-",
     "_",
@@ -360,3 +372,16 @@ def test_the_quick_screen_never_skips_a_credential(parts: list[tuple[str, str, s
     for regex, replacement in _TEXT_PATTERNS:
         full = regex.sub(replacement, full)
     assert redact_text(text) == full
+
+
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        ("url?ſignature=abc&b=1", "url?ſignature=[redacted]&b=1"),  # long s: "s" to IGNORECASE
+        ('{"ſecret": "hunter22"}', '{"ſecret": "[redacted]"}'),
+        ('{"api_\u212aey": "hunter22"}', '{"api_\u212aey": "[redacted]"}'),  # Kelvin sign: "k"
+        ("Authorization: Bearer abcdefgh123", "Authorization: [redacted]"),
+    ],
+)
+def test_the_quick_screen_matches_letters_as_the_patterns_do(text: str, scrubbed: str) -> None:
+    assert redact_text(text) == scrubbed

@@ -29,6 +29,7 @@ from daemon.local.fsops import fsync_dir, make_parents, rename_noreplace, start_
 from daemon.local.marker import MARKER, TMP_DIR, MarkerMissing, marker_present, private_subdir
 from daemon.local.names import safe_local_path
 from daemon.local.trash import keep_in_trash, trash_checked
+from daemon.logs import debug_enabled
 from daemon.vocab import DigestMismatch, LocalRow
 
 __all__ = ["DownloadTarget", "LocalChanged", "check_space", "cleanup_tmp", "open_download", "stat_matches"]
@@ -344,7 +345,8 @@ class DownloadTarget:
     def committed(self, row: LocalRow, replaced: bool) -> None:
         """Mark the target as placed (``row`` is what it became); a later ``discard`` does nothing."""
         self._done = True
-        log.debug("download_committed", path=self.rel, bytes=row.size, replaced=replaced)
+        if debug_enabled():
+            log.debug("download_committed", path=self.rel, bytes=row.size, replaced=replaced)
 
     async def commit(self, expected_size: int | None, expected_md5: str | None, replace: LocalRow | None) -> LocalRow:
         """Verify and move into place; returns the new LocalRow (with its MD5).

@@ -28,6 +28,7 @@ import structlog
 from yarl import URL
 
 from daemon.bandwidth import Throttle, current_throttle
+from daemon.logs import debug_enabled
 from daemon.metrics.families import METRICS
 from daemon.providers.base import Sink
 from daemon.providers.throttled_body import throttled
@@ -367,23 +368,25 @@ class HttpClient:
                 METRICS.request(self.provider, None)
                 if not idempotent and not isinstance(exc, aiohttp.ClientConnectorError):
                     attempts = attempt + 1  # it may have reached the server: do not send it again
-                log.debug(
-                    "http_request",
-                    method=method,
-                    url=redact_url(target),
-                    error=type(exc).__name__,
-                    duration_ms=round((time.monotonic() - started) * 1000),
-                    attempt=attempt + 1,
-                )
+                if debug_enabled():
+                    log.debug(
+                        "http_request",
+                        method=method,
+                        url=redact_url(target),
+                        error=type(exc).__name__,
+                        duration_ms=round((time.monotonic() - started) * 1000),
+                        attempt=attempt + 1,
+                    )
             else:
-                log.debug(
-                    "http_request",
-                    method=method,
-                    url=redact_url(target),
-                    status=raw.status,
-                    duration_ms=round((time.monotonic() - started) * 1000),
-                    attempt=attempt + 1,
-                )
+                if debug_enabled():
+                    log.debug(
+                        "http_request",
+                        method=method,
+                        url=redact_url(target),
+                        status=raw.status,
+                        duration_ms=round((time.monotonic() - started) * 1000),
+                        attempt=attempt + 1,
+                    )
                 METRICS.request(self.provider, raw.status)
                 response = Response(raw, content, throttle)
                 if raw.status in expect:
