@@ -15,12 +15,12 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import aiosqlite
 import anyio
 from sqlalchemy import Integer, bindparam, event, func, or_, select, union
 from sqlalchemy.dialects import sqlite
@@ -28,7 +28,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from daemon.state import schema
+from daemon.state import driver, schema
 from daemon.state.group_commit import GroupCommit, RecordingConn
 from daemon.state.mapping import (
     LOCAL,
@@ -217,6 +217,7 @@ class StateStore:
     @classmethod
     async def open(cls, state_dir: Path | str, *, url: str | URL | None = None) -> StateStore:
         """Open (creating and migrating as needed) the store under ``state_dir``."""
+        options: dict[str, Any] = {}
         if url is None:
             state_dir = Path(state_dir)
             state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -227,11 +228,13 @@ class StateStore:
             os.chmod(db, 0o600)
             # built, not parsed: a "?" or "#" in state_dir is part of the path, not a query
             url = URL.create("sqlite+aiosqlite", database=str(db))
+            # the connect arguments SQLAlchemy's dialect gives a file, through our driver (see its doc)
+            options["async_creator"] = partial(driver.connect, str(db), check_same_thread=False)
         # no rollback when a connection goes back to the pool: every block ends its own transaction
         # (``begin()`` commits or rolls back, a read's ``connect()`` rolls back on close, the group
         # commit commits or rolls back on the driver), and each rollback is a trip to aiosqlite's
         # thread that wakes two threads, once per read and per commit
-        engine = create_async_engine(url, pool_reset_on_return=None)
+        engine = create_async_engine(url, pool_reset_on_return=None, **options)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         async with engine.begin() as conn:
@@ -252,10 +255,7 @@ class StateStore:
             return None
         uri = f"file:{quote(str(db.resolve()))}?mode=ro"
 
-        async def connect() -> aiosqlite.Connection:
-            return await aiosqlite.connect(uri, uri=True)
-
-        engine = create_async_engine("sqlite+aiosqlite://", async_creator=connect)
+        engine = create_async_engine("sqlite+aiosqlite://", async_creator=partial(driver.connect, uri, uri=True))
         event.listen(engine.sync_engine, "connect", _sqlite_readonly_pragmas)
         try:
             async with engine.connect() as conn:

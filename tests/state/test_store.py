@@ -464,3 +464,36 @@ async def test_a_large_subtree_is_deleted_in_bounded_key_ranges(
     assert deletes[0] == 1 and len(deletes) >= 5 and all(n <= 3 for n in deletes[1:-2]), deletes  # local: ranges
     assert deletes[-1] == 9, deletes  # the group commit's: the subtree in one statement
     await store.close()
+
+
+_SLOW_READ = text(
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT count(*) FROM c"
+)
+
+
+async def test_a_read_cancelled_half_way_leaves_no_task_behind(tmp_path: Path) -> None:
+    """A read cancelled while SQLite runs it (a stop, a SIGTERM during a pass): SQLAlchemy closes the
+    connection gracefully in a task of its own and, cancelled again, stops the driver's thread at once.
+    That task used to wait forever for a second stop the ended thread never ran; a daemon stopped during
+    a read then hung in asyncio's final cancel of every task and never exited."""
+    import asyncio
+
+    import anyio
+
+    before = asyncio.all_tasks()
+    store = await StateStore.open(tmp_path / "state")
+    lib = await store.library_id("board")
+    for _ in range(3):
+        with anyio.move_on_after(0.05):
+            async with store.engine.connect() as conn:
+                await conn.execute(_SLOW_READ)
+    await store.close()
+    left = asyncio.all_tasks() - before  # the graceful closes: they end once SQLite is done with the reads
+    if left:
+        await asyncio.wait(left, timeout=10)
+    assert [task.get_coro() for task in asyncio.all_tasks() - before] == []
+    store = await StateStore.open(tmp_path / "state")  # and the file is not left locked
+    with anyio.fail_after(5):
+        async with store.transaction(lib) as tx:
+            await tx.put_local(LocalRow("after.txt", size=1))
+    await store.close()
