@@ -229,7 +229,7 @@ class _StdlibToStructlog(logging.Handler):
             self.handleError(record)
 
 
-_debug = False  # the configured level lets debug events through
+_debug = True  # the configured level lets debug events through (so do structlog's defaults, before it)
 
 
 def debug_enabled() -> bool:

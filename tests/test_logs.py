@@ -33,7 +33,7 @@ early_log = structlog.get_logger("tests.early")  # made before configure_logging
 
 @pytest.fixture(autouse=True)
 def _reset(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(logs, "_debug", logs.debug_enabled())  # structlog's defaults let debug through
+    monkeypatch.setattr(logs, "_debug", logs.debug_enabled())  # the level conftest configured, restored after
     yield
     structlog.contextvars.clear_contextvars()
     structlog.reset_defaults()
